@@ -1,0 +1,68 @@
+package event
+
+import (
+	"time"
+	"unicode/utf8"
+)
+
+// Reason says why an event was rejected. It is stable text: it is stored in
+// dead-letter records, used as a metric name, and asserted by tests.
+type Reason string
+
+// The validation failures (DESIGN §9). Field limits come from DESIGN §1.
+const (
+	ReasonBadKind                Reason = "bad_kind"
+	ReasonEmptyAppID             Reason = "empty_app_id"
+	ReasonAppIDTooLong           Reason = "app_id_too_long"
+	ReasonAppIDNotUTF8           Reason = "app_id_not_utf8"
+	ReasonEmptyAppVersion        Reason = "empty_app_version"
+	ReasonAppVersionTooLong      Reason = "app_version_too_long"
+	ReasonAppVersionNotUTF8      Reason = "app_version_not_utf8"
+	ReasonEmptyDeviceID          Reason = "empty_device_id"
+	ReasonDeviceIDTooLong        Reason = "device_id_too_long"
+	ReasonEventTimeBefore2000    Reason = "event_time_before_2000"
+	ReasonReceivedTimeBefore2000 Reason = "received_time_before_2000"
+)
+
+// Field limits from DESIGN §1.
+const (
+	MaxAppIDLen      = 128
+	MaxAppVersionLen = 64
+	MaxDeviceIDLen   = 64
+)
+
+// MinTime is the earliest accepted event or received time: 2000-01-01 UTC.
+// Earlier stamps come from devices with unset clocks.
+var MinTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+
+// Validate returns "" if e may be aggregated, or the first reason it may not.
+// It allocates nothing and is cheap enough for the per-record hot path.
+func Validate(e *Event) Reason {
+	switch {
+	case !e.Kind.Valid():
+		return ReasonBadKind
+	case len(e.AppID) == 0:
+		return ReasonEmptyAppID
+	case len(e.AppID) > MaxAppIDLen:
+		return ReasonAppIDTooLong
+	case len(e.AppVersion) == 0:
+		return ReasonEmptyAppVersion
+	case len(e.AppVersion) > MaxAppVersionLen:
+		return ReasonAppVersionTooLong
+	case len(e.DeviceID) == 0:
+		return ReasonEmptyDeviceID
+	case len(e.DeviceID) > MaxDeviceIDLen:
+		return ReasonDeviceIDTooLong
+	case e.EventTime < MinTime:
+		return ReasonEventTimeBefore2000
+	case e.ReceivedTime < MinTime:
+		return ReasonReceivedTimeBefore2000
+	case !utf8.ValidString(e.AppID):
+		// App ids and versions become keys in text columns, which Cassandra
+		// checks for UTF-8, and JSON output.
+		return ReasonAppIDNotUTF8
+	case !utf8.ValidString(e.AppVersion):
+		return ReasonAppVersionNotUTF8
+	}
+	return ""
+}
