@@ -1,0 +1,224 @@
+package avroio
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/io/filesystem"
+	// The local filesystem is always available.
+	_ "github.com/apache/beam/sdks/v2/go/pkg/beam/io/filesystem/local"
+)
+
+// Optional capabilities a Beam filesystem may have beyond
+// filesystem.Interface. lumen's S3 filesystem (io/s3fs) has all three; the
+// local one is handled directly; any other filesystem gets the portable
+// fallbacks (list then stat, read and discard, write in place).
+type (
+	// RangeOpener opens a byte range of a file; length < 0 means to the end.
+	RangeOpener interface {
+		OpenReadRange(ctx context.Context, path string, offset, length int64) (io.ReadCloser, error)
+	}
+	// PrefixLister lists every object under a prefix with its size, in as
+	// few requests as the store allows.
+	PrefixLister interface {
+		ListPrefix(ctx context.Context, prefix string) ([]FileInfo, error)
+	}
+	// AtomicCreator creates files that become visible only when closed
+	// without error.
+	AtomicCreator interface {
+		CreateAtomic(ctx context.Context, path string) (io.WriteCloser, error)
+	}
+)
+
+// FileInfo is a listed file.
+type FileInfo struct {
+	Path string
+	Size int64
+}
+
+var fsCache sync.Map // scheme -> filesystem.Interface
+
+// fileSystem returns the (cached) Beam filesystem for path. Filesystems are
+// shared per process: creating one may create a network client.
+func fileSystem(ctx context.Context, path string) (filesystem.Interface, error) {
+	scheme := "default"
+	if i := strings.Index(path, "://"); i > 0 {
+		scheme = path[:i]
+	}
+	if fs, ok := fsCache.Load(scheme); ok {
+		return fs.(filesystem.Interface), nil
+	}
+	fs, err := filesystem.New(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("avroio: %w", err)
+	}
+	actual, _ := fsCache.LoadOrStore(scheme, fs)
+	return actual.(filesystem.Interface), nil
+}
+
+func isLocal(path string) bool { return !strings.Contains(path, "://") }
+
+// OpenRange opens [offset, offset+length) of a file on any Beam filesystem;
+// length < 0 reads to the end.
+func OpenRange(ctx context.Context, path string, offset, length int64) (io.ReadCloser, error) {
+	if isLocal(path) {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		if offset > 0 {
+			if _, err := f.Seek(offset, io.SeekStart); err != nil {
+				f.Close()
+				return nil, err
+			}
+		}
+		return limitCloser(f, length), nil
+	}
+	fs, err := fileSystem(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	if ro, ok := fs.(RangeOpener); ok {
+		return ro.OpenReadRange(ctx, path, offset, length)
+	}
+	rc, err := fs.OpenRead(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	if offset > 0 {
+		if _, err := io.CopyN(io.Discard, rc, offset); err != nil {
+			rc.Close()
+			return nil, err
+		}
+	}
+	return limitCloser(rc, length), nil
+}
+
+func limitCloser(rc io.ReadCloser, length int64) io.ReadCloser {
+	if length < 0 {
+		return rc
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.LimitReader(rc, length), rc}
+}
+
+// ListPrefix lists the files under a directory prefix (ending in "/"),
+// recursively, with sizes.
+func ListPrefix(ctx context.Context, prefix string) ([]FileInfo, error) {
+	if isLocal(prefix) {
+		var out []FileInfo
+		root := filepath.Clean(prefix)
+		err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err != nil {
+				if os.IsNotExist(err) && p == root {
+					return filepath.SkipDir // a partition with no data
+				}
+				return err
+			}
+			if d.IsDir() || strings.HasPrefix(d.Name(), ".") {
+				return nil // hidden files are in-progress writes
+			}
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			out = append(out, FileInfo{Path: p, Size: info.Size()})
+			return nil
+		})
+		return out, err
+	}
+	fs, err := fileSystem(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	if pl, ok := fs.(PrefixLister); ok {
+		return pl.ListPrefix(ctx, prefix)
+	}
+	names, err := fs.List(ctx, prefix+"*")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]FileInfo, 0, len(names))
+	for _, n := range names {
+		size, err := fs.Size(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, FileInfo{Path: n, Size: size})
+	}
+	return out, nil
+}
+
+// Create opens path for writing such that the file appears complete or not
+// at all: on local disks by writing a hidden temporary file and renaming it
+// on Close; on filesystems with AtomicCreator (S3: one PUT or a completed
+// multipart upload) natively; elsewhere through the filesystem's OpenWrite.
+// Abort (on the returned writer, if it has one) discards a partial write.
+func Create(ctx context.Context, path string, opts ...CreateOption) (io.WriteCloser, error) {
+	var co createOptions
+	for _, o := range opts {
+		o(&co)
+	}
+	if isLocal(path) {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, err
+		}
+		f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+		if err != nil {
+			return nil, err
+		}
+		return &renameOnClose{File: f, final: path, noSync: co.noSync}, nil
+	}
+	fs, err := fileSystem(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	if ac, ok := fs.(AtomicCreator); ok {
+		return ac.CreateAtomic(ctx, path)
+	}
+	return fs.OpenWrite(ctx, path)
+}
+
+// CreateOption configures Create.
+type CreateOption func(*createOptions)
+
+type createOptions struct{ noSync bool }
+
+// NoSync skips the fsync before a local file is renamed into place: the file
+// still appears atomically, but may be lost in a power failure. For bulk
+// writers that can regenerate their output (cmd/gen); never for the
+// archiver, which commits Kafka offsets once a file is durable.
+func NoSync() CreateOption { return func(o *createOptions) { o.noSync = true } }
+
+type renameOnClose struct {
+	*os.File
+	final  string
+	noSync bool
+}
+
+func (w *renameOnClose) Close() error {
+	if !w.noSync {
+		if err := w.File.Sync(); err != nil {
+			w.Abort()
+			return err
+		}
+	}
+	if err := w.File.Close(); err != nil {
+		os.Remove(w.File.Name())
+		return err
+	}
+	return os.Rename(w.File.Name(), w.final)
+}
+
+// Abort discards the temporary file.
+func (w *renameOnClose) Abort() {
+	w.File.Close()
+	os.Remove(w.File.Name())
+}
