@@ -1,0 +1,129 @@
+// Package transforms holds the aggregation that both of lumen's layers share
+// (DESIGN §3, §4): bucketing events by corrected event time, counting them
+// per kind, app, version and bucket, and sketching distinct devices per day
+// with HyperLogLog++. The batch layer runs it map-side inside its readers and
+// merges partials; the streaming layer runs the same code as Beam combines
+// inside event-time windows. Because it is one implementation, the same
+// events give the same counts and byte-identical sketches in both layers.
+//
+// It is not for IO or for choosing windows and triggers: the pipelines do
+// that.
+package transforms
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/lumenhq/lumen/event"
+)
+
+// Granularity is a bucket size. Buckets are UTC and aligned to the epoch:
+// a day is [00:00, 24:00).
+type Granularity uint8
+
+// The granularities lumen computes. Minutes exist in the speed layer only.
+const (
+	Minute Granularity = iota + 1
+	Hour
+	Day
+)
+
+var granNames = [...]string{Minute: "minute", Hour: "hour", Day: "day"}
+
+func (g Granularity) String() string {
+	if g >= Minute && g <= Day {
+		return granNames[g]
+	}
+	return fmt.Sprintf("granularity(%d)", uint8(g))
+}
+
+// ParseGranularity parses "minute", "hour" or "day".
+func ParseGranularity(s string) (Granularity, error) {
+	for g := Minute; g <= Day; g++ {
+		if granNames[g] == s {
+			return g, nil
+		}
+	}
+	return 0, fmt.Errorf("transforms: unknown granularity %q (want minute, hour or day)", s)
+}
+
+// Millis is the bucket length in milliseconds.
+func (g Granularity) Millis() int64 {
+	switch g {
+	case Minute:
+		return 60_000
+	case Hour:
+		return 3_600_000
+	case Day:
+		return 86_400_000
+	}
+	panic(fmt.Sprintf("transforms: Millis of %v", g))
+}
+
+// Duration is the bucket length.
+func (g Granularity) Duration() time.Duration { return time.Duration(g.Millis()) * time.Millisecond }
+
+// Truncate returns the start of the bucket holding ms (milliseconds since the
+// epoch). It floors, so it is right for times before 1970 too.
+func (g Granularity) Truncate(ms int64) int64 {
+	n := g.Millis()
+	q := ms / n
+	if ms%n < 0 {
+		q--
+	}
+	return q * n
+}
+
+// BucketTime returns the time an event is bucketed by (DESIGN §3): its
+// event_time, unless the device clock ran ahead of the collector's
+// (event_time > received_time), in which case received_time, and skewed is
+// true so the caller counts it as clock_skew.
+func BucketTime(e *event.Event) (ms int64, skewed bool) {
+	if e.EventTime > e.ReceivedTime {
+		return e.ReceivedTime, true
+	}
+	return e.EventTime, false
+}
+
+// DayWindow is the inclusive range of UTC days a batch run covers:
+// [as_of − window_days + 1, as_of].
+type DayWindow struct {
+	First, Last time.Time // both midnight UTC
+}
+
+// NewDayWindow returns the window of a batch run for asOf (any time on the
+// day) and a window of days days.
+func NewDayWindow(asOf time.Time, days int) DayWindow {
+	last := asOf.UTC().Truncate(24 * time.Hour)
+	return DayWindow{First: last.AddDate(0, 0, -(days - 1)), Last: last}
+}
+
+// Days is the number of days in the window.
+func (w DayWindow) Days() int { return int(w.Last.Sub(w.First)/(24*time.Hour)) + 1 }
+
+// Placement says where a bucketed event falls relative to a DayWindow.
+type Placement uint8
+
+// Placements. Events before the window are dropped and counted as too_old;
+// events after it (a bucket time later than the run's as_of, which a sane
+// collector clock never produces) are dropped and counted as after_window.
+const (
+	InWindow Placement = iota
+	TooOld
+	AfterWindow
+)
+
+// Place classifies a bucket time.
+func (w DayWindow) Place(ms int64) Placement {
+	switch {
+	case ms < w.First.UnixMilli():
+		return TooOld
+	case ms >= w.Last.AddDate(0, 0, 1).UnixMilli():
+		return AfterWindow
+	}
+	return InWindow
+}
+
+func (w DayWindow) String() string {
+	return w.First.Format(time.DateOnly) + ".." + w.Last.Format(time.DateOnly)
+}
