@@ -1,0 +1,370 @@
+package serving
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	_ "modernc.org/sqlite" // pure-Go SQLite: the embedded default needs no cgo and no server
+
+	"github.com/lumenhq/lumen/event"
+	"github.com/lumenhq/lumen/transforms"
+)
+
+func init() { Register("sqlite", openSQLite) }
+
+// SchemaVersion is the version of the table layout, recorded in the store so
+// a future layout change can migrate or refuse an old file.
+const SchemaVersion = 1
+
+// The tables mirror DESIGN §2's Cassandra tables column for column, so the
+// two stores pass one conformance suite. Speed rows carry an expiry instead
+// of a Cassandra TTL; reads ignore expired rows.
+var sqliteSchema = []string{
+	`CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL PRIMARY KEY, applied INTEGER NOT NULL)`,
+	`CREATE TABLE IF NOT EXISTS batch_counts (
+		kind TEXT NOT NULL, app_id TEXT NOT NULL, granularity TEXT NOT NULL, period TEXT NOT NULL,
+		bucket INTEGER NOT NULL, app_version TEXT NOT NULL, count INTEGER NOT NULL,
+		PRIMARY KEY (kind, app_id, granularity, period, bucket, app_version)) WITHOUT ROWID`,
+	`CREATE TABLE IF NOT EXISTS speed_counts (
+		kind TEXT NOT NULL, app_id TEXT NOT NULL, granularity TEXT NOT NULL, period TEXT NOT NULL,
+		bucket INTEGER NOT NULL, app_version TEXT NOT NULL, count INTEGER NOT NULL, expires INTEGER NOT NULL,
+		PRIMARY KEY (kind, app_id, granularity, period, bucket, app_version)) WITHOUT ROWID`,
+	`CREATE TABLE IF NOT EXISTS batch_users (
+		kind TEXT NOT NULL, app_id TEXT NOT NULL, period TEXT NOT NULL, day INTEGER NOT NULL,
+		app_version TEXT NOT NULL, sketch BLOB NOT NULL, estimate INTEGER NOT NULL,
+		PRIMARY KEY (kind, app_id, period, day, app_version)) WITHOUT ROWID`,
+	`CREATE TABLE IF NOT EXISTS speed_users (
+		kind TEXT NOT NULL, app_id TEXT NOT NULL, period TEXT NOT NULL, day INTEGER NOT NULL,
+		app_version TEXT NOT NULL, sketch BLOB NOT NULL, estimate INTEGER NOT NULL, expires INTEGER NOT NULL,
+		PRIMARY KEY (kind, app_id, period, day, app_version)) WITHOUT ROWID`,
+	`CREATE TABLE IF NOT EXISTS batch_runs (
+		kind TEXT NOT NULL, as_of TEXT NOT NULL, window_start TEXT NOT NULL, started INTEGER NOT NULL,
+		finished INTEGER NOT NULL, status TEXT NOT NULL, counters TEXT NOT NULL,
+		PRIMARY KEY (kind, as_of)) WITHOUT ROWID`,
+}
+
+// SpeedTTL is how long speed rows live by default: the batch layer
+// supersedes them well before (DESIGN §2).
+const SpeedTTL = 7 * 24 * time.Hour
+
+type sqliteStore struct {
+	path string
+	db   *sql.DB
+	ttl  time.Duration
+}
+
+// One *sql.DB per file per process, shared by every worker's writer: SQLite
+// has one writer at a time anyway, and a shared handle serialises them
+// without lock errors.
+var (
+	sqliteMu  sync.Mutex
+	sqliteDBs = map[string]*sharedDB{}
+)
+
+type sharedDB struct {
+	db   *sql.DB
+	refs int
+}
+
+func openSQLite(ctx context.Context, url string) (Store, error) {
+	path := strings.TrimPrefix(strings.TrimPrefix(url, "sqlite:"), "//")
+	if path == "" {
+		return nil, fmt.Errorf("serving: sqlite store needs a path: sqlite:PATH")
+	}
+	sqliteMu.Lock()
+	defer sqliteMu.Unlock()
+	sh := sqliteDBs[path]
+	if sh == nil {
+		dsn := "file:" + path + "?_pragma=busy_timeout(30000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
+		db, err := sql.Open("sqlite", dsn)
+		if err != nil {
+			return nil, fmt.Errorf("serving: open sqlite %s: %w", path, err)
+		}
+		db.SetMaxOpenConns(1)
+		for _, stmt := range sqliteSchema {
+			if _, err := db.ExecContext(ctx, stmt); err != nil {
+				db.Close()
+				return nil, fmt.Errorf("serving: sqlite %s: create schema: %w", path, err)
+			}
+		}
+		if _, err := db.ExecContext(ctx, `INSERT OR IGNORE INTO schema_version VALUES (?, ?)`, SchemaVersion, time.Now().UnixMilli()); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("serving: sqlite %s: %w", path, err)
+		}
+		var v int
+		if err := db.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_version`).Scan(&v); err != nil || v != SchemaVersion {
+			db.Close()
+			return nil, fmt.Errorf("serving: sqlite %s has schema version %d, this build uses %d (%v)", path, v, SchemaVersion, err)
+		}
+		sh = &sharedDB{db: db}
+		sqliteDBs[path] = sh
+	}
+	sh.refs++
+	return &sqliteStore{path: path, db: sh.db, ttl: SpeedTTL}, nil
+}
+
+func (s *sqliteStore) Close() error {
+	sqliteMu.Lock()
+	defer sqliteMu.Unlock()
+	sh := sqliteDBs[s.path]
+	if sh == nil || sh.db != s.db {
+		return nil
+	}
+	sh.refs--
+	if sh.refs == 0 {
+		delete(sqliteDBs, s.path)
+		return sh.db.Close()
+	}
+	return nil
+}
+
+func (s *sqliteStore) NewWriter(ctx context.Context, layer Layer) (RowWriter, error) {
+	if layer != Batch && layer != Speed {
+		return nil, fmt.Errorf("serving: bad layer %v", layer)
+	}
+	return &sqliteWriter{s: s, layer: layer}, nil
+}
+
+// sqliteWriter buffers rows and upserts them in one transaction per flush.
+type sqliteWriter struct {
+	s      *sqliteStore
+	layer  Layer
+	counts []transforms.CountRow
+	users  []transforms.UserRow
+}
+
+const sqliteFlushRows = 20000
+
+func (w *sqliteWriter) WriteCounts(ctx context.Context, rows []transforms.CountRow) error {
+	w.counts = append(w.counts, rows...)
+	if len(w.counts)+len(w.users) >= sqliteFlushRows {
+		return w.Flush(ctx)
+	}
+	return nil
+}
+
+func (w *sqliteWriter) WriteUsers(ctx context.Context, rows []transforms.UserRow) error {
+	w.users = append(w.users, rows...)
+	if len(w.counts)+len(w.users) >= sqliteFlushRows {
+		return w.Flush(ctx)
+	}
+	return nil
+}
+
+func (w *sqliteWriter) Flush(ctx context.Context) error {
+	if len(w.counts) == 0 && len(w.users) == 0 {
+		return nil
+	}
+	tx, err := w.s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("serving: sqlite: %w", err)
+	}
+	defer tx.Rollback()
+	expires := time.Now().Add(w.s.ttl).UnixMilli()
+	if len(w.counts) > 0 {
+		q := `INSERT INTO batch_counts (kind, app_id, granularity, period, bucket, app_version, count) VALUES (?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT DO UPDATE SET count = excluded.count`
+		if w.layer == Speed {
+			q = `INSERT INTO speed_counts (kind, app_id, granularity, period, bucket, app_version, count, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT DO UPDATE SET count = excluded.count, expires = excluded.expires`
+		}
+		st, err := tx.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("serving: sqlite: %w", err)
+		}
+		for _, r := range w.counts {
+			args := []any{r.Kind.String(), r.AppID, r.Gran.String(), Period(r.Gran, r.BucketTime()), r.Bucket, r.AppVersion, r.Count}
+			if w.layer == Speed {
+				args = append(args, expires)
+			}
+			if _, err := st.ExecContext(ctx, args...); err != nil {
+				return fmt.Errorf("serving: sqlite upsert %v: %w", r, err)
+			}
+		}
+		st.Close()
+	}
+	if len(w.users) > 0 {
+		q := `INSERT INTO batch_users (kind, app_id, period, day, app_version, sketch, estimate) VALUES (?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT DO UPDATE SET sketch = excluded.sketch, estimate = excluded.estimate`
+		if w.layer == Speed {
+			q = `INSERT INTO speed_users (kind, app_id, period, day, app_version, sketch, estimate, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT DO UPDATE SET sketch = excluded.sketch, estimate = excluded.estimate, expires = excluded.expires`
+		}
+		st, err := tx.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("serving: sqlite: %w", err)
+		}
+		for _, r := range w.users {
+			args := []any{r.Kind.String(), r.AppID, Period(transforms.Day, r.DayTime()), r.Day, r.AppVersion, r.Sketch, r.Estimate}
+			if w.layer == Speed {
+				args = append(args, expires)
+			}
+			if _, err := st.ExecContext(ctx, args...); err != nil {
+				return fmt.Errorf("serving: sqlite upsert users: %w", err)
+			}
+		}
+		st.Close()
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("serving: sqlite commit: %w", err)
+	}
+	w.counts, w.users = w.counts[:0], w.users[:0]
+	return nil
+}
+
+func (w *sqliteWriter) Close(ctx context.Context) error { return w.Flush(ctx) }
+
+func (s *sqliteStore) Counts(ctx context.Context, layer Layer, q CountQuery) ([]CountPoint, error) {
+	table, live := "batch_counts", ""
+	if layer == Speed {
+		table, live = "speed_counts", fmt.Sprintf(" AND expires > %d", time.Now().UnixMilli())
+	}
+	periods := Periods(q.Gran, q.From, q.To)
+	rows, err := s.db.QueryContext(ctx, `SELECT bucket, count FROM `+table+`
+		WHERE kind = ? AND app_id = ? AND granularity = ? AND period IN (`+placeholders(len(periods))+`)
+		AND bucket >= ? AND bucket <= ? AND app_version = ?`+live+` ORDER BY bucket`,
+		append(append([]any{q.Kind.String(), q.AppID, q.Gran.String()}, anys(periods)...),
+			q.From.UnixMilli(), q.To.UnixMilli(), q.Version)...)
+	if err != nil {
+		return nil, fmt.Errorf("serving: sqlite counts: %w", err)
+	}
+	defer rows.Close()
+	var out []CountPoint
+	for rows.Next() {
+		var b, n int64
+		if err := rows.Scan(&b, &n); err != nil {
+			return nil, err
+		}
+		out = append(out, CountPoint{Bucket: time.UnixMilli(b).UTC(), Count: n})
+	}
+	return out, rows.Err()
+}
+
+func (s *sqliteStore) Users(ctx context.Context, layer Layer, q UserQuery) ([]transforms.UserRow, error) {
+	table, live := "batch_users", ""
+	if layer == Speed {
+		table, live = "speed_users", fmt.Sprintf(" AND expires > %d", time.Now().UnixMilli())
+	}
+	periods := Periods(transforms.Day, q.From, q.To)
+	rows, err := s.db.QueryContext(ctx, `SELECT day, sketch, estimate FROM `+table+`
+		WHERE kind = ? AND app_id = ? AND period IN (`+placeholders(len(periods))+`)
+		AND day >= ? AND day <= ? AND app_version = ?`+live+` ORDER BY day`,
+		append(append([]any{q.Kind.String(), q.AppID}, anys(periods)...), q.From.UnixMilli(), q.To.UnixMilli(), q.Version)...)
+	if err != nil {
+		return nil, fmt.Errorf("serving: sqlite users: %w", err)
+	}
+	defer rows.Close()
+	var out []transforms.UserRow
+	for rows.Next() {
+		r := transforms.UserRow{Kind: q.Kind, AppID: q.AppID, AppVersion: q.Version}
+		if err := rows.Scan(&r.Day, &r.Sketch, &r.Estimate); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func (s *sqliteStore) Apps(ctx context.Context, kind event.Kind, from, to time.Time) ([]string, error) {
+	periods := Periods(transforms.Day, from, to)
+	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT app_id FROM batch_counts
+		WHERE kind = ? AND granularity = 'day' AND period IN (`+placeholders(len(periods))+`) AND bucket >= ? AND bucket <= ?
+		ORDER BY app_id`, append(append([]any{kind.String()}, anys(periods)...), from.UnixMilli(), to.UnixMilli())...)
+	if err != nil {
+		return nil, fmt.Errorf("serving: sqlite apps: %w", err)
+	}
+	return scanStrings(rows)
+}
+
+func (s *sqliteStore) Versions(ctx context.Context, kind event.Kind, app string, from, to time.Time) ([]string, error) {
+	periods := Periods(transforms.Day, from, to)
+	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT app_version FROM batch_counts
+		WHERE kind = ? AND app_id = ? AND granularity = 'day' AND period IN (`+placeholders(len(periods))+`)
+		AND bucket >= ? AND bucket <= ? AND app_version != '' ORDER BY app_version`,
+		append(append([]any{kind.String(), app}, anys(periods)...), from.UnixMilli(), to.UnixMilli())...)
+	if err != nil {
+		return nil, fmt.Errorf("serving: sqlite versions: %w", err)
+	}
+	return scanStrings(rows)
+}
+
+func scanStrings(rows *sql.Rows) ([]string, error) {
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var a string
+		if err := rows.Scan(&a); err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+func (s *sqliteStore) RecordRun(ctx context.Context, r BatchRun) error {
+	counters, err := json.Marshal(r.Counters)
+	if err != nil {
+		return err
+	}
+	var finished int64
+	if !r.Finished.IsZero() {
+		finished = r.Finished.UnixMilli()
+	}
+	_, err = s.db.ExecContext(ctx, `INSERT INTO batch_runs VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT DO UPDATE SET window_start = excluded.window_start, started = excluded.started,
+		finished = excluded.finished, status = excluded.status, counters = excluded.counters`,
+		r.Kind.String(), r.AsOf.Format(time.DateOnly), r.WindowStart.Format(time.DateOnly),
+		r.Started.UnixMilli(), finished, string(r.Status), string(counters))
+	if err != nil {
+		return fmt.Errorf("serving: sqlite record run: %w", err)
+	}
+	return nil
+}
+
+func (s *sqliteStore) Runs(ctx context.Context, kind event.Kind) ([]BatchRun, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT as_of, window_start, started, finished, status, counters
+		FROM batch_runs WHERE kind = ? ORDER BY as_of DESC`, kind.String())
+	if err != nil {
+		return nil, fmt.Errorf("serving: sqlite runs: %w", err)
+	}
+	defer rows.Close()
+	var out []BatchRun
+	for rows.Next() {
+		var asOf, ws, status, counters string
+		var started, finished int64
+		if err := rows.Scan(&asOf, &ws, &started, &finished, &status, &counters); err != nil {
+			return nil, err
+		}
+		r := BatchRun{Kind: kind, Status: RunStatus(status), Started: time.UnixMilli(started).UTC()}
+		r.AsOf, _ = time.Parse(time.DateOnly, asOf)
+		r.WindowStart, _ = time.Parse(time.DateOnly, ws)
+		if finished > 0 {
+			r.Finished = time.UnixMilli(finished).UTC()
+		}
+		if err := json.Unmarshal([]byte(counters), &r.Counters); err != nil {
+			return nil, fmt.Errorf("serving: sqlite run counters: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func placeholders(n int) string {
+	if n == 0 {
+		return "NULL"
+	}
+	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
+}
+
+func anys[T any](xs []T) []any {
+	out := make([]any, len(xs))
+	for i, x := range xs {
+		out[i] = x
+	}
+	return out
+}

@@ -1,0 +1,205 @@
+// Package serving is lumen's serving side: the Store interface both layers
+// write through and queries read through, its implementations (an embedded
+// SQLite file by default, Cassandra in production), and Querier, which
+// merges the batch and speed layers by time range (DESIGN §3, §4).
+//
+// It is not for computing aggregates: rows arrive ready-made from
+// transforms.
+package serving
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lumenhq/lumen/event"
+	"github.com/lumenhq/lumen/transforms"
+)
+
+// Layer selects the batch tables or the speed tables.
+type Layer uint8
+
+// The two layers of the Lambda architecture.
+const (
+	Batch Layer = iota + 1
+	Speed
+)
+
+func (l Layer) String() string {
+	switch l {
+	case Batch:
+		return "batch"
+	case Speed:
+		return "speed"
+	}
+	return fmt.Sprintf("layer(%d)", uint8(l))
+}
+
+// Store is where rows live. Every write is an idempotent upsert, so
+// re-running a job on the same input leaves the same rows (DESIGN §2).
+// Implementations are safe for concurrent use.
+type Store interface {
+	// NewWriter returns a writer for bulk upserts into one layer. Each
+	// worker takes its own; it must be closed.
+	NewWriter(ctx context.Context, layer Layer) (RowWriter, error)
+	// Counts returns one layer's count rows of q, ascending by bucket.
+	Counts(ctx context.Context, layer Layer, q CountQuery) ([]CountPoint, error)
+	// Users returns one layer's daily sketch rows of q, ascending by day.
+	Users(ctx context.Context, layer Layer, q UserQuery) ([]transforms.UserRow, error)
+	// Apps lists the app ids with batch day counts of kind in [from, to].
+	Apps(ctx context.Context, kind event.Kind, from, to time.Time) ([]string, error)
+	// Versions lists the app versions with batch day counts of kind and
+	// app in [from, to] (not AllVersions).
+	Versions(ctx context.Context, kind event.Kind, app string, from, to time.Time) ([]string, error)
+	// RecordRun upserts a batch_runs row.
+	RecordRun(ctx context.Context, r BatchRun) error
+	// Runs returns the batch_runs rows of kind, newest as_of first.
+	Runs(ctx context.Context, kind event.Kind) ([]BatchRun, error)
+	// Close releases the store.
+	Close() error
+}
+
+// RowWriter upserts rows. Writes may be buffered until Flush or Close.
+type RowWriter interface {
+	WriteCounts(ctx context.Context, rows []transforms.CountRow) error
+	WriteUsers(ctx context.Context, rows []transforms.UserRow) error
+	// Flush makes every write so far durable in the store.
+	Flush(ctx context.Context) error
+	// Close flushes and releases the writer.
+	Close(ctx context.Context) error
+}
+
+// CountQuery selects count rows: one kind, app and version (AllVersions for
+// every version), one granularity, buckets in [From, To].
+type CountQuery struct {
+	Kind     event.Kind
+	AppID    string
+	Version  string
+	Gran     transforms.Granularity
+	From, To time.Time
+}
+
+// CountPoint is one bucket's count.
+type CountPoint struct {
+	Bucket time.Time
+	Count  int64
+}
+
+// UserQuery selects daily sketch rows: days in [From, To] (day starts).
+type UserQuery struct {
+	Kind     event.Kind
+	AppID    string
+	Version  string
+	From, To time.Time
+}
+
+// RunStatus is the state of a batch run.
+type RunStatus string
+
+// Run states.
+const (
+	RunRunning   RunStatus = "running"
+	RunSucceeded RunStatus = "succeeded"
+	RunFailed    RunStatus = "failed"
+)
+
+// BatchRun is one batch_runs row: one kind of one as_of run.
+type BatchRun struct {
+	Kind        event.Kind
+	AsOf        time.Time // day
+	WindowStart time.Time // day
+	Started     time.Time
+	Finished    time.Time // zero while running
+	Status      RunStatus
+	Counters    map[string]int64
+}
+
+// Period returns the partition period of a bucket (DESIGN §2): a day for
+// minutes, a month for hours and days. It bounds partition sizes.
+func Period(g transforms.Granularity, bucket time.Time) string {
+	bucket = bucket.UTC()
+	if g == transforms.Minute {
+		return bucket.Format(time.DateOnly)
+	}
+	return bucket.Format("2006-01")
+}
+
+// Periods lists the periods of granularity g that intersect [from, to].
+func Periods(g transforms.Granularity, from, to time.Time) []string {
+	var out []string
+	from, to = from.UTC(), to.UTC()
+	if g == transforms.Minute {
+		for d := from.Truncate(24 * time.Hour); !d.After(to); d = d.AddDate(0, 0, 1) {
+			out = append(out, Period(g, d))
+		}
+		return out
+	}
+	for m := time.Date(from.Year(), from.Month(), 1, 0, 0, 0, 0, time.UTC); !m.After(to); m = m.AddDate(0, 1, 0) {
+		out = append(out, Period(g, m))
+	}
+	return out
+}
+
+// Opener opens a store from its URL (the part after the scheme included).
+type Opener func(ctx context.Context, url string) (Store, error)
+
+var (
+	openersMu sync.Mutex
+	openers   = map[string]Opener{}
+)
+
+// Register makes a store scheme available to Open. Stores register
+// themselves in init; the Cassandra store lives in its own package so that
+// programs without it do not link the driver.
+func Register(scheme string, o Opener) {
+	openersMu.Lock()
+	defer openersMu.Unlock()
+	openers[scheme] = o
+}
+
+// Open opens a store by URL: "sqlite:PATH" or "cassandra://hosts/keyspace?…".
+func Open(ctx context.Context, url string) (Store, error) {
+	scheme, _, ok := strings.Cut(url, ":")
+	if !ok {
+		return nil, fmt.Errorf("serving: store %q has no scheme (want sqlite:PATH or cassandra://…)", Redact(url))
+	}
+	openersMu.Lock()
+	o := openers[scheme]
+	openersMu.Unlock()
+	if o == nil {
+		var known []string
+		for k := range openers {
+			known = append(known, k)
+		}
+		sort.Strings(known)
+		return nil, fmt.Errorf("serving: unknown store scheme %q (known: %s)", scheme, strings.Join(known, ", "))
+	}
+	return o(ctx, url)
+}
+
+// Redact removes credentials from a store URL for logs and errors.
+func Redact(url string) string {
+	scheme, rest, ok := strings.Cut(url, "://")
+	if !ok {
+		return url
+	}
+	if at := strings.LastIndex(strings.SplitN(rest, "/", 2)[0], "@"); at >= 0 {
+		rest = "REDACTED@" + rest[at+1:]
+	}
+	// Query parameters that carry secrets.
+	if i := strings.Index(rest, "?"); i >= 0 {
+		base, q := rest[:i], rest[i+1:]
+		parts := strings.Split(q, "&")
+		for j, p := range parts {
+			k, _, _ := strings.Cut(p, "=")
+			if strings.Contains(strings.ToLower(k), "password") || strings.Contains(strings.ToLower(k), "secret") || strings.Contains(strings.ToLower(k), "token") {
+				parts[j] = k + "=REDACTED"
+			}
+		}
+		rest = base + "?" + strings.Join(parts, "&")
+	}
+	return scheme + "://" + rest
+}
