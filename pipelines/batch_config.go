@@ -1,0 +1,72 @@
+package pipelines
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/lumenhq/lumen/io/avroio"
+	"github.com/lumenhq/lumen/transforms/hll"
+)
+
+// BatchConfig configures one batch run (DESIGN §3).
+type BatchConfig struct {
+	// Input is the root of the raw layout: a local directory or any Beam
+	// filesystem path (s3://bucket/root).
+	Input string
+	// AsOf is the run's day; the window is [AsOf−WindowDays+1, AsOf].
+	AsOf time.Time
+	// WindowDays is the window length. Default 30.
+	WindowDays int
+	// Store is the store URL rows are written to (serving.Open).
+	Store string
+	// DeadLetterRoot is where dead letters go, under deadletter/batch/.
+	// Default: Input.
+	DeadLetterRoot string
+	// Precision of the distinct-device sketches. Default 14.
+	Precision uint8
+	// Started is when the run started, for batch_runs. Default: now.
+	Started time.Time
+	// Plan and Read tune the small-file reader.
+	Plan avroio.PlanOptions
+	Read avroio.ReadOptions
+}
+
+// EnsureDefaults fills zero values.
+func (c *BatchConfig) EnsureDefaults() {
+	if c.WindowDays == 0 {
+		c.WindowDays = 30
+	}
+	if c.DeadLetterRoot == "" {
+		c.DeadLetterRoot = c.Input
+	}
+	if c.Precision == 0 {
+		c.Precision = hll.DefaultPrecision
+	}
+	if c.Started.IsZero() {
+		c.Started = time.Now().UTC()
+	}
+	c.AsOf = c.AsOf.UTC().Truncate(24 * time.Hour)
+	c.Read.Pipeline = "batch"
+}
+
+// Validate reports every problem with the configuration at once.
+func (c *BatchConfig) Validate() error {
+	var errs []error
+	if c.Input == "" {
+		errs = append(errs, errors.New("input: required"))
+	}
+	if c.AsOf.IsZero() {
+		errs = append(errs, errors.New("as_of: required"))
+	}
+	if c.WindowDays < 1 || c.WindowDays > 366 {
+		errs = append(errs, fmt.Errorf("window_days: %d, want 1..366", c.WindowDays))
+	}
+	if c.Store == "" {
+		errs = append(errs, errors.New("store: required"))
+	}
+	if c.Precision < hll.MinPrecision || c.Precision > hll.MaxPrecision {
+		errs = append(errs, fmt.Errorf("precision: %d, want %d..%d", c.Precision, hll.MinPrecision, hll.MaxPrecision))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,156 @@
+package pipelines
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"time"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+
+	"github.com/lumenhq/lumen/event"
+	"github.com/lumenhq/lumen/serving"
+	"github.com/lumenhq/lumen/transforms"
+)
+
+func init() {
+	beam.RegisterCoder(reflect.TypeOf(KindStats{}), encodeKindStats, decodeKindStats)
+	register.Function1x2(keyKindStats)
+	register.Function2x1(dropKey)
+	register.Combiner1[KindStats](&sumKindStatsFn{})
+	register.DoFn6x1[context.Context, []byte, func(*KindStats) bool, func(*int64) bool, func(*int64) bool, func(*int64) bool, error](&recordRunFn{})
+	register.Iter1[KindStats]()
+	register.Iter1[int64]()
+}
+
+// KindStats counts what a batch run did with one kind's input.
+type KindStats struct {
+	Kind        event.Kind
+	Files       int64
+	Bytes       int64
+	Placement   transforms.Stats
+	DeadLetters map[string]int64 // by reason
+}
+
+func (a *KindStats) add(b KindStats) {
+	a.Files += b.Files
+	a.Bytes += b.Bytes
+	a.Placement.Add(b.Placement)
+	for r, n := range b.DeadLetters {
+		if a.DeadLetters == nil {
+			a.DeadLetters = map[string]int64{}
+		}
+		a.DeadLetters[r] += n
+	}
+}
+
+// Counters flattens the stats into batch_runs counters.
+func (a KindStats) Counters() map[string]int64 {
+	m := map[string]int64{
+		"files": a.Files, "bytes": a.Bytes,
+		"events": a.Placement.Events, "counted": a.Placement.Counted,
+		"clock_skew": a.Placement.ClockSkew, "too_old": a.Placement.TooOld, "after_window": a.Placement.AfterWindow,
+	}
+	var dead int64
+	for r, n := range a.DeadLetters {
+		m["deadletter."+r] = n
+		dead += n
+	}
+	m["dead_letters"] = dead
+	return m
+}
+
+// KindStats is tiny and rare (a few per work unit): JSON is a fine coder.
+func encodeKindStats(s KindStats) ([]byte, error) { return json.Marshal(s) }
+func decodeKindStats(b []byte) (KindStats, error) {
+	var s KindStats
+	err := json.Unmarshal(b, &s)
+	return s, err
+}
+
+// SumStats sums per-unit stats into one KindStats per kind.
+//
+//	stats: PCollection<KindStats> → PCollection<KindStats>
+func SumStats(s beam.Scope, stats beam.PCollection) beam.PCollection {
+	s = s.Scope("pipelines.SumStats")
+	summed := beam.CombinePerKey(s, &sumKindStatsFn{}, beam.ParDo(s, keyKindStats, stats))
+	return beam.ParDo(s, dropKey, summed)
+}
+
+func keyKindStats(st KindStats) (int, KindStats) { return int(st.Kind), st }
+func dropKey(_ int, st KindStats) KindStats      { return st }
+
+type sumKindStatsFn struct{}
+
+func (*sumKindStatsFn) MergeAccumulators(a, b KindStats) KindStats {
+	if a.Kind == 0 {
+		a.Kind = b.Kind
+	}
+	a.add(b)
+	return a
+}
+
+// RunInfo identifies a batch run for batch_runs.
+type RunInfo struct {
+	Store       string
+	AsOf        time.Time
+	WindowStart time.Time
+	Started     time.Time
+}
+
+// RecordRun writes the run's batch_runs rows once every row of the run has
+// been written: it takes the writers' outputs as side inputs, which Beam
+// makes available only when those stages have finished (DESIGN §3:
+// "overwrites all batch rows ..., then records the run").
+func RecordRun(s beam.Scope, info RunInfo, stats, countsWritten, usersWritten, deadWritten beam.PCollection) {
+	s = s.Scope("pipelines.RecordRun")
+	beam.ParDo0(s, &recordRunFn{Info: info}, beam.Impulse(s),
+		beam.SideInput{Input: stats}, beam.SideInput{Input: countsWritten},
+		beam.SideInput{Input: usersWritten}, beam.SideInput{Input: deadWritten})
+}
+
+type recordRunFn struct {
+	Info RunInfo
+}
+
+func (f *recordRunFn) ProcessElement(ctx context.Context, _ []byte, stats func(*KindStats) bool,
+	counts, users, dead func(*int64) bool) error {
+	byKind := map[event.Kind]KindStats{}
+	var st KindStats
+	for stats(&st) {
+		agg := byKind[st.Kind]
+		agg.add(st)
+		byKind[st.Kind] = agg
+	}
+	sum := func(it func(*int64) bool) int64 {
+		var n, t int64
+		for it(&n) {
+			t += n
+		}
+		return t
+	}
+	countRows, userRows, deadRows := sum(counts), sum(users), sum(dead)
+	store, err := serving.Open(ctx, f.Info.Store)
+	if err != nil {
+		return fmt.Errorf("pipelines: open store %s: %w", serving.Redact(f.Info.Store), err)
+	}
+	defer store.Close()
+	finished := time.Now().UTC()
+	for _, k := range event.Kinds {
+		c := byKind[k].Counters()
+		// Rows are written for all kinds together; each kind's row carries
+		// the run's totals.
+		c["run.count_rows"] = countRows
+		c["run.user_rows"] = userRows
+		c["run.dead_letters_written"] = deadRows
+		if err := store.RecordRun(ctx, serving.BatchRun{
+			Kind: k, AsOf: f.Info.AsOf, WindowStart: f.Info.WindowStart,
+			Started: f.Info.Started, Finished: finished, Status: serving.RunSucceeded, Counters: c,
+		}); err != nil {
+			return fmt.Errorf("pipelines: record run: %w", err)
+		}
+	}
+	return nil
+}

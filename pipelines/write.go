@@ -1,0 +1,142 @@
+package pipelines
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+
+	"github.com/lumenhq/lumen/serving"
+	"github.com/lumenhq/lumen/transforms"
+)
+
+func init() {
+	// The int64 emitter declares the output FinishBundle writes to.
+	register.DoFn3x1[context.Context, transforms.CountRow, func(int64), error](&writeCountsFn{})
+	register.DoFn3x1[context.Context, transforms.UserRow, func(int64), error](&writeUsersFn{})
+}
+
+// writeBatch is how many rows a writer hands the store at a time.
+const writeBatch = 2000
+
+// WriteCounts upserts count rows into one layer of the store and returns the
+// number of rows each bundle wrote.
+//
+//	rows: PCollection<transforms.CountRow> → PCollection<int64>
+func WriteCounts(s beam.Scope, store string, layer serving.Layer, rows beam.PCollection) beam.PCollection {
+	s = s.Scope("pipelines.WriteCounts")
+	return beam.ParDo(s, &writeCountsFn{rowWriter: rowWriter{Store: store, Layer: layer}}, rows)
+}
+
+// WriteUsers upserts daily sketch rows into one layer of the store and
+// returns the number of rows each bundle wrote.
+//
+//	rows: PCollection<transforms.UserRow> → PCollection<int64>
+func WriteUsers(s beam.Scope, store string, layer serving.Layer, rows beam.PCollection) beam.PCollection {
+	s = s.Scope("pipelines.WriteUsers")
+	return beam.ParDo(s, &writeUsersFn{rowWriter: rowWriter{Store: store, Layer: layer}}, rows)
+}
+
+// rowWriter holds what the two writer DoFns share: a store opened once per
+// worker in Setup and a writer per bundle.
+type rowWriter struct {
+	Store string
+	Layer serving.Layer
+
+	store serving.Store
+	w     serving.RowWriter
+	n     int64
+}
+
+func (r *rowWriter) Setup(ctx context.Context) error {
+	st, err := serving.Open(ctx, r.Store)
+	if err != nil {
+		return fmt.Errorf("pipelines: open store %s: %w", serving.Redact(r.Store), err)
+	}
+	r.store = st
+	return nil
+}
+
+func (r *rowWriter) StartBundle(ctx context.Context, _ func(int64)) error {
+	w, err := r.store.NewWriter(ctx, r.Layer)
+	if err != nil {
+		return err
+	}
+	r.w, r.n = w, 0
+	return nil
+}
+
+func (r *rowWriter) finish(ctx context.Context, emit func(int64), metric string) error {
+	if err := r.w.Close(ctx); err != nil {
+		return fmt.Errorf("pipelines: write %s rows: %w", r.Layer, err)
+	}
+	beam.NewCounter("lumen.store", metric).Inc(ctx, r.n)
+	emit(r.n)
+	return nil
+}
+
+func (r *rowWriter) Teardown() error {
+	if r.store != nil {
+		return r.store.Close()
+	}
+	return nil
+}
+
+type writeCountsFn struct {
+	rowWriter
+	buf []transforms.CountRow
+}
+
+func (f *writeCountsFn) ProcessElement(ctx context.Context, row transforms.CountRow, _ func(int64)) error {
+	f.buf = append(f.buf, row)
+	if len(f.buf) >= writeBatch {
+		return f.flush(ctx)
+	}
+	return nil
+}
+
+func (f *writeCountsFn) flush(ctx context.Context) error {
+	if err := f.w.WriteCounts(ctx, f.buf); err != nil {
+		return fmt.Errorf("pipelines: write %s counts: %w", f.Layer, err)
+	}
+	f.n += int64(len(f.buf))
+	f.buf = f.buf[:0]
+	return nil
+}
+
+func (f *writeCountsFn) FinishBundle(ctx context.Context, emit func(int64)) error {
+	if err := f.flush(ctx); err != nil {
+		return err
+	}
+	return f.finish(ctx, emit, f.Layer.String()+"_count_rows")
+}
+
+type writeUsersFn struct {
+	rowWriter
+	buf []transforms.UserRow
+}
+
+func (f *writeUsersFn) ProcessElement(ctx context.Context, row transforms.UserRow, _ func(int64)) error {
+	f.buf = append(f.buf, row)
+	if len(f.buf) >= writeBatch {
+		return f.flush(ctx)
+	}
+	return nil
+}
+
+func (f *writeUsersFn) flush(ctx context.Context) error {
+	if err := f.w.WriteUsers(ctx, f.buf); err != nil {
+		return fmt.Errorf("pipelines: write %s users: %w", f.Layer, err)
+	}
+	f.n += int64(len(f.buf))
+	f.buf = f.buf[:0]
+	return nil
+}
+
+func (f *writeUsersFn) FinishBundle(ctx context.Context, emit func(int64)) error {
+	if err := f.flush(ctx); err != nil {
+		return err
+	}
+	return f.finish(ctx, emit, f.Layer.String()+"_user_rows")
+}
