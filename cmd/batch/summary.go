@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/lumenhq/lumen/event"
+	"github.com/lumenhq/lumen/io/avroio"
+	"github.com/lumenhq/lumen/pipelines"
+	"github.com/lumenhq/lumen/serving"
+	"github.com/lumenhq/lumen/transforms"
+)
+
+// printSummary reads the run back from the store, so what it prints is what
+// a query would answer.
+func printSummary(ctx context.Context, w io.Writer, st serving.Store, cfg pipelines.BatchConfig, took time.Duration) error {
+	window := transforms.NewDayWindow(cfg.AsOf, cfg.WindowDays)
+	total := map[string]int64{}
+	var runCounters map[string]int64
+	for _, k := range event.Kinds {
+		runs, err := st.Runs(ctx, k)
+		if err != nil {
+			return err
+		}
+		for _, r := range runs {
+			if r.AsOf.Equal(cfg.AsOf) {
+				for c, n := range r.Counters {
+					if strings.HasPrefix(c, "run.") {
+						continue
+					}
+					total[c] += n
+				}
+				runCounters = r.Counters
+				break
+			}
+		}
+	}
+	fmt.Fprintf(w, "lumen batch as_of %s, window %s (%d days), %.1fs\n",
+		cfg.AsOf.Format(time.DateOnly), window, window.Days(), took.Seconds())
+	fmt.Fprintf(w, "  read     %s files (%s), %s valid events\n", num(total["files"]), bytesStr(total["bytes"]), num(total["events"]))
+	fmt.Fprintf(w, "  counted  %s events; %s had device clocks ahead and were bucketed by received time (clock_skew)\n",
+		num(total["counted"]), num(total["clock_skew"]))
+	fmt.Fprintf(w, "  dropped  %s too_old (happened before %s; no batch run will count them)\n", num(total["too_old"]), window.First.Format(time.DateOnly))
+	if total["after_window"] > 0 {
+		fmt.Fprintf(w, "           %s after_window (bucket time after as_of)\n", num(total["after_window"]))
+	}
+	var reasons []string
+	for c := range total {
+		if strings.HasPrefix(c, "deadletter.") {
+			reasons = append(reasons, c)
+		}
+	}
+	sort.Slice(reasons, func(i, j int) bool { return total[reasons[i]] > total[reasons[j]] })
+	if len(reasons) > 0 {
+		fmt.Fprintf(w, "           %s dead letters, in %s:\n", num(total["dead_letters"]),
+			avroio.DeadLetterDir(cfg.DeadLetterRoot, "batch", cfg.AsOf.Format(time.DateOnly)))
+		for _, r := range reasons {
+			fmt.Fprintf(w, "             %8s  %s\n", num(total[r]), strings.TrimPrefix(r, "deadletter."))
+		}
+	}
+	fmt.Fprintf(w, "  wrote    %s count rows and %s daily sketch rows to %s\n\n",
+		num(runCounters["run.count_rows"]), num(runCounters["run.user_rows"]), serving.Redact(cfg.Store))
+
+	q := &serving.Querier{Store: st}
+	apps, versions, err := q.TopApps(ctx, 10, window.First, window.Last)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "top apps by loads\t loads\t crashes\t DAU %s\t MAU\t crash-free users\t\n", cfg.AsOf.Format("01-02"))
+	for _, a := range apps {
+		fmt.Fprintf(tw, "%s\t %s\t %s\t %s\t %s\t %.2f%%\t\n", a.AppID, num(a.Loads), num(a.Crashes), num(a.DAU), num(a.Active), 100*a.CrashFree())
+	}
+	tw.Flush()
+
+	// The versions that most need attention: lowest crash-free users.
+	var all []serving.AppReport
+	for _, vs := range versions {
+		for _, v := range vs {
+			if v.Active >= 20 {
+				all = append(all, v)
+			}
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].CrashFree() < all[j].CrashFree() })
+	if len(all) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintf(tw, "lowest crash-free users by version\t users\t crashed\t crash-free users\t\n")
+		for _, v := range all[:min(5, len(all))] {
+			fmt.Fprintf(tw, "%s %s\t %s\t %s\t %.2f%%\t\n", v.AppID, v.Version, num(v.Active), num(v.Crashed), 100*v.CrashFree())
+		}
+		tw.Flush()
+	}
+	return nil
+}
+
+func num(n int64) string {
+	s := fmt.Sprint(n)
+	if n < 0 {
+		return s
+	}
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+func bytesStr(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
