@@ -20,7 +20,7 @@ type PlanOptions struct {
 	// plus OpenCost. Default 64 MiB.
 	TargetBytes int64
 	// OpenCost is what opening one file is worth in bytes: it keeps a unit
-	// of tiny files from holding thousands of them. Default 512 KiB.
+	// of tiny files from holding thousands of them. Default 16 KiB.
 	OpenCost int64
 	// Parallelism is the number of units to aim for at least, so small
 	// inputs still spread over workers. Default 16.
@@ -34,7 +34,7 @@ func (o *PlanOptions) ensureDefaults() {
 		o.TargetBytes = 64 << 20
 	}
 	if o.OpenCost <= 0 {
-		o.OpenCost = 512 << 10
+		o.OpenCost = 16 << 10
 	}
 	if o.Parallelism <= 0 {
 		o.Parallelism = 16

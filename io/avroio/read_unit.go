@@ -165,6 +165,9 @@ func fetchWhole(ctx context.Context, s FileSplit, opts ReadOptions) ([]byte, err
 }
 
 func readAll(ctx context.Context, path string, size int64) ([]byte, error) {
+	if isLocal(path) {
+		return readLocalFile(path, size, bufPool.Get().([]byte))
+	}
 	rc, err := OpenRange(ctx, path, 0, -1)
 	if err != nil {
 		return nil, err

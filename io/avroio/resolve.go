@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/linkedin/goavro/v2"
 
@@ -21,10 +22,65 @@ type recordDecoder struct {
 	codec *goavro.Codec // writer codec for the general path; nil on the fast path
 }
 
+// resolution is the cached outcome of resolving one writer schema.
+type resolution struct {
+	codec *goavro.Codec // nil: the pinned schema, take the fast path
+	err   error
+}
+
+type resolutionKey struct {
+	kind   event.Kind
+	schema string
+}
+
+// resolutions caches resolveWriter's work by (kind, writer schema): every
+// small file repeats its schema, and parsing it per file cost 14% of a
+// read. Writer schemas are few, so the cache stays small; it is capped
+// anyway against a pathological input.
+var (
+	resolutionsMu sync.Mutex
+	resolutions   = map[resolutionKey]resolution{}
+)
+
+const maxResolutions = 1024
+
 // resolveWriter decides how to read records written with writerSchema as
 // kind k. A schema that cannot resolve to k's pinned schema is a foreign
 // schema: the whole file goes to the dead letter.
 func resolveWriter(k event.Kind, writerSchema []byte, fast *event.Decoder) (*recordDecoder, error) {
+	key := resolutionKey{k, string(writerSchema)}
+	resolutionsMu.Lock()
+	r, ok := resolutions[key]
+	resolutionsMu.Unlock()
+	if !ok {
+		r = resolveUncached(k, writerSchema)
+		resolutionsMu.Lock()
+		if len(resolutions) >= maxResolutions {
+			clear(resolutions)
+		}
+		resolutions[key] = r
+		resolutionsMu.Unlock()
+	}
+	if r.err != nil {
+		ce := *r.err.(*CorruptError) // a copy: callers fill in the path
+		return nil, &ce
+	}
+	if r.codec == nil {
+		return &recordDecoder{kind: k, fast: fast}, nil
+	}
+	return &recordDecoder{kind: k, codec: r.codec}, nil
+}
+
+func resolveUncached(k event.Kind, writerSchema []byte) resolution {
+	rd, err := resolve(k, writerSchema)
+	if err != nil {
+		return resolution{err: err}
+	}
+	return resolution{codec: rd.codec}
+}
+
+func resolve(k event.Kind, writerSchema []byte) (*recordDecoder, error) {
+	fast := (*event.Decoder)(nil)
 	pcf, err := event.CanonicalForm(writerSchema)
 	if err != nil {
 		return nil, &CorruptError{Reason: ReasonBadHeader, Detail: "writer schema: " + err.Error()}

@@ -1,0 +1,7 @@
+//go:build !unix
+
+package avroio
+
+import "os"
+
+func readLocalFile(path string, _ int64, _ []byte) ([]byte, error) { return os.ReadFile(path) }
