@@ -127,3 +127,8 @@ func (w DayWindow) Place(ms int64) Placement {
 func (w DayWindow) String() string {
 	return w.First.Format(time.DateOnly) + ".." + w.Last.Format(time.DateOnly)
 }
+
+// TruncateTime is Truncate for a time.Time, in UTC.
+func (g Granularity) TruncateTime(t time.Time) time.Time {
+	return time.UnixMilli(g.Truncate(t.UnixMilli())).UTC()
+}
