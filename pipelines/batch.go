@@ -22,7 +22,7 @@ import (
 
 func init() {
 	register.DoFn3x1[context.Context, []byte, func(avroio.WorkUnit), error](&planFn{})
-	register.DoFn5x1[context.Context, avroio.WorkUnit, func(transforms.AppKey, transforms.Agg), func(string, deadletter.Record), func(KindStats), error](&readAggregateFn{})
+	register.DoFn5x1[context.Context, avroio.WorkUnit, func(string, deadletter.Record), func(KindStats), func(transforms.AppKey, transforms.Agg), error](&readAggregateFn{})
 	register.Emitter1[avroio.WorkUnit]()
 	register.Emitter2[transforms.AppKey, transforms.Agg]()
 	register.Emitter2[string, deadletter.Record]()
@@ -48,8 +48,9 @@ func BuildBatch(s beam.Scope, cfg BatchConfig) error {
 
 	units := beam.ParDo(s, &planFn{Root: cfg.Input, First: window.First, Last: window.Last, Opts: cfg.Plan}, beam.Impulse(s))
 	units = beam.Reshuffle(s, units)
-	partials, dead, stats := beam.ParDo3(s, &readAggregateFn{
+	dead, stats, partials := beam.ParDo3(s, &readAggregateFn{
 		First: window.First, Last: window.Last, Precision: cfg.Precision, Opts: cfg.Read,
+		MaxCells: cfg.MaxBundleCells,
 	}, units)
 
 	merged := transforms.MergePartials(s, partials)
@@ -90,62 +91,90 @@ func (f *planFn) ProcessElement(ctx context.Context, _ []byte, emit func(avroio.
 	return nil
 }
 
-// readAggregateFn reads one work unit and aggregates it map-side: the hot
-// path. Only the per-(kind, app) partials leave it, never single events.
+// readAggregateFn reads work units and aggregates them map-side: the hot
+// path. Events of every unit in a bundle go into one Partials, drained when
+// the bundle finishes (or early, past MaxCells), so only per-(kind, app)
+// partials leave it, never single events, and few partials need merging.
 type readAggregateFn struct {
 	First, Last time.Time
 	Precision   uint8
 	Opts        avroio.ReadOptions
+	MaxCells    int
+
+	partials *transforms.Partials
+	files    [event.HandledException + 1]KindStats
+}
+
+func (f *readAggregateFn) StartBundle(_ context.Context, _ func(string, deadletter.Record), _ func(KindStats), _ func(transforms.AppKey, transforms.Agg)) error {
+	// A failed bundle never reaches FinishBundle: start clean every time.
+	f.partials = transforms.NewPartials(transforms.DayWindow{First: f.First, Last: f.Last}, transforms.Hour, f.Precision)
+	f.files = [event.HandledException + 1]KindStats{}
+	return nil
 }
 
 func (f *readAggregateFn) ProcessElement(ctx context.Context, u avroio.WorkUnit,
-	emitPartial func(transforms.AppKey, transforms.Agg), emitDead func(string, deadletter.Record), emitStats func(KindStats)) error {
-	window := transforms.DayWindow{First: f.First, Last: f.Last}
-	sink := &aggregateSink{
-		p:        transforms.NewPartials(window, transforms.Hour, f.Precision),
-		unitName: fmt.Sprintf("unit-%05d", u.ID),
-		emitDead: emitDead,
-	}
+	emitDead func(string, deadletter.Record), emitStats func(KindStats), emitPartial func(transforms.AppKey, transforms.Agg)) error {
+	sink := &aggregateSink{p: f.partials, unitName: fmt.Sprintf("unit-%05d", u.ID), emitDead: emitDead}
 	rs, err := avroio.ReadUnit(ctx, u, f.Opts, sink)
 	if err != nil {
 		return fmt.Errorf("pipelines: work unit %d: %w", u.ID, err)
 	}
-	byKind := sink.p.Drain(emitPartial)
-	var ks [event.HandledException + 1]KindStats
 	for _, sp := range u.Splits {
-		ks[sp.Kind].Bytes += sp.End - sp.Start
+		f.files[sp.Kind].Bytes += sp.End - sp.Start
 		if sp.Start == 0 {
-			ks[sp.Kind].Files++
+			f.files[sp.Kind].Files++
 		}
 	}
 	for k, dl := range sink.dead {
-		ks[k].DeadLetters = dl
-	}
-	for _, k := range event.Kinds {
-		ks[k].Kind = k
-		ks[k].Placement = byKind[k]
-		emitStats(ks[k])
+		for reason, n := range dl {
+			if f.files[k].DeadLetters == nil {
+				f.files[k].DeadLetters = map[string]int64{}
+			}
+			f.files[k].DeadLetters[reason] += n
+			beam.NewCounter("lumen.batch", "deadletter_"+reason).Inc(ctx, n)
+		}
 	}
 	c := "lumen.batch"
 	beam.NewCounter(c, "files_read").Inc(ctx, rs.Files)
 	beam.NewCounter(c, "bytes_read").Inc(ctx, rs.Bytes)
 	beam.NewCounter(c, "records_read").Inc(ctx, rs.Records)
+	filesRead.Add(rs.Files)
+	eventsRead.Add(rs.Records)
+	if f.partials.Cells() > f.maxCells() {
+		f.drain(ctx, emitStats, emitPartial)
+	}
+	return nil
+}
+
+func (f *readAggregateFn) FinishBundle(ctx context.Context, _ func(string, deadletter.Record), emitStats func(KindStats), emitPartial func(transforms.AppKey, transforms.Agg)) error {
+	f.drain(ctx, emitStats, emitPartial)
+	return nil
+}
+
+func (f *readAggregateFn) maxCells() int {
+	if f.MaxCells > 0 {
+		return f.MaxCells
+	}
+	return 2_000_000
+}
+
+// drain emits the partials and stats gathered so far and starts afresh.
+func (f *readAggregateFn) drain(ctx context.Context, emitStats func(KindStats), emitPartial func(transforms.AppKey, transforms.Agg)) {
+	byKind := f.partials.Drain(emitPartial)
 	var tot transforms.Stats
 	for _, k := range event.Kinds {
+		st := f.files[k]
+		st.Kind = k
+		st.Placement = byKind[k]
 		tot.Add(byKind[k])
+		emitStats(st)
 	}
+	f.files = [event.HandledException + 1]KindStats{}
+	c := "lumen.batch"
 	beam.NewCounter(c, "events_counted").Inc(ctx, tot.Counted)
 	beam.NewCounter(c, "clock_skew").Inc(ctx, tot.ClockSkew)
 	beam.NewCounter(c, "too_old").Inc(ctx, tot.TooOld)
 	beam.NewCounter(c, "after_window").Inc(ctx, tot.AfterWindow)
-	for _, dl := range sink.dead {
-		for reason, n := range dl {
-			beam.NewCounter(c, "deadletter_"+reason).Inc(ctx, n)
-		}
-	}
-	filesRead.Add(rs.Files)
-	eventsRead.Add(rs.Records)
-	return nil
 }
 
 // aggregateSink feeds a unit's events into Partials and keys its dead

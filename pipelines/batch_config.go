@@ -27,6 +27,9 @@ type BatchConfig struct {
 	Precision uint8
 	// Started is when the run started, for batch_runs. Default: now.
 	Started time.Time
+	// MaxBundleCells bounds the map-side aggregate a reader holds before it
+	// emits early (about 100 bytes a cell). Default 2,000,000.
+	MaxBundleCells int
 	// Plan and Read tune the small-file reader.
 	Plan avroio.PlanOptions
 	Read avroio.ReadOptions
