@@ -80,7 +80,7 @@ func openSQLite(ctx context.Context, url string) (Store, error) {
 	defer sqliteMu.Unlock()
 	sh := sqliteDBs[path]
 	if sh == nil {
-		dsn := "file:" + path + "?_pragma=busy_timeout(30000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
+		dsn := "file:" + path + "?_pragma=busy_timeout(30000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=cache_size(-65536)"
 		db, err := sql.Open("sqlite", dsn)
 		if err != nil {
 			return nil, fmt.Errorf("serving: open sqlite %s: %w", path, err)
@@ -138,7 +138,7 @@ type sqliteWriter struct {
 	users  []transforms.UserRow
 }
 
-const sqliteFlushRows = 20000
+const sqliteFlushRows = 100000
 
 func (w *sqliteWriter) WriteCounts(ctx context.Context, rows []transforms.CountRow) error {
 	w.counts = append(w.counts, rows...)
@@ -156,6 +156,11 @@ func (w *sqliteWriter) WriteUsers(ctx context.Context, rows []transforms.UserRow
 	return nil
 }
 
+// sqliteRowsPerStatement is how many rows one INSERT carries: statement
+// overhead, not row work, dominates single-row upserts (measured: 260k
+// rows/s single, several times that batched).
+const sqliteRowsPerStatement = 64
+
 func (w *sqliteWriter) Flush(ctx context.Context) error {
 	if len(w.counts) == 0 && len(w.users) == 0 {
 		return nil
@@ -166,55 +171,110 @@ func (w *sqliteWriter) Flush(ctx context.Context) error {
 	}
 	defer tx.Rollback()
 	expires := time.Now().Add(w.s.ttl).UnixMilli()
+	speed := w.layer == Speed
 	if len(w.counts) > 0 {
-		q := `INSERT INTO batch_counts (kind, app_id, granularity, period, bucket, app_version, count) VALUES (?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT DO UPDATE SET count = excluded.count`
-		if w.layer == Speed {
-			q = `INSERT INTO speed_counts (kind, app_id, granularity, period, bucket, app_version, count, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT DO UPDATE SET count = excluded.count, expires = excluded.expires`
+		cols, update := "kind, app_id, granularity, period, bucket, app_version, count", "count = excluded.count"
+		table := "batch_counts"
+		if speed {
+			cols, update, table = cols+", expires", update+", expires = excluded.expires", "speed_counts"
 		}
-		st, err := tx.PrepareContext(ctx, q)
-		if err != nil {
-			return fmt.Errorf("serving: sqlite: %w", err)
-		}
-		for _, r := range w.counts {
-			args := []any{r.Kind.String(), r.AppID, r.Gran.String(), Period(r.Gran, r.BucketTime()), r.Bucket, r.AppVersion, r.Count}
-			if w.layer == Speed {
+		var periods periodCache
+		err := upsertBatched(ctx, tx, table, cols, update, len(w.counts), func(i int, args []any) []any {
+			r := &w.counts[i]
+			args = append(args, r.Kind.String(), r.AppID, r.Gran.String(), periods.get(r.Gran, r.Bucket), r.Bucket, r.AppVersion, r.Count)
+			if speed {
 				args = append(args, expires)
 			}
-			if _, err := st.ExecContext(ctx, args...); err != nil {
-				return fmt.Errorf("serving: sqlite upsert %v: %w", r, err)
-			}
+			return args
+		})
+		if err != nil {
+			return err
 		}
-		st.Close()
 	}
 	if len(w.users) > 0 {
-		q := `INSERT INTO batch_users (kind, app_id, period, day, app_version, sketch, estimate) VALUES (?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT DO UPDATE SET sketch = excluded.sketch, estimate = excluded.estimate`
-		if w.layer == Speed {
-			q = `INSERT INTO speed_users (kind, app_id, period, day, app_version, sketch, estimate, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT DO UPDATE SET sketch = excluded.sketch, estimate = excluded.estimate, expires = excluded.expires`
+		cols, update := "kind, app_id, period, day, app_version, sketch, estimate", "sketch = excluded.sketch, estimate = excluded.estimate"
+		table := "batch_users"
+		if speed {
+			cols, update, table = cols+", expires", update+", expires = excluded.expires", "speed_users"
 		}
-		st, err := tx.PrepareContext(ctx, q)
-		if err != nil {
-			return fmt.Errorf("serving: sqlite: %w", err)
-		}
-		for _, r := range w.users {
-			args := []any{r.Kind.String(), r.AppID, Period(transforms.Day, r.DayTime()), r.Day, r.AppVersion, r.Sketch, r.Estimate}
-			if w.layer == Speed {
+		var periods periodCache
+		err := upsertBatched(ctx, tx, table, cols, update, len(w.users), func(i int, args []any) []any {
+			r := &w.users[i]
+			args = append(args, r.Kind.String(), r.AppID, periods.get(transforms.Day, r.Day), r.Day, r.AppVersion, r.Sketch, r.Estimate)
+			if speed {
 				args = append(args, expires)
 			}
-			if _, err := st.ExecContext(ctx, args...); err != nil {
-				return fmt.Errorf("serving: sqlite upsert users: %w", err)
-			}
+			return args
+		})
+		if err != nil {
+			return err
 		}
-		st.Close()
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("serving: sqlite commit: %w", err)
 	}
 	w.counts, w.users = w.counts[:0], w.users[:0]
 	return nil
+}
+
+// upsertBatched upserts n rows into table, sqliteRowsPerStatement rows per
+// statement, with row(i, args) appending row i's values.
+func upsertBatched(ctx context.Context, tx *sql.Tx, table, cols, update string, n int, row func(i int, args []any) []any) error {
+	ncols := strings.Count(cols, ",") + 1
+	one := "(" + placeholders(ncols) + ")"
+	stmts := map[int]*sql.Stmt{}
+	defer func() {
+		for _, st := range stmts {
+			st.Close()
+		}
+	}()
+	args := make([]any, 0, sqliteRowsPerStatement*ncols)
+	for lo := 0; lo < n; lo += sqliteRowsPerStatement {
+		hi := min(lo+sqliteRowsPerStatement, n)
+		st := stmts[hi-lo]
+		if st == nil {
+			q := "INSERT INTO " + table + " (" + cols + ") VALUES " +
+				strings.TrimSuffix(strings.Repeat(one+",", hi-lo), ",") + " ON CONFLICT DO UPDATE SET " + update
+			var err error
+			if st, err = tx.PrepareContext(ctx, q); err != nil {
+				return fmt.Errorf("serving: sqlite: %w", err)
+			}
+			stmts[hi-lo] = st
+		}
+		args = args[:0]
+		for i := lo; i < hi; i++ {
+			args = row(i, args)
+		}
+		if _, err := st.ExecContext(ctx, args...); err != nil {
+			return fmt.Errorf("serving: sqlite upsert into %s: %w", table, err)
+		}
+	}
+	return nil
+}
+
+// periodCache remembers the last bucket's period: rows arrive sorted, so
+// most share it, and formatting a date per row showed up in profiles.
+type periodCache struct {
+	gran   transforms.Granularity
+	lo, hi int64
+	period string
+}
+
+func (c *periodCache) get(g transforms.Granularity, bucket int64) string {
+	if g != c.gran || bucket < c.lo || bucket >= c.hi || c.period == "" {
+		t := time.UnixMilli(bucket).UTC()
+		c.gran, c.period = g, Period(g, t)
+		var start, end time.Time
+		if g == transforms.Minute {
+			start = time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+			end = start.AddDate(0, 0, 1)
+		} else {
+			start = time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+			end = start.AddDate(0, 1, 0)
+		}
+		c.lo, c.hi = start.UnixMilli(), end.UnixMilli()
+	}
+	return c.period
 }
 
 func (w *sqliteWriter) Close(ctx context.Context) error { return w.Flush(ctx) }
