@@ -1,0 +1,58 @@
+// Command bench measures lumen against baselines run in the same process on
+// the same data, and prints a table. Figures are ratios to the baseline,
+// because the machine is noisy.
+//
+//	go run ./cmd/bench batch --events=10000000          # DESIGN §7a, issue: batch layer
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"runtime/pprof"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	beamlog "github.com/apache/beam/sdks/v2/go/pkg/beam/log"
+)
+
+const usage = `usage: bench batch [flags]   (run "bench batch -h" for flags)`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, usage)
+		os.Exit(2)
+	}
+	cmd, args := os.Args[1], os.Args[2:]
+	// Beam's own flags (--runner etc.) are not used; prism and direct are
+	// called directly. Beam still needs initialising for its workers.
+	os.Args = os.Args[:1]
+	flag.Parse()
+	beamlog.LogLevel = "warn"
+	beam.Init()
+
+	var err error
+	switch cmd {
+	case "batch":
+		err = benchBatch(context.Background(), args)
+	default:
+		err = fmt.Errorf("unknown benchmark %q\n%s", cmd, usage)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func startProfile(path string) func() {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return func() {}
+	}
+	pprof.StartCPUProfile(f)
+	return func() { pprof.StopCPUProfile(); f.Close() }
+}
