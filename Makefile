@@ -1,0 +1,37 @@
+# lumen's build and test entry points. `make test` is what CI runs (.ci/run).
+
+GO ?= go
+# The real-server suite runs the end-to-end tests against Cassandra, Kafka,
+# S3 (moto) and, where it can be had, the Flink job server.
+TEST_TIMEOUT ?= 45m
+
+.PHONY: test test-unit test-go vet fmt-check services-up services-down bench
+
+## test: start the real servers, vet, run every test with the integration
+## tests enabled, and stop the servers (also when a step fails).
+test:
+	testing/services/run $(MAKE) --no-print-directory vet fmt-check test-go
+
+## test-unit: the tests that need nothing but Go (real-server tests skip).
+test-unit:
+	$(GO) test ./...
+
+test-go:
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+services-up:
+	@testing/services/up
+
+services-down:
+	@testing/services/down
+
+## bench: the batch benchmark table (10M events; see cmd/bench).
+bench:
+	$(GO) run ./cmd/bench batch
