@@ -39,7 +39,7 @@ var (
 	deadLetters = flag.String("deadletter_root", "", "Root for dead letters (deadletter/batch/dt=…). Default: --input.")
 	precision   = flag.Int("precision", 14, "HyperLogLog++ precision of the daily sketches (4..18).")
 	unitBytes   = flag.Int64("unit_bytes", 64<<20, "Target bytes per work unit.")
-	openCost    = flag.Int64("open_cost", 512<<10, "What opening one file is worth, in bytes, when packing units.")
+	openCost    = flag.Int64("open_cost", 16<<10, "What opening one file is worth, in bytes, when packing units.")
 	parallelism = flag.Int("read_parallelism", 16, "Minimum number of work units to aim for.")
 	concurrency = flag.Int("read_concurrency", 16, "Files fetched at once within a work unit.")
 	quiet       = flag.Bool("quiet", false, "No progress lines and no summary.")
