@@ -1,0 +1,89 @@
+package cassandraio
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+)
+
+// SchemaVersion is the version of lumen's Cassandra tables, recorded in
+// <keyspace>.schema_version so a later layout can migrate or refuse.
+const SchemaVersion = 1
+
+// The tables of DESIGN §2, refined:
+//
+//   - app_version is part of the partition key of the count and user
+//     tables. Every query the serving layer makes is for one version (or
+//     ” for all), so a read touches one partition and no other version's
+//     rows, and partitions stay small (a month of hours of one version).
+//   - app_index lists, per kind and month, the (app, version) pairs that
+//     have rows, so listing apps and versions is a partition read instead
+//     of a scan over all partition keys.
+//   - batch_runs is partitioned by kind and clustered by as_of descending,
+//     so "the newest successful run" reads the head of one partition.
+//   - Speed rows are written with USING TTL (default 7 days): the batch
+//     layer supersedes them.
+var tableDDL = []string{
+	`CREATE TABLE IF NOT EXISTS %s.schema_version (
+		component text PRIMARY KEY, version int, applied timestamp)`,
+	`CREATE TABLE IF NOT EXISTS %s.batch_counts (
+		kind text, app_id text, app_version text, granularity text, period text, bucket timestamp, count bigint,
+		PRIMARY KEY ((kind, app_id, app_version, granularity, period), bucket))`,
+	`CREATE TABLE IF NOT EXISTS %s.speed_counts (
+		kind text, app_id text, app_version text, granularity text, period text, bucket timestamp, count bigint,
+		PRIMARY KEY ((kind, app_id, app_version, granularity, period), bucket))`,
+	`CREATE TABLE IF NOT EXISTS %s.batch_users (
+		kind text, app_id text, app_version text, period text, day timestamp, sketch blob, estimate bigint,
+		PRIMARY KEY ((kind, app_id, app_version, period), day))`,
+	`CREATE TABLE IF NOT EXISTS %s.speed_users (
+		kind text, app_id text, app_version text, period text, day timestamp, sketch blob, estimate bigint,
+		PRIMARY KEY ((kind, app_id, app_version, period), day))`,
+	`CREATE TABLE IF NOT EXISTS %s.app_index (
+		layer text, kind text, period text, app_id text, app_version text,
+		PRIMARY KEY ((layer, kind, period), app_id, app_version))`,
+	`CREATE TABLE IF NOT EXISTS %s.batch_runs (
+		kind text, as_of date, window_start date, started timestamp, finished timestamp, status text,
+		counters map<text, bigint>,
+		PRIMARY KEY ((kind), as_of)) WITH CLUSTERING ORDER BY (as_of DESC)`,
+}
+
+// EnsureSchema creates the keyspace (with the configured replication) and
+// lumen's tables if they do not exist, and records the schema version. It
+// is idempotent and safe to run from many processes; it refuses a keyspace
+// whose recorded version is newer than this build's.
+func (c *Client) EnsureSchema(ctx context.Context) error {
+	ks := c.cfg.Keyspace // a validated identifier: safe to format into DDL
+	stmts := []string{fmt.Sprintf("CREATE KEYSPACE IF NOT EXISTS %s WITH replication = %s", ks, c.cfg.Replication.cql())}
+	for _, t := range tableDDL {
+		stmts = append(stmts, fmt.Sprintf(t, ks))
+	}
+	for _, s := range stmts {
+		if err := c.session.Query(s).WithContext(ctx).Exec(); err != nil {
+			return fmt.Errorf("cassandraio: schema: %s: %w", strings.Fields(s)[2]+" "+strings.Fields(s)[5], err)
+		}
+		if err := c.session.AwaitSchemaAgreement(ctx); err != nil {
+			return fmt.Errorf("cassandraio: schema agreement: %w", err)
+		}
+	}
+	var version int
+	err := c.session.Query(fmt.Sprintf("SELECT version FROM %s.schema_version WHERE component = ?", ks), "lumen").
+		WithContext(ctx).Consistency(c.cfg.Consistency).Scan(&version)
+	if err != nil && !errors.Is(err, gocql.ErrNotFound) {
+		return fmt.Errorf("cassandraio: read schema version: %w", err)
+	}
+	if version > SchemaVersion {
+		return fmt.Errorf("cassandraio: keyspace %s has schema version %d, newer than this build's %d", ks, version, SchemaVersion)
+	}
+	if version < SchemaVersion {
+		err := c.session.Query(fmt.Sprintf("INSERT INTO %s.schema_version (component, version, applied) VALUES (?, ?, ?)", ks),
+			"lumen", SchemaVersion, time.Now()).WithContext(ctx).Consistency(c.cfg.Consistency).Exec()
+		if err != nil {
+			return fmt.Errorf("cassandraio: record schema version: %w", err)
+		}
+	}
+	return nil
+}
