@@ -333,8 +333,8 @@ func (s *sqliteStore) Users(ctx context.Context, layer Layer, q UserQuery) ([]tr
 func (s *sqliteStore) Apps(ctx context.Context, kind event.Kind, from, to time.Time) ([]string, error) {
 	periods := Periods(transforms.Day, from, to)
 	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT app_id FROM batch_counts
-		WHERE kind = ? AND granularity = 'day' AND period IN (`+placeholders(len(periods))+`) AND bucket >= ? AND bucket <= ?
-		ORDER BY app_id`, append(append([]any{kind.String()}, anys(periods)...), from.UnixMilli(), to.UnixMilli())...)
+		WHERE kind = ? AND granularity = 'day' AND period IN (`+placeholders(len(periods))+`)
+		ORDER BY app_id`, append([]any{kind.String()}, anys(periods)...)...)
 	if err != nil {
 		return nil, fmt.Errorf("serving: sqlite apps: %w", err)
 	}
@@ -345,8 +345,8 @@ func (s *sqliteStore) Versions(ctx context.Context, kind event.Kind, app string,
 	periods := Periods(transforms.Day, from, to)
 	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT app_version FROM batch_counts
 		WHERE kind = ? AND app_id = ? AND granularity = 'day' AND period IN (`+placeholders(len(periods))+`)
-		AND bucket >= ? AND bucket <= ? AND app_version != '' ORDER BY app_version`,
-		append(append([]any{kind.String(), app}, anys(periods)...), from.UnixMilli(), to.UnixMilli())...)
+		AND app_version != '' ORDER BY app_version`,
+		append([]any{kind.String(), app}, anys(periods)...)...)
 	if err != nil {
 		return nil, fmt.Errorf("serving: sqlite versions: %w", err)
 	}

@@ -49,10 +49,11 @@ type Store interface {
 	Counts(ctx context.Context, layer Layer, q CountQuery) ([]CountPoint, error)
 	// Users returns one layer's daily sketch rows of q, ascending by day.
 	Users(ctx context.Context, layer Layer, q UserQuery) ([]transforms.UserRow, error)
-	// Apps lists the app ids with batch day counts of kind in [from, to].
+	// Apps lists the app ids with batch rows of kind in the months that
+	// overlap [from, to] (month granularity keeps it an index lookup).
 	Apps(ctx context.Context, kind event.Kind, from, to time.Time) ([]string, error)
-	// Versions lists the app versions with batch day counts of kind and
-	// app in [from, to] (not AllVersions).
+	// Versions lists the versions (not AllVersions) of an app with batch
+	// rows of kind in the months that overlap [from, to].
 	Versions(ctx context.Context, kind event.Kind, app string, from, to time.Time) ([]string, error)
 	// RecordRun upserts a batch_runs row.
 	RecordRun(ctx context.Context, r BatchRun) error
@@ -70,6 +71,13 @@ type RowWriter interface {
 	Flush(ctx context.Context) error
 	// Close flushes and releases the writer.
 	Close(ctx context.Context) error
+}
+
+// StatsReporter is implemented by RowWriters that count what they did
+// (rows, retries, time throttled); the pipelines add these to Beam metrics
+// when a writer closes.
+type StatsReporter interface {
+	Stats() map[string]int64
 }
 
 // CountQuery selects count rows: one kind, app and version (AllVersions for

@@ -1,0 +1,287 @@
+// Package cassandrastore is lumen's production store: serving.Store over
+// Apache Cassandra, through io/cassandraio's throttled writer. Importing it
+// registers the cassandra:// scheme with serving.Open:
+//
+//	cassandra://[user[:password]@]h1,h2:9042/lumen?rate=5000&consistency=LOCAL_QUORUM&adaptive=true
+//
+// See cassandraio.ParseURL for every parameter. It is a separate package so
+// that programs without Cassandra do not link the driver.
+package cassandrastore
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/lumenhq/lumen/event"
+	"github.com/lumenhq/lumen/io/cassandraio"
+	"github.com/lumenhq/lumen/serving"
+	"github.com/lumenhq/lumen/transforms"
+)
+
+func init() { serving.Register("cassandra", Open) }
+
+// Store is serving.Store over Cassandra.
+type Store struct {
+	c  *cassandraio.Client
+	ks string
+}
+
+// Open connects to the cluster of a cassandra:// URL and makes sure the
+// schema exists.
+func Open(ctx context.Context, url string) (serving.Store, error) {
+	cfg, err := cassandraio.ParseURL(url)
+	if err != nil {
+		return nil, err
+	}
+	return OpenConfig(ctx, cfg)
+}
+
+// OpenConfig is Open with a ready Config.
+func OpenConfig(ctx context.Context, cfg cassandraio.Config) (*Store, error) {
+	c, err := cassandraio.Connect(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.EnsureSchema(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return &Store{c: c, ks: c.Config().Keyspace}, nil
+}
+
+// Client is the underlying client (stats, throttle).
+func (s *Store) Client() *cassandraio.Client { return s.c }
+
+// Close releases the connection.
+func (s *Store) Close() error {
+	s.c.Close()
+	return nil
+}
+
+func table(layer serving.Layer, what string) string { return layer.String() + "_" + what }
+
+// NewWriter returns a throttled writer for one layer.
+func (s *Store) NewWriter(ctx context.Context, layer serving.Layer) (serving.RowWriter, error) {
+	if layer != serving.Batch && layer != serving.Speed {
+		return nil, fmt.Errorf("cassandrastore: bad layer %v", layer)
+	}
+	ttl := ""
+	if layer == serving.Speed {
+		ttl = " USING TTL ?"
+	}
+	return &rowWriter{
+		s: s, w: s.c.NewWriter(), layer: layer,
+		countStmt: fmt.Sprintf("INSERT INTO %s.%s (kind, app_id, app_version, granularity, period, bucket, count) VALUES (?, ?, ?, ?, ?, ?, ?)%s", s.ks, table(layer, "counts"), ttl),
+		userStmt:  fmt.Sprintf("INSERT INTO %s.%s (kind, app_id, app_version, period, day, sketch, estimate) VALUES (?, ?, ?, ?, ?, ?, ?)%s", s.ks, table(layer, "users"), ttl),
+		indexStmt: fmt.Sprintf("INSERT INTO %s.app_index (layer, kind, period, app_id, app_version) VALUES (?, ?, ?, ?, ?)%s", s.ks, ttl),
+		ttl:       int(s.c.Config().SpeedTTL / time.Second),
+		indexed:   map[indexKey]bool{},
+	}, nil
+}
+
+type indexKey struct {
+	kind                 event.Kind
+	period, app, version string
+}
+
+type rowWriter struct {
+	s                              *Store
+	w                              *cassandraio.Writer
+	layer                          serving.Layer
+	countStmt, userStmt, indexStmt string
+	ttl                            int
+	indexed                        map[indexKey]bool
+}
+
+func (r *rowWriter) args(a ...any) []any {
+	if r.layer == serving.Speed {
+		a = append(a, r.ttl)
+	}
+	return a
+}
+
+// index records that (kind, app, version) has rows in a month.
+func (r *rowWriter) index(ctx context.Context, k event.Kind, app, version string, t time.Time) error {
+	key := indexKey{k, serving.Period(transforms.Day, t), app, version}
+	if r.indexed[key] {
+		return nil
+	}
+	r.indexed[key] = true
+	return r.w.Write(ctx, cassandraio.Mutation{
+		Stmt: r.indexStmt, Args: r.args(r.layer.String(), k.String(), key.period, app, version),
+		Partition: "i|" + r.layer.String() + "|" + k.String() + "|" + key.period, Bytes: 16 + len(app) + len(version),
+	})
+}
+
+func (r *rowWriter) WriteCounts(ctx context.Context, rows []transforms.CountRow) error {
+	for i := range rows {
+		row := &rows[i]
+		t := row.BucketTime()
+		period := serving.Period(row.Gran, t)
+		err := r.w.Write(ctx, cassandraio.Mutation{
+			Stmt:      r.countStmt,
+			Args:      r.args(row.Kind.String(), row.AppID, row.AppVersion, row.Gran.String(), period, t, row.Count),
+			Partition: fmt.Sprint("c|", row.Kind, "|", row.AppID, "|", row.AppVersion, "|", row.Gran, "|", period),
+			Bytes:     48 + len(row.AppID) + len(row.AppVersion),
+		})
+		if err != nil {
+			return err
+		}
+		if row.AppVersion != transforms.AllVersions {
+			if err := r.index(ctx, row.Kind, row.AppID, row.AppVersion, t); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (r *rowWriter) WriteUsers(ctx context.Context, rows []transforms.UserRow) error {
+	for i := range rows {
+		row := &rows[i]
+		t := row.DayTime()
+		period := serving.Period(transforms.Day, t)
+		err := r.w.Write(ctx, cassandraio.Mutation{
+			Stmt:      r.userStmt,
+			Args:      r.args(row.Kind.String(), row.AppID, row.AppVersion, period, t, row.Sketch, row.Estimate),
+			Partition: fmt.Sprint("u|", row.Kind, "|", row.AppID, "|", row.AppVersion, "|", period),
+			Bytes:     32 + len(row.AppID) + len(row.AppVersion) + len(row.Sketch),
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *rowWriter) Flush(ctx context.Context) error { return r.w.Flush(ctx) }
+func (r *rowWriter) Close(ctx context.Context) error { return r.w.Flush(ctx) }
+
+// Stats reports this writer's counters, for per-bundle Beam metrics
+// (serving.StatsReporter).
+func (r *rowWriter) Stats() map[string]int64 {
+	st := r.w.Stats()
+	return map[string]int64{
+		"cassandra_rows_written":     st.Rows,
+		"cassandra_retries":          st.Retries,
+		"cassandra_failures":         st.Failures,
+		"cassandra_throttle_wait_ms": st.ThrottleWait.Milliseconds(),
+	}
+}
+
+func (s *Store) Counts(ctx context.Context, layer serving.Layer, q serving.CountQuery) ([]serving.CountPoint, error) {
+	stmt := fmt.Sprintf("SELECT bucket, count FROM %s.%s WHERE kind = ? AND app_id = ? AND app_version = ? AND granularity = ? AND period = ? AND bucket >= ? AND bucket <= ?",
+		s.ks, table(layer, "counts"))
+	var out []serving.CountPoint
+	for _, p := range serving.Periods(q.Gran, q.From, q.To) {
+		it := s.c.Query(ctx, stmt, q.Kind.String(), q.AppID, q.Version, q.Gran.String(), p, q.From, q.To).Iter()
+		var b time.Time
+		var n int64
+		for it.Scan(&b, &n) {
+			out = append(out, serving.CountPoint{Bucket: b.UTC(), Count: n})
+		}
+		if err := it.Close(); err != nil {
+			return nil, fmt.Errorf("cassandrastore: counts: %w", err)
+		}
+	}
+	return out, nil
+}
+
+func (s *Store) Users(ctx context.Context, layer serving.Layer, q serving.UserQuery) ([]transforms.UserRow, error) {
+	stmt := fmt.Sprintf("SELECT day, sketch, estimate FROM %s.%s WHERE kind = ? AND app_id = ? AND app_version = ? AND period = ? AND day >= ? AND day <= ?",
+		s.ks, table(layer, "users"))
+	var out []transforms.UserRow
+	for _, p := range serving.Periods(transforms.Day, q.From, q.To) {
+		it := s.c.Query(ctx, stmt, q.Kind.String(), q.AppID, q.Version, p, q.From, q.To).Iter()
+		var day time.Time
+		var sketch []byte
+		var est int64
+		for it.Scan(&day, &sketch, &est) {
+			out = append(out, transforms.UserRow{Kind: q.Kind, AppID: q.AppID, AppVersion: q.Version,
+				Day: day.UnixMilli(), Sketch: slices.Clone(sketch), Estimate: est})
+		}
+		if err := it.Close(); err != nil {
+			return nil, fmt.Errorf("cassandrastore: users: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// index reads app_index for kind over the months of [from, to].
+func (s *Store) indexRows(ctx context.Context, kind event.Kind, from, to time.Time, fn func(app, version string)) error {
+	stmt := fmt.Sprintf("SELECT app_id, app_version FROM %s.app_index WHERE layer = ? AND kind = ? AND period = ?", s.ks)
+	for _, p := range serving.Periods(transforms.Day, from, to) {
+		it := s.c.Query(ctx, stmt, serving.Batch.String(), kind.String(), p).Iter()
+		var app, version string
+		for it.Scan(&app, &version) {
+			fn(app, version)
+		}
+		if err := it.Close(); err != nil {
+			return fmt.Errorf("cassandrastore: app index: %w", err)
+		}
+	}
+	return nil
+}
+
+func (s *Store) Apps(ctx context.Context, kind event.Kind, from, to time.Time) ([]string, error) {
+	seen := map[string]bool{}
+	err := s.indexRows(ctx, kind, from, to, func(app, _ string) { seen[app] = true })
+	return sortedKeys(seen), err
+}
+
+func (s *Store) Versions(ctx context.Context, kind event.Kind, app string, from, to time.Time) ([]string, error) {
+	seen := map[string]bool{}
+	err := s.indexRows(ctx, kind, from, to, func(a, v string) {
+		if a == app {
+			seen[v] = true
+		}
+	})
+	return sortedKeys(seen), err
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (s *Store) RecordRun(ctx context.Context, r serving.BatchRun) error {
+	var finished any
+	if !r.Finished.IsZero() {
+		finished = r.Finished
+	}
+	err := s.c.Query(ctx, fmt.Sprintf("INSERT INTO %s.batch_runs (kind, as_of, window_start, started, finished, status, counters) VALUES (?, ?, ?, ?, ?, ?, ?)", s.ks),
+		r.Kind.String(), r.AsOf, r.WindowStart, r.Started, finished, string(r.Status), r.Counters).Exec()
+	if err != nil {
+		return fmt.Errorf("cassandrastore: record run: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) Runs(ctx context.Context, kind event.Kind) ([]serving.BatchRun, error) {
+	it := s.c.Query(ctx, fmt.Sprintf("SELECT as_of, window_start, started, finished, status, counters FROM %s.batch_runs WHERE kind = ?", s.ks), kind.String()).Iter()
+	var out []serving.BatchRun
+	for {
+		r := serving.BatchRun{Kind: kind}
+		var status string
+		var finished time.Time
+		if !it.Scan(&r.AsOf, &r.WindowStart, &r.Started, &finished, &status, &r.Counters) {
+			break
+		}
+		r.Status = serving.RunStatus(status)
+		r.AsOf, r.WindowStart, r.Started = r.AsOf.UTC(), r.WindowStart.UTC(), r.Started.UTC()
+		if !finished.IsZero() {
+			r.Finished = finished.UTC()
+		}
+		out = append(out, r)
+	}
+	if err := it.Close(); err != nil {
+		return nil, fmt.Errorf("cassandrastore: runs: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,265 @@
+// Package storetest is the conformance suite every serving.Store must pass:
+// the embedded SQLite store and Cassandra run the same assertions, so a
+// query answers the same whichever store holds the rows.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/lumenhq/lumen/event"
+	"github.com/lumenhq/lumen/serving"
+	"github.com/lumenhq/lumen/transforms"
+	"github.com/lumenhq/lumen/transforms/hll"
+)
+
+// Run runs the suite; open returns a fresh, empty store each call.
+func Run(t *testing.T, open func(t *testing.T) serving.Store) {
+	for _, c := range []struct {
+		name string
+		fn   func(*testing.T, serving.Store)
+	}{
+		{"CountsRoundTrip", testCounts},
+		{"UpsertOverwrites", testUpsert},
+		{"UsersRoundTrip", testUsers},
+		{"AppsAndVersions", testIndex},
+		{"Runs", testRuns},
+		{"LayersAreSeparate", testLayers},
+		{"QuerierMergesLayers", testQuerier},
+		{"ValuesAreBoundNotFormatted", testHostileStrings},
+	} {
+		t.Run(c.name, func(t *testing.T) { c.fn(t, open(t)) })
+	}
+}
+
+var (
+	ctx = context.Background()
+	// Spans a month boundary, so partitions by period are exercised.
+	t0 = time.Date(2026, 10, 31, 20, 0, 0, 0, time.UTC)
+)
+
+func hour(i int) int64 { return t0.Add(time.Duration(i) * time.Hour).UnixMilli() }
+
+func write(t *testing.T, st serving.Store, layer serving.Layer, counts []transforms.CountRow, users []transforms.UserRow) {
+	t.Helper()
+	w, err := st.NewWriter(ctx, layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteCounts(ctx, counts); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteUsers(ctx, users); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func countRows(app, version string, n int, scale int64) []transforms.CountRow {
+	var rows []transforms.CountRow
+	for i := 0; i < n; i++ {
+		rows = append(rows, transforms.CountRow{Kind: event.Crash, AppID: app, AppVersion: version, Gran: transforms.Hour, Bucket: hour(i), Count: scale * int64(i+1)})
+	}
+	return rows
+}
+
+func points(t *testing.T, st serving.Store, layer serving.Layer, app, version string, from, to time.Time) []serving.CountPoint {
+	t.Helper()
+	pts, err := st.Counts(ctx, layer, serving.CountQuery{Kind: event.Crash, AppID: app, Version: version, Gran: transforms.Hour, From: from, To: to})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pts
+}
+
+func testCounts(t *testing.T, st serving.Store) {
+	write(t, st, serving.Batch, append(countRows("a", "1.0", 10, 1), countRows("a", "", 10, 2)...), nil)
+	// Inclusive at both ends, ascending, across the month boundary.
+	pts := points(t, st, serving.Batch, "a", "1.0", time.UnixMilli(hour(2)), time.UnixMilli(hour(7)))
+	if len(pts) != 6 {
+		t.Fatalf("got %d points, want 6: %v", len(pts), pts)
+	}
+	for i, p := range pts {
+		if p.Bucket.UnixMilli() != hour(i+2) || p.Count != int64(i+3) || p.Bucket.Location() != time.UTC {
+			t.Errorf("point %d = %v %d, want %v %d", i, p.Bucket, p.Count, time.UnixMilli(hour(i+2)).UTC(), i+3)
+		}
+	}
+	// The version filter: '' is the all-versions series, not a wildcard.
+	all := points(t, st, serving.Batch, "a", "", t0, t0.Add(24*time.Hour))
+	if len(all) != 10 || all[0].Count != 2 {
+		t.Errorf("all-versions series = %v", all)
+	}
+	if got := points(t, st, serving.Batch, "a", "2.0", t0, t0.Add(24*time.Hour)); len(got) != 0 {
+		t.Errorf("unknown version returned %v", got)
+	}
+	if got := points(t, st, serving.Batch, "b", "1.0", t0, t0.Add(24*time.Hour)); len(got) != 0 {
+		t.Errorf("unknown app returned %v", got)
+	}
+}
+
+func testUpsert(t *testing.T, st serving.Store) {
+	write(t, st, serving.Batch, countRows("a", "1.0", 5, 1), nil)
+	write(t, st, serving.Batch, countRows("a", "1.0", 5, 7), nil)
+	pts := points(t, st, serving.Batch, "a", "1.0", t0, t0.Add(time.Hour*5))
+	if len(pts) != 5 || pts[4].Count != 35 {
+		t.Errorf("after rewriting, points = %v (want the second write's values)", pts)
+	}
+}
+
+func sketchOf(ids ...string) ([]byte, int64) {
+	s := hll.MustNew(14)
+	for _, id := range ids {
+		s.Add([]byte(id))
+	}
+	b, _ := s.MarshalBinary()
+	return b, int64(s.Estimate())
+}
+
+func testUsers(t *testing.T, st serving.Store) {
+	var rows []transforms.UserRow
+	for d := 0; d < 4; d++ {
+		b, est := sketchOf(fmt.Sprint("dev", d), fmt.Sprint("dev", d+1))
+		rows = append(rows, transforms.UserRow{Kind: event.AppLoad, AppID: "a", AppVersion: "", Day: t0.Truncate(24*time.Hour).AddDate(0, 0, d).UnixMilli(), Sketch: b, Estimate: est})
+	}
+	write(t, st, serving.Batch, nil, rows)
+	day0 := t0.Truncate(24 * time.Hour)
+	got, err := st.Users(ctx, serving.Batch, serving.UserQuery{Kind: event.AppLoad, AppID: "a", Version: "", From: day0.AddDate(0, 0, 1), To: day0.AddDate(0, 0, 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || !bytes.Equal(got[0].Sketch, rows[1].Sketch) || got[1].Day != rows[2].Day || got[1].Estimate != 2 {
+		t.Fatalf("users = %+v", got)
+	}
+	q := &serving.Querier{Store: st}
+	// Without a successful run everything is "speed": record one.
+	if err := st.RecordRun(ctx, serving.BatchRun{Kind: event.AppLoad, AsOf: day0.AddDate(0, 0, 3), WindowStart: day0, Started: t0, Finished: t0, Status: serving.RunSucceeded, Counters: map[string]int64{}}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := q.Users(ctx, serving.UserQuery{Kind: event.AppLoad, AppID: "a", From: day0, To: day0.AddDate(0, 0, 3)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Estimate != 5 || res.BatchDays != 4 {
+		t.Errorf("merged users = %+v, want 5 devices over 4 batch days", res)
+	}
+}
+
+func testIndex(t *testing.T, st serving.Store) {
+	rows := append(countRows("zeta", "2.0", 3, 1), countRows("alpha", "1.0", 3, 1)...)
+	rows = append(rows, countRows("alpha", "1.1", 3, 1)...)
+	rows = append(rows, countRows("alpha", "", 3, 1)...)
+	for i := range rows {
+		rows[i].Gran = transforms.Day
+		rows[i].Bucket = transforms.Day.Truncate(rows[i].Bucket)
+	}
+	write(t, st, serving.Batch, rows, nil)
+	apps, err := st.Apps(ctx, event.Crash, t0, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(apps, []string{"alpha", "zeta"}) {
+		t.Errorf("Apps = %v", apps)
+	}
+	vs, err := st.Versions(ctx, event.Crash, "alpha", t0, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(vs, []string{"1.0", "1.1"}) {
+		t.Errorf("Versions = %v", vs)
+	}
+	if apps, _ := st.Apps(ctx, event.AppLoad, t0, t0); len(apps) != 0 {
+		t.Errorf("Apps of another kind = %v", apps)
+	}
+}
+
+func testRuns(t *testing.T, st serving.Store) {
+	day := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+	started := time.Date(2026, 11, 21, 1, 2, 3, 0, time.UTC)
+	for i, status := range []serving.RunStatus{serving.RunSucceeded, serving.RunRunning} {
+		r := serving.BatchRun{Kind: event.HandledException, AsOf: day.AddDate(0, 0, i), WindowStart: day.AddDate(0, 0, i-29),
+			Started: started, Status: status, Counters: map[string]int64{"too_old": int64(10 + i), "counted": 1 << 40}}
+		if status == serving.RunSucceeded {
+			r.Finished = started.Add(90 * time.Second)
+		}
+		if err := st.RecordRun(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Re-recording a run replaces it.
+	r := serving.BatchRun{Kind: event.HandledException, AsOf: day.AddDate(0, 0, 1), WindowStart: day.AddDate(0, 0, -28),
+		Started: started, Finished: started.Add(time.Minute), Status: serving.RunFailed, Counters: map[string]int64{"too_old": 3}}
+	if err := st.RecordRun(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	runs, err := st.Runs(ctx, event.HandledException)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 2 || !runs[0].AsOf.Equal(day.AddDate(0, 0, 1)) || runs[0].Status != serving.RunFailed ||
+		runs[0].Counters["too_old"] != 3 || !runs[0].Finished.Equal(started.Add(time.Minute)) {
+		t.Fatalf("runs (newest first) = %+v", runs)
+	}
+	if runs[1].Counters["counted"] != 1<<40 || !runs[1].WindowStart.Equal(day.AddDate(0, 0, -29)) || !runs[1].Started.Equal(started) {
+		t.Errorf("older run = %+v", runs[1])
+	}
+	if other, _ := st.Runs(ctx, event.AppLoad); len(other) != 0 {
+		t.Errorf("runs of another kind: %v", other)
+	}
+}
+
+func testLayers(t *testing.T, st serving.Store) {
+	write(t, st, serving.Speed, countRows("a", "1.0", 3, 5), nil)
+	if got := points(t, st, serving.Batch, "a", "1.0", t0, t0.Add(3*time.Hour)); len(got) != 0 {
+		t.Errorf("speed rows visible in batch: %v", got)
+	}
+	if got := points(t, st, serving.Speed, "a", "1.0", t0, t0.Add(3*time.Hour)); len(got) != 3 || got[2].Count != 15 {
+		t.Errorf("speed rows = %v", got)
+	}
+}
+
+// Batch days come from batch tables, later days from speed tables.
+func testQuerier(t *testing.T, st serving.Store) {
+	day0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	var batch, speed []transforms.CountRow
+	for d := 0; d < 4; d++ {
+		r := transforms.CountRow{Kind: event.AppLoad, AppID: "m", Gran: transforms.Day, Bucket: day0.AddDate(0, 0, d).UnixMilli(), Count: 100}
+		batch = append(batch, r)
+		r.Count = 1 // the speed layer's (stale) view
+		speed = append(speed, r)
+	}
+	write(t, st, serving.Batch, batch[:3], nil) // batch has days 0..2
+	write(t, st, serving.Speed, speed, nil)     // speed has days 0..3
+	if err := st.RecordRun(ctx, serving.BatchRun{Kind: event.AppLoad, AsOf: day0.AddDate(0, 0, 2), WindowStart: day0, Started: day0, Finished: day0, Status: serving.RunSucceeded, Counters: map[string]int64{}}); err != nil {
+		t.Fatal(err)
+	}
+	q := &serving.Querier{Store: st}
+	pts, err := q.Counts(ctx, serving.CountQuery{Kind: event.AppLoad, AppID: "m", Gran: transforms.Day, From: day0, To: day0.AddDate(0, 0, 4)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int64
+	for _, p := range pts {
+		got = append(got, p.Count)
+	}
+	if !reflect.DeepEqual(got, []int64{100, 100, 100, 1}) {
+		t.Errorf("merged counts = %v, want batch for days 0-2 and speed for day 3", got)
+	}
+}
+
+// Strings that would break formatted CQL or SQL are stored as data.
+func testHostileStrings(t *testing.T, st serving.Store) {
+	app := `x'); DROP TABLE batch_counts; --"é`
+	write(t, st, serving.Batch, countRows(app, `1.0' OR '1'='1`, 2, 1), nil)
+	if got := points(t, st, serving.Batch, app, `1.0' OR '1'='1`, t0, t0.Add(time.Hour)); len(got) != 2 {
+		t.Errorf("hostile strings: %v", got)
+	}
+	if got := points(t, st, serving.Batch, app, "1.0", t0, t0.Add(time.Hour)); len(got) != 0 {
+		t.Errorf("injection matched: %v", got)
+	}
+}
