@@ -24,8 +24,10 @@ import (
 
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/avroio"
+	"github.com/lumenhq/lumen/io/cassandraio"
 	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/serving"
+	_ "github.com/lumenhq/lumen/serving/cassandrastore" // cassandra:// stores
 	"github.com/lumenhq/lumen/transforms"
 )
 
@@ -44,6 +46,8 @@ var (
 	concurrency = flag.Int("read_concurrency", 16, "Files fetched at once within a work unit.")
 	quiet       = flag.Bool("quiet", false, "No progress lines and no summary.")
 	verbose     = flag.Bool("verbose", false, "Show the runner's own logs.")
+	casUser     = flag.String("cassandra_username", "", "Cassandra user (or $LUMEN_CASSANDRA_USERNAME); keeps credentials out of --store.")
+	casPassFile = flag.String("cassandra_password_file", "", "File holding the Cassandra password (or $LUMEN_CASSANDRA_PASSWORD).")
 )
 
 func main() {
@@ -53,6 +57,10 @@ func main() {
 	}
 	if *runners.Runner == "" {
 		*runners.Runner = "prism"
+	}
+	if err := cassandraio.ExportCredentials(*casUser, *casPassFile); err != nil {
+		fmt.Fprintln(os.Stderr, "batch: --cassandra_password_file:", err)
+		os.Exit(2)
 	}
 	beam.Init()
 	ctx := context.Background()

@@ -2,7 +2,8 @@
 // the same data, and prints a table. Figures are ratios to the baseline,
 // because the machine is noisy.
 //
-//	go run ./cmd/bench batch --events=10000000          # DESIGN §7a, issue: batch layer
+//	go run ./cmd/bench batch --events=10000000     # the batch layer against a goavro baseline
+//	go run ./cmd/bench cassandra --rate=5000        # throttled Cassandra writes, uncapped vs capped
 package main
 
 import (
@@ -16,7 +17,7 @@ import (
 	beamlog "github.com/apache/beam/sdks/v2/go/pkg/beam/log"
 )
 
-const usage = `usage: bench batch [flags]   (run "bench batch -h" for flags)`
+const usage = `usage: bench batch|cassandra [flags]   (run "bench NAME -h" for flags)`
 
 func main() {
 	if len(os.Args) < 2 {
@@ -35,6 +36,8 @@ func main() {
 	switch cmd {
 	case "batch":
 		err = benchBatch(context.Background(), args)
+	case "cassandra":
+		err = benchCassandra(context.Background(), args)
 	default:
 		err = fmt.Errorf("unknown benchmark %q\n%s", cmd, usage)
 	}

@@ -22,7 +22,9 @@ import (
 	"time"
 
 	"github.com/lumenhq/lumen/event"
+	"github.com/lumenhq/lumen/io/cassandraio"
 	"github.com/lumenhq/lumen/serving"
+	_ "github.com/lumenhq/lumen/serving/cassandrastore" // cassandra:// stores
 	"github.com/lumenhq/lumen/transforms"
 )
 
@@ -49,12 +51,15 @@ func main() {
 
 type common struct {
 	store, kind, app, version, from, to, format string
+	casUser, casPassFile                        string
 }
 
 func (c *common) register(fs *flag.FlagSet, withApp bool, defKind string) {
 	fs.StringVar(&c.store, "store", "sqlite:lumen.db", "Store URL: sqlite:PATH or cassandra://…")
 	fs.StringVar(&c.kind, "kind", defKind, "Event kind: app_load, crash or handled_exception.")
 	fs.StringVar(&c.format, "format", "json", "Output: json (for scripts) or table (for people).")
+	fs.StringVar(&c.casUser, "cassandra_username", "", "Cassandra user (or $LUMEN_CASSANDRA_USERNAME).")
+	fs.StringVar(&c.casPassFile, "cassandra_password_file", "", "File holding the Cassandra password (or $LUMEN_CASSANDRA_PASSWORD).")
 	if withApp {
 		fs.StringVar(&c.app, "app", "", "App id (required).")
 		fs.StringVar(&c.version, "version", "", "App version; empty means all versions.")
@@ -132,8 +137,11 @@ func (c common) validate() (event.Kind, error) {
 	return k, errors.Join(errs...)
 }
 
-func open(ctx context.Context, url string) (*serving.Querier, func(), error) {
-	st, err := serving.Open(ctx, url)
+func open(ctx context.Context, c common) (*serving.Querier, func(), error) {
+	if err := cassandraio.ExportCredentials(c.casUser, c.casPassFile); err != nil {
+		return nil, nil, fmt.Errorf("--cassandra_password_file: %w", err)
+	}
+	st, err := serving.Open(ctx, c.store)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--store: %w", err)
 	}
@@ -152,7 +160,7 @@ func counts(ctx context.Context, c common, g transforms.Granularity, out io.Writ
 	if err = errors.Join(err, ferr, terr); err != nil {
 		return err
 	}
-	q, closeFn, err := open(ctx, c.store)
+	q, closeFn, err := open(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -199,7 +207,7 @@ func users(ctx context.Context, c common, out io.Writer) error {
 	if to.Before(from) {
 		return errors.New("--to is before --from")
 	}
-	q, closeFn, err := open(ctx, c.store)
+	q, closeFn, err := open(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -224,7 +232,7 @@ func versionLabel(v string) string {
 }
 
 func runs(ctx context.Context, c common, out io.Writer) error {
-	q, closeFn, err := open(ctx, c.store)
+	q, closeFn, err := open(ctx, c)
 	if err != nil {
 		return err
 	}
