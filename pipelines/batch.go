@@ -46,9 +46,10 @@ func BuildBatch(s beam.Scope, cfg BatchConfig) error {
 	s = s.Scope("pipelines.Batch")
 	window := transforms.NewDayWindow(cfg.AsOf, cfg.WindowDays)
 
-	units := beam.ParDo(s, &planFn{Root: cfg.Input, First: window.First, Last: window.Last, Opts: cfg.Plan}, beam.Impulse(s))
+	files := fileSetup{S3: cfg.S3}
+	units := beam.ParDo(s, &planFn{fileSetup: files, Root: cfg.Input, First: window.First, Last: window.Last, Opts: cfg.Plan}, beam.Impulse(s))
 	units = beam.Reshuffle(s, units)
-	dead, stats, partials := beam.ParDo3(s, &readAggregateFn{
+	dead, stats, partials := beam.ParDo3(s, &readAggregateFn{fileSetup: files,
 		First: window.First, Last: window.Last, Precision: cfg.Precision, Opts: cfg.Read,
 		MaxCells: cfg.MaxBundleCells,
 	}, units)
@@ -56,7 +57,7 @@ func BuildBatch(s beam.Scope, cfg BatchConfig) error {
 	merged := transforms.MergePartials(s, partials)
 	counts := WriteCounts(s, cfg.Store, serving.Batch, transforms.CountRows(s, merged, transforms.Hour, transforms.Day))
 	users := WriteUsers(s, cfg.Store, serving.Batch, transforms.UserRows(s, merged))
-	deadWritten := avroio.WriteDeadLetters(s, avroio.DeadLetterDir(cfg.DeadLetterRoot, "batch", cfg.AsOf.Format(time.DateOnly)), dead)
+	deadWritten := WriteDeadLetters(s, avroio.DeadLetterDir(cfg.DeadLetterRoot, "batch", cfg.AsOf.Format(time.DateOnly)), cfg.S3, dead)
 
 	RecordRun(s, RunInfo{Store: cfg.Store, AsOf: cfg.AsOf, WindowStart: window.First, Started: cfg.Started},
 		SumStats(s, stats), counts, users, deadWritten)
@@ -67,6 +68,7 @@ func BuildBatch(s beam.Scope, cfg BatchConfig) error {
 // runs once, on the impulse: listing happens inside the job, so a submitted
 // job needs no access to the input from the launcher.
 type planFn struct {
+	fileSetup
 	Root        string
 	First, Last time.Time
 	Opts        avroio.PlanOptions
@@ -96,6 +98,7 @@ func (f *planFn) ProcessElement(ctx context.Context, _ []byte, emit func(avroio.
 // the bundle finishes (or early, past MaxCells), so only per-(kind, app)
 // partials leave it, never single events, and few partials need merging.
 type readAggregateFn struct {
+	fileSetup
 	First, Last time.Time
 	Precision   uint8
 	Opts        avroio.ReadOptions

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/lumenhq/lumen/io/avroio"
+	"github.com/lumenhq/lumen/io/s3fs"
 	"github.com/lumenhq/lumen/transforms/hll"
 )
 
@@ -30,6 +31,9 @@ type BatchConfig struct {
 	// MaxBundleCells bounds the map-side aggregate a reader holds before it
 	// emits early (about 100 bytes a cell). Default 2,000,000.
 	MaxBundleCells int
+	// S3 configures s3:// access on every worker (endpoint, region,
+	// addressing; credentials come from the AWS chain). Zero: environment.
+	S3 s3fs.Options
 	// Plan and Read tune the small-file reader.
 	Plan avroio.PlanOptions
 	Read avroio.ReadOptions

@@ -72,6 +72,11 @@ func (r *rowWriter) finish(ctx context.Context, emit func(int64), metric string)
 		return fmt.Errorf("pipelines: write %s rows: %w", r.Layer, err)
 	}
 	beam.NewCounter("lumen.store", metric).Inc(ctx, r.n)
+	if sr, ok := r.w.(serving.StatsReporter); ok {
+		for name, v := range sr.Stats() {
+			beam.NewCounter("lumen.store", name).Inc(ctx, v)
+		}
+	}
 	emit(r.n)
 	return nil
 }

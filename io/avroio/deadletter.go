@@ -7,18 +7,10 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/apache/beam/sdks/v2/go/pkg/beam"
-	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 	"github.com/linkedin/goavro/v2"
 
 	"github.com/lumenhq/lumen/io/deadletter"
 )
-
-func init() {
-	register.DoFn4x1[context.Context, string, func(*deadletter.Record) bool, func(int64), error](&writeDeadLettersFn{})
-	register.Iter1[deadletter.Record]()
-	register.Emitter1[int64]()
-}
 
 // DeadLetterDir is where a pipeline's dead letters of one day go
 // (DESIGN §2): <root>/deadletter/<pipeline>/dt=YYYY-MM-DD.
@@ -26,30 +18,12 @@ func DeadLetterDir(root, pipeline, day string) string {
 	return fmt.Sprintf("%s/deadletter/%s/dt=%s", strings.TrimSuffix(root, "/"), pipeline, day)
 }
 
-// WriteDeadLetters writes each group of dead letters to its own Avro file,
-// <dir>/<name>.avro, atomically. Names come from the keys, so a re-run with
-// the same input overwrites instead of adding files. It returns the number
-// of records written per file.
-//
-//	keyed: PCollection<KV<string, deadletter.Record>> → PCollection<int64>
-func WriteDeadLetters(s beam.Scope, dir string, keyed beam.PCollection) beam.PCollection {
-	s = s.Scope("avroio.WriteDeadLetters")
-	return beam.ParDo(s, &writeDeadLettersFn{Dir: dir}, beam.GroupByKey(s, keyed))
-}
-
-type writeDeadLettersFn struct {
-	Dir string
-}
-
-func (f *writeDeadLettersFn) ProcessElement(ctx context.Context, name string, recs func(*deadletter.Record) bool, emit func(int64)) error {
-	var all []deadletter.Record
-	var r deadletter.Record
-	for recs(&r) {
-		all = append(all, r)
-	}
-	// Deterministic content for a deterministic name.
-	sort.Slice(all, func(i, j int) bool {
-		a, b := all[i], all[j]
+// WriteDeadLetterFile writes records to path as one Avro file, sorted by
+// source, offset and index so the same records give the same bytes, and
+// atomically (Create): a re-run with the same input overwrites the file.
+func WriteDeadLetterFile(ctx context.Context, path string, records []deadletter.Record) error {
+	sort.Slice(records, func(i, j int) bool {
+		a, b := records[i], records[j]
 		if a.Source != b.Source {
 			return a.Source < b.Source
 		}
@@ -66,7 +40,7 @@ func (f *writeDeadLettersFn) ProcessElement(ctx context.Context, name string, re
 		return err
 	}
 	var rec []byte
-	for _, r := range all {
+	for _, r := range records {
 		if rec, err = deadletter.AppendBinary(rec[:0], r); err != nil {
 			return fmt.Errorf("avroio: encode dead letter: %w", err)
 		}
@@ -77,7 +51,6 @@ func (f *writeDeadLettersFn) ProcessElement(ctx context.Context, name string, re
 	if err := w.Close(); err != nil {
 		return err
 	}
-	path := f.Dir + "/" + name + ".avro"
 	out, err := Create(ctx, path)
 	if err != nil {
 		return fmt.Errorf("avroio: dead letters %s: %w", path, err)
@@ -89,7 +62,6 @@ func (f *writeDeadLettersFn) ProcessElement(ctx context.Context, name string, re
 	if err := out.Close(); err != nil {
 		return fmt.Errorf("avroio: dead letters %s: %w", path, err)
 	}
-	emit(int64(len(all)))
 	return nil
 }
 
