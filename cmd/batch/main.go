@@ -25,6 +25,7 @@ import (
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/avroio"
 	"github.com/lumenhq/lumen/io/cassandraio"
+	"github.com/lumenhq/lumen/io/s3fs"
 	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/serving"
 	_ "github.com/lumenhq/lumen/serving/cassandrastore" // cassandra:// stores
@@ -46,6 +47,9 @@ var (
 	concurrency = flag.Int("read_concurrency", 16, "Files fetched at once within a work unit.")
 	quiet       = flag.Bool("quiet", false, "No progress lines and no summary.")
 	verbose     = flag.Bool("verbose", false, "Show the runner's own logs.")
+	s3Endpoint  = flag.String("s3_endpoint", "", "S3 endpoint for s3:// paths (default: $AWS_ENDPOINT_URL_S3, then AWS).")
+	s3Region    = flag.String("s3_region", "", "S3 region (default: the AWS chain, then us-east-1).")
+	s3PathStyle = flag.String("s3_path_style", "auto", "S3 addressing: auto (path style with a custom endpoint), true or false.")
 	casUser     = flag.String("cassandra_username", "", "Cassandra user (or $LUMEN_CASSANDRA_USERNAME); keeps credentials out of --store.")
 	casPassFile = flag.String("cassandra_password_file", "", "File holding the Cassandra password (or $LUMEN_CASSANDRA_PASSWORD).")
 )
@@ -71,11 +75,17 @@ func main() {
 }
 
 func run(ctx context.Context) error {
+	ps, err := s3fs.ParsePathStyle(*s3PathStyle)
+	if err != nil {
+		return fmt.Errorf("--s3_path_style: %w", err)
+	}
+	s3fs.Configure(s3fs.Options{Endpoint: *s3Endpoint, Region: *s3Region, PathStyle: ps})
 	days, err := runDays(ctx)
 	if err != nil {
 		return err
 	}
 	base := pipelines.BatchConfig{
+		S3:             s3fs.Options{Endpoint: *s3Endpoint, Region: *s3Region, PathStyle: ps},
 		Input:          strings.TrimSuffix(*input, "/"),
 		WindowDays:     *windowDays,
 		Store:          *store,

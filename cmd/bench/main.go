@@ -4,6 +4,7 @@
 //
 //	go run ./cmd/bench batch --events=10000000     # the batch layer against a goavro baseline
 //	go run ./cmd/bench cassandra --rate=5000        # throttled Cassandra writes, uncapped vs capped
+//	go run ./cmd/bench s3                           # 144,000 small objects vs a sequential reader
 package main
 
 import (
@@ -17,7 +18,7 @@ import (
 	beamlog "github.com/apache/beam/sdks/v2/go/pkg/beam/log"
 )
 
-const usage = `usage: bench batch|cassandra [flags]   (run "bench NAME -h" for flags)`
+const usage = `usage: bench batch|cassandra|s3 [flags]   (run "bench NAME -h" for flags)`
 
 func main() {
 	if len(os.Args) < 2 {
@@ -38,6 +39,10 @@ func main() {
 		err = benchBatch(context.Background(), args)
 	case "cassandra":
 		err = benchCassandra(context.Background(), args)
+	case "s3":
+		err = benchS3(context.Background(), args)
+	case "s3-server": // a child of "s3"
+		err = serveS3(args)
 	default:
 		err = fmt.Errorf("unknown benchmark %q\n%s", cmd, usage)
 	}

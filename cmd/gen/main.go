@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/lumenhq/lumen/io/avroio"
+	"github.com/lumenhq/lumen/io/s3fs"
 	"github.com/lumenhq/lumen/testing/gen"
 )
 
@@ -32,6 +34,8 @@ var (
 	invalid      = flag.Float64("invalid_share", 0.0005, "Share of damaged records (dead letters).")
 	junk         = flag.Bool("junk", false, "Add a zero-byte, a foreign-schema and a truncated file.")
 	truth        = flag.String("truth", "", "Ground-truth JSON path; default <out>/truth.json; \"none\" to skip.")
+	s3Endpoint   = flag.String("s3_endpoint", "", "S3 endpoint when --out is s3:// (default: $AWS_ENDPOINT_URL_S3, then AWS).")
+	s3PathStyle  = flag.String("s3_path_style", "auto", "S3 addressing: auto, true or false.")
 )
 
 func main() {
@@ -46,6 +50,11 @@ func run() error {
 	if *out == "" {
 		return fmt.Errorf("--out is required")
 	}
+	ps, err := s3fs.ParsePathStyle(*s3PathStyle)
+	if err != nil {
+		return fmt.Errorf("--s3_path_style: %w", err)
+	}
+	s3fs.Configure(s3fs.Options{Endpoint: *s3Endpoint, PathStyle: ps})
 	st, err := time.Parse(time.DateOnly, *start)
 	if err != nil {
 		return fmt.Errorf("--start: %q is not YYYY-MM-DD", *start)
@@ -73,6 +82,12 @@ func run() error {
 		path := *truth
 		if path == "" {
 			path = filepath.Join(*out, "truth.json")
+			if strings.Contains(*out, "://") {
+				path = "truth.json"
+			}
+		}
+		if strings.Contains(path, "://") {
+			return fmt.Errorf("--truth: write it to a local path (got %s)", path)
 		}
 		if err := sum.Truth.WriteFile(path); err != nil {
 			return err
