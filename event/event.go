@@ -49,3 +49,15 @@ func (e Event) String() string {
 	}
 	return s + "}"
 }
+
+// BucketTime returns the time the event is bucketed by (DESIGN §3): its
+// event_time, unless the device clock ran ahead of the collector's
+// (event_time > received_time), in which case received_time, and skewed is
+// true so the caller can count it as clock_skew. It is also the event's
+// event-time timestamp in the streaming layer.
+func (e *Event) BucketTime() (ms int64, skewed bool) {
+	if e.EventTime > e.ReceivedTime {
+		return e.ReceivedTime, true
+	}
+	return e.EventTime, false
+}

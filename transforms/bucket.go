@@ -78,12 +78,7 @@ func (g Granularity) Truncate(ms int64) int64 {
 // event_time, unless the device clock ran ahead of the collector's
 // (event_time > received_time), in which case received_time, and skewed is
 // true so the caller counts it as clock_skew.
-func BucketTime(e *event.Event) (ms int64, skewed bool) {
-	if e.EventTime > e.ReceivedTime {
-		return e.ReceivedTime, true
-	}
-	return e.EventTime, false
-}
+func BucketTime(e *event.Event) (ms int64, skewed bool) { return e.BucketTime() }
 
 // DayWindow is the inclusive range of UTC days a batch run covers:
 // [as_of − window_days + 1, as_of].

@@ -1,0 +1,329 @@
+package kafkaio
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/graph/mtime"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/sdf"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/typex"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/io/rtrackers/offsetrange"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/lumenhq/lumen/event"
+	"github.com/lumenhq/lumen/io/deadletter"
+)
+
+func init() {
+	register.DoFn8x2[context.Context, *watermarkEstimator, typex.BundleFinalization, *sdf.LockRTracker, TopicPartition,
+		func(beam.EventTime, event.Event), func(deadletter.Record), func(beam.EventTime, string, event.Event),
+		sdf.ProcessContinuation, error](&readFn{})
+	register.Emitter2[beam.EventTime, event.Event]()
+	register.Emitter1[deadletter.Record]()
+	register.Emitter3[beam.EventTime, string, event.Event]()
+}
+
+// Read reads lumen's event topics.
+//
+// It returns the valid events, each timestamped with its event time (the
+// time it is bucketed by); the dead letters (undecodable messages, a kind
+// that does not match its topic, events failing validation), each with the
+// topic, partition, offset and reason; and the events further behind their
+// partition's watermark than cfg.LateHorizon, keyed by "topic/partition/offset".
+//
+//	() → PCollection<event.Event>, PCollection<deadletter.Record>, PCollection<KV<string, event.Event>>
+func Read(s beam.Scope, cfg ReadConfig, topicPrefix string) (events, dead, late beam.PCollection) {
+	s = s.Scope("kafkaio.Read")
+	cfg.EnsureDefaults()
+	topics := beam.CreateList(s, cfg.Topics)
+	parts := beam.ParDo(s, &discoverFn{kafkaFn: kafkaFn{Brokers: cfg.Brokers}, Bounded: cfg.Bounded,
+		IntervalMs: cfg.DiscoveryInterval.Milliseconds()}, topics)
+	id := fmt.Sprintf("read-%d-%d", time.Now().UnixNano(), readSeq.Add(1))
+	return beam.ParDo3(s, &readFn{kafkaFn: kafkaFn{Brokers: cfg.Brokers}, Cfg: cfg, Prefix: topicPrefix, ReadID: id}, parts)
+}
+
+var readSeq atomic.Int64
+
+// readFn reads one partition's offset range.
+type readFn struct {
+	kafkaFn
+	Cfg    ReadConfig
+	Prefix string
+	ReadID string // distinguishes this Read's partitions in the watermark registry
+
+	dec     *event.Decoder
+	endHint atomic.Int64
+}
+
+func (f *readFn) Setup() error {
+	if f.dec == nil {
+		f.dec = event.NewDecoder()
+	}
+	return f.setup(kgo.FetchMaxWait(250*time.Millisecond), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.MetadataMinAge(500*time.Millisecond))
+}
+
+// CreateInitialRestriction resolves the start position (and, bounded, the
+// end) of a partition to offsets.
+func (f *readFn) CreateInitialRestriction(ctx context.Context, tp TopicPartition) (offsetrange.Restriction, error) {
+	if err := f.Setup(); err != nil { // the runner may not have called Setup on this instance
+		return offsetrange.Restriction{}, err
+	}
+	partitionWatermarks.register(initialWatermarkState(f.ReadID, tp))
+	// A partition just created may not be in every broker's (or this
+	// client's) metadata yet: retry for a while before failing the job.
+	var start int64
+	var err error
+	for attempt := 0; ; attempt++ {
+		if start, err = f.startOffset(ctx, tp); err == nil || attempt == 8 {
+			break
+		}
+		f.client.ForceMetadataRefresh()
+		time.Sleep(time.Duration(100<<attempt) * time.Millisecond)
+	}
+	if err != nil {
+		return offsetrange.Restriction{}, err
+	}
+	end := int64(unbounded)
+	if f.Cfg.Bounded {
+		var lo kadm.ListedOffsets
+		if f.Cfg.EndTimeMs > 0 {
+			lo, err = f.admin.ListOffsetsAfterMilli(ctx, f.Cfg.EndTimeMs, tp.Topic)
+		} else {
+			lo, err = f.admin.ListEndOffsets(ctx, tp.Topic)
+		}
+		if err != nil {
+			return offsetrange.Restriction{}, fmt.Errorf("kafkaio: end offset of %v: %w", tp, err)
+		}
+		if end, err = lookup(lo, tp); err != nil {
+			return offsetrange.Restriction{}, err
+		}
+		end = max(end, start)
+	}
+	return offsetrange.Restriction{Start: start, End: end}, nil
+}
+
+func (f *readFn) startOffset(ctx context.Context, tp TopicPartition) (int64, error) {
+	var lo kadm.ListedOffsets
+	var err error
+	switch pos := f.Cfg.Start; {
+	case pos == StartEarliest || tp.New:
+		lo, err = f.admin.ListStartOffsets(ctx, tp.Topic)
+	case pos == StartLatest:
+		lo, err = f.admin.ListEndOffsets(ctx, tp.Topic)
+	case pos == StartAtTime:
+		lo, err = f.admin.ListOffsetsAfterMilli(ctx, f.Cfg.StartTimeMs, tp.Topic)
+	case pos == StartCommitted:
+		or, err := f.admin.FetchOffsetsForTopics(ctx, f.Cfg.Group, tp.Topic)
+		if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
+			return 0, fmt.Errorf("kafkaio: committed offset of %v for group %s: %w", tp, f.Cfg.Group, err)
+		}
+		if o, ok := or.Lookup(tp.Topic, tp.Partition); ok && o.Err == nil && o.At >= 0 {
+			return o.At, nil
+		}
+		lo, err = f.admin.ListStartOffsets(ctx, tp.Topic) // nothing committed yet
+	}
+	if err != nil {
+		return 0, fmt.Errorf("kafkaio: start offset of %v: %w", tp, err)
+	}
+	return lookup(lo, tp)
+}
+
+func (f *readFn) SplitRestriction(_ TopicPartition, r offsetrange.Restriction) []offsetrange.Restriction {
+	return []offsetrange.Restriction{r}
+}
+
+// RestrictionSize is the backlog in records, where known.
+func (f *readFn) RestrictionSize(_ TopicPartition, r offsetrange.Restriction) float64 {
+	if r.End != unbounded {
+		return float64(r.End - r.Start)
+	}
+	return float64(max(0, f.endHint.Load()-r.Start))
+}
+
+func (f *readFn) CreateTracker(r offsetrange.Restriction) *sdf.LockRTracker {
+	return sdf.NewLockRTracker(newTracker(r, &f.endHint))
+}
+
+// TruncateRestriction lets a draining pipeline stop without reading on.
+func (f *readFn) TruncateRestriction(rt *sdf.LockRTracker, _ TopicPartition) offsetrange.Restriction {
+	start := rt.GetRestriction().(offsetrange.Restriction).Start
+	return offsetrange.Restriction{Start: start, End: start}
+}
+
+func (f *readFn) InitialWatermarkEstimatorState(_ beam.EventTime, _ offsetrange.Restriction, tp TopicPartition) WatermarkState {
+	return initialWatermarkState(f.ReadID, tp)
+}
+
+func (f *readFn) CreateWatermarkEstimator(s WatermarkState) *watermarkEstimator {
+	return newWatermarkEstimator(s, f.Cfg.MaxOutOfOrder)
+}
+
+func (f *readFn) WatermarkEstimatorState(w *watermarkEstimator) WatermarkState { return w.state }
+
+// ProcessElement reads from the restriction's start until it has read for
+// MaxBundleTime or MaxBundleRecords, or caught up, then checkpoints.
+func (f *readFn) ProcessElement(ctx context.Context, we *watermarkEstimator, bf typex.BundleFinalization, rt *sdf.LockRTracker,
+	tp TopicPartition, emit func(beam.EventTime, event.Event), emitDead func(deadletter.Record),
+	emitLate func(beam.EventTime, string, event.Event)) (sdf.ProcessContinuation, error) {
+	rest := rt.GetRestriction().(offsetrange.Restriction)
+	if rest.Start >= rest.End {
+		return sdf.StopProcessing(), nil
+	}
+	f.client.AddConsumePartitions(map[string]map[int32]kgo.Offset{tp.Topic: {tp.Partition: kgo.NewOffset().At(rest.Start)}})
+	defer f.client.RemoveConsumePartitions(map[string][]int32{tp.Topic: {tp.Partition}})
+
+	kind, kindOK := KindOfTopic(f.Prefix, tp.Topic)
+	deadline := time.Now().Add(f.Cfg.MaxBundleTime)
+	wmAtStart := we.state.WatermarkMs
+	horizon := f.Cfg.LateHorizon.Milliseconds()
+	last := rest.Start - 1
+	hw := int64(-1) // this partition's high watermark, once a fetch reports it
+	var n int
+	counters := newReadCounters(tp)
+	defer counters.flush(ctx)
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		fetches := f.client.PollRecords(pctx, min(5000, f.Cfg.MaxBundleRecords-n))
+		cancel()
+		if err := ctx.Err(); err != nil {
+			return sdf.ResumeProcessingIn(0), nil
+		}
+		var fetchErr error
+		fetches.EachError(func(_ string, _ int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				fetchErr = err
+			}
+		})
+		if fetchErr != nil {
+			// Transient (a broker away, a leader moving): retry shortly
+			// from the same position rather than failing the bundle.
+			counters.fetchErrors++
+			return sdf.ResumeProcessingIn(time.Second), nil
+		}
+		got := 0
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if p.Topic == tp.Topic && p.Partition == tp.Partition && p.HighWatermark >= 0 {
+				hw = p.HighWatermark
+				f.endHint.Store(hw)
+			}
+		})
+		stop := false
+		fetches.EachRecord(func(r *kgo.Record) {
+			if stop || r.Offset <= last {
+				return
+			}
+			if !rt.TryClaim(r.Offset) {
+				stop = true
+				return
+			}
+			last = r.Offset
+			got++
+			f.handle(r, tp, kind, kindOK, we, horizon, counters, emit, emitDead, emitLate)
+		})
+		n += got
+		if stop || last >= rest.End-1 {
+			f.finalize(bf, tp, last)
+			return sdf.StopProcessing(), nil
+		}
+		if got == 0 && last+1 >= hw {
+			// Caught up: idle until more arrives, and let the watermark
+			// move on with the clock.
+			we.idle(time.Now())
+			f.finalize(bf, tp, last)
+			return sdf.ResumeProcessingIn(f.Cfg.IdleDelay), nil
+		}
+		// Checkpoint on time, volume, or a big jump in event time, which
+		// keeps the runner's view of lateness close to ours.
+		if time.Now().After(deadline) || n >= f.Cfg.MaxBundleRecords || we.state.WatermarkMs-wmAtStart > int64(30*time.Minute/time.Millisecond) {
+			f.finalize(bf, tp, last)
+			return sdf.ResumeProcessingIn(0), nil
+		}
+	}
+}
+
+func (f *readFn) handle(r *kgo.Record, tp TopicPartition, kind event.Kind, kindOK bool, we *watermarkEstimator, horizon int64,
+	c *readCounters, emit func(beam.EventTime, event.Event), emitDead func(deadletter.Record),
+	emitLate func(beam.EventTime, string, event.Event)) {
+	c.records++
+	dead := func(reason, detail string) {
+		c.dead[reason]++
+		emitDead(deadletter.Record{Pipeline: "stream", Source: tp.Topic + "/" + strconv.Itoa(int(tp.Partition)), Offset: r.Offset,
+			Index: -1, Lost: 1, Reason: reason, Detail: detail, Payload: r.Value})
+	}
+	var ev event.Event
+	if err := f.dec.DecodeSingle(r.Value, &ev); err != nil {
+		dead("undecodable", err.Error())
+		return
+	}
+	if kindOK && ev.Kind != kind {
+		dead("kind_mismatch", fmt.Sprintf("a %s record on topic %s", ev.Kind, tp.Topic))
+		return
+	}
+	if reason := event.Validate(&ev); reason != "" {
+		dead(string(reason), ev.String())
+		return
+	}
+	ev = ev.Clone()
+	ms, _ := ev.BucketTime()
+	if horizon > 0 && ms < we.state.WatermarkMs-horizon {
+		c.late++
+		emitLate(mtime.FromMilliseconds(we.state.WatermarkMs), fmt.Sprintf("%s/%d/%d", tp.Topic, tp.Partition, r.Offset), ev)
+		return
+	}
+	we.observe(ms)
+	emit(mtime.FromMilliseconds(ms), ev)
+}
+
+// finalize commits the position to the group once the runner has
+// persisted the bundle, if configured to.
+func (f *readFn) finalize(bf typex.BundleFinalization, tp TopicPartition, last int64) {
+	if !f.Cfg.CommitOffsets || last < 0 {
+		return
+	}
+	admin, group := f.admin, f.Cfg.Group
+	bf.RegisterCallback(5*time.Minute, func() error {
+		var os kadm.Offsets
+		os.Add(kadm.Offset{Topic: tp.Topic, Partition: tp.Partition, At: last + 1, LeaderEpoch: -1})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		resp, err := admin.CommitOffsets(ctx, group, os)
+		if err != nil {
+			return err
+		}
+		return resp.Error()
+	})
+}
+
+// readCounters batches Beam metric updates for one ProcessElement.
+type readCounters struct {
+	tp                         TopicPartition
+	records, late, fetchErrors int64
+	dead                       map[string]int64
+}
+
+func newReadCounters(tp TopicPartition) *readCounters {
+	return &readCounters{tp: tp, dead: map[string]int64{}}
+}
+
+func (c *readCounters) flush(ctx context.Context) {
+	ns := "lumen.kafka"
+	beam.NewCounter(ns, "records_read").Inc(ctx, c.records)
+	if c.late > 0 {
+		beam.NewCounter(ns, "late_beyond_horizon").Inc(ctx, c.late)
+	}
+	if c.fetchErrors > 0 {
+		beam.NewCounter(ns, "fetch_errors").Inc(ctx, c.fetchErrors)
+	}
+	for reason, n := range c.dead {
+		beam.NewCounter(ns, "deadletter_"+reason).Inc(ctx, n)
+	}
+}

@@ -1,0 +1,102 @@
+package kafkaio
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ReadConfig configures Read. Times are milliseconds since the epoch so the
+// config serialises into the pipeline as plain fields.
+type ReadConfig struct {
+	Brokers []string
+	Topics  []string
+	// Start is where reading starts; default StartLatest. StartTimeMs is
+	// used with StartAtTime.
+	Start       StartPosition
+	StartTimeMs int64
+	// Group names the consumer group for StartCommitted and CommitOffsets.
+	Group string
+	// CommitOffsets commits each partition's position to Group once a
+	// bundle is finalized (the runner has persisted its output).
+	CommitOffsets bool
+	// Bounded reads to the end offsets found when a partition is first
+	// seen, or, if EndTimeMs > 0, to the first offset at or after it, then
+	// stops: for replays and tests. Partition discovery stops too.
+	Bounded   bool
+	EndTimeMs int64
+	// MaxOutOfOrder bounds how far behind the newest event time of a
+	// partition its events may be: the watermark is the newest event time
+	// minus this. Default 2 minutes.
+	MaxOutOfOrder time.Duration
+	// LateHorizon: events further behind their partition's watermark than
+	// this go to the late output instead of the events output, so
+	// downstream windows never have to keep state that long. 0: off.
+	LateHorizon time.Duration
+	// DiscoveryInterval is how often new partitions are looked for.
+	// Default 10 s.
+	DiscoveryInterval time.Duration
+	// MaxBundleTime and MaxBundleRecords bound one ProcessElement before it
+	// checkpoints, which bounds latency. Defaults 1 s and 20,000.
+	MaxBundleTime    time.Duration
+	MaxBundleRecords int
+	// IdleDelay is how long a caught-up partition waits before polling
+	// again. Default 200 ms.
+	IdleDelay time.Duration
+}
+
+// EnsureDefaults fills zero values.
+func (c *ReadConfig) EnsureDefaults() {
+	if c.Start == "" {
+		c.Start = StartLatest
+	}
+	if c.MaxOutOfOrder == 0 {
+		c.MaxOutOfOrder = 2 * time.Minute
+	}
+	if c.DiscoveryInterval == 0 {
+		c.DiscoveryInterval = 10 * time.Second
+	}
+	if c.MaxBundleTime == 0 {
+		c.MaxBundleTime = time.Second
+	}
+	if c.MaxBundleRecords == 0 {
+		c.MaxBundleRecords = 20_000
+	}
+	if c.IdleDelay == 0 {
+		c.IdleDelay = 200 * time.Millisecond
+	}
+}
+
+// Validate reports every problem at once.
+func (c *ReadConfig) Validate() error {
+	var errs []error
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("brokers: at least one required"))
+	}
+	if len(c.Topics) == 0 {
+		errs = append(errs, errors.New("topics: at least one required"))
+	}
+	switch c.Start {
+	case StartLatest, StartEarliest:
+	case StartCommitted:
+		if c.Group == "" {
+			errs = append(errs, errors.New("start=committed needs a group"))
+		}
+	case StartAtTime:
+		if c.StartTimeMs <= 0 {
+			errs = append(errs, errors.New("start at a time needs the time"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("start: %q", c.Start))
+	}
+	if c.CommitOffsets && c.Group == "" {
+		errs = append(errs, errors.New("commit_offsets needs a group"))
+	}
+	if c.MaxOutOfOrder < 0 || c.LateHorizon < 0 {
+		errs = append(errs, errors.New("max_out_of_order and late_horizon must not be negative"))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("kafkaio: %w", errors.Join(errs...))
+	}
+	return nil
+}
