@@ -76,12 +76,22 @@ func (a Agg) Add(e *event.Event, ms int64) {
 
 // Merge adds b into a and returns a. It takes ownership of b's sketches:
 // b must not be used afterwards. An uninitialised a becomes b.
-func (a Agg) Merge(b Agg) (Agg, error) {
+func (a Agg) Merge(b Agg) (Agg, error) { return a.merge(b, true) }
+
+// MergeCopy adds b into a and returns a, leaving b untouched and unshared:
+// for inputs the caller does not own, such as a combine's input elements,
+// which a fused runner may hand to several consumers at once.
+func (a Agg) MergeCopy(b Agg) (Agg, error) { return a.merge(b, false) }
+
+func (a Agg) merge(b Agg, own bool) (Agg, error) {
 	if b.IsZero() {
 		return a, nil
 	}
 	if a.IsZero() {
-		return b, nil
+		if own {
+			return b, nil
+		}
+		return b.clone(), nil
 	}
 	if a.Gran != b.Gran || a.Precision != b.Precision {
 		return a, fmt.Errorf("transforms: merging Agg(%v, p=%d) into Agg(%v, p=%d)", b.Gran, b.Precision, a.Gran, a.Precision)
@@ -94,8 +104,10 @@ func (a Agg) Merge(b Agg) (Agg, error) {
 			if err := mine.Merge(s); err != nil {
 				return a, fmt.Errorf("transforms: merge sketch %v: %w", c, err)
 			}
-		} else {
+		} else if own {
 			a.Users[c] = s
+		} else {
+			a.Users[c] = s.Clone()
 		}
 	}
 	return a, nil

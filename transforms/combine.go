@@ -115,11 +115,18 @@ func (f *aggregateFn) MergeAccumulators(a, b Agg) (Agg, error) { return a.Merge(
 // the accumulator after a pane has been emitted.
 func (f *aggregateFn) ExtractOutput(a Agg) Agg { return a.clone() }
 
-// mergeFn is the CombineFn over partial Aggs.
+// mergeFn is the CombineFn over partial Aggs. Inputs are copied, not
+// adopted: a fused stage may pass one element to several combines (the
+// speed layer's minute, hour and day totals share their deltas).
+// Accumulators are the combine's own, so merging them adopts.
 type mergeFn struct{}
 
-func (*mergeFn) AddInput(a, b Agg) (Agg, error)          { return a.Merge(b) }
+func (*mergeFn) AddInput(a, b Agg) (Agg, error)          { return a.MergeCopy(b) }
 func (*mergeFn) MergeAccumulators(a, b Agg) (Agg, error) { return a.Merge(b) }
+
+// ExtractOutput returns a copy, because accumulating triggers keep adding to
+// the accumulator after a pane has been emitted.
+func (*mergeFn) ExtractOutput(a Agg) Agg { return a.clone() }
 
 func (a Agg) clone() Agg {
 	if a.IsZero() {

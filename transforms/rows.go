@@ -40,6 +40,25 @@ type UserRow struct {
 	Day        int64 // day start, ms since the epoch (UTC)
 	Sketch     []byte
 	Estimate   int64
+	// Events is how many events went into the sketch. Within an
+	// accumulating window it only grows, so the speed layer keeps the row
+	// with the most events when panes arrive out of order.
+	Events int64
+}
+
+// LateRow counts events that arrived behind the watermark, dropped from
+// the speed layer (the batch will count them). Source tells apart the
+// contributions to one bucket (a late pane of one window, or one Kafka
+// record beyond the lateness horizon), so writing it is idempotent and the
+// bucket's total is the sum over sources.
+type LateRow struct {
+	Kind       event.Kind
+	AppID      string
+	AppVersion string
+	Gran       Granularity
+	Bucket     int64
+	Source     string
+	Count      int64
 }
 
 // DayTime is the day start as a UTC time.
@@ -89,14 +108,14 @@ func (a Agg) UserRows(key AppKey) ([]UserRow, error) {
 		if err := u.Merge(s); err != nil {
 			return nil, err
 		}
-		r, err := userRow(key, c.Version, c.Day, s)
+		r, err := userRow(key, c.Version, c.Day, s, a.dayEvents(c.Version, c.Day))
 		if err != nil {
 			return nil, err
 		}
 		rows = append(rows, r)
 	}
 	for day, s := range all {
-		r, err := userRow(key, AllVersions, day, s)
+		r, err := userRow(key, AllVersions, day, s, a.dayEvents(AllVersions, day))
 		if err != nil {
 			return nil, err
 		}
@@ -109,10 +128,36 @@ func (a Agg) UserRows(key AppKey) ([]UserRow, error) {
 	return rows, nil
 }
 
-func userRow(key AppKey, version string, day int64, s *hll.Sketch) (UserRow, error) {
+func userRow(key AppKey, version string, day int64, s *hll.Sketch, events int64) (UserRow, error) {
 	b, err := s.MarshalBinary()
 	if err != nil {
 		return UserRow{}, err
 	}
-	return UserRow{Kind: key.Kind, AppID: key.AppID, AppVersion: version, Day: day, Sketch: b, Estimate: int64(s.Estimate())}, nil
+	return UserRow{Kind: key.Kind, AppID: key.AppID, AppVersion: version, Day: day, Sketch: b,
+		Estimate: int64(s.Estimate()), Events: events}, nil
+}
+
+// dayEvents sums the counts of a version (AllVersions: every version) in
+// one day.
+func (a Agg) dayEvents(version string, day int64) int64 {
+	var n int64
+	for c, k := range a.Counts {
+		if Day.Truncate(c.Bucket) == day && (version == AllVersions || c.Version == version) {
+			n += k
+		}
+	}
+	return n
+}
+
+// LateRows renders a's counts at each granularity as late rows from source.
+func (a Agg) LateRows(key AppKey, source string, grans ...Granularity) ([]LateRow, error) {
+	counts, err := a.CountRows(key, grans...)
+	if err != nil {
+		return nil, err
+	}
+	rows := make([]LateRow, len(counts))
+	for i, c := range counts {
+		rows[i] = LateRow{Kind: c.Kind, AppID: c.AppID, AppVersion: c.AppVersion, Gran: c.Gran, Bucket: c.Bucket, Source: source, Count: c.Count}
+	}
+	return rows, nil
 }

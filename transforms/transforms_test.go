@@ -90,6 +90,7 @@ func TestDistinctDevices(t *testing.T) {
 		d      int64
 	}
 	exact := map[key]map[string]bool{}
+	events := map[key]int64{}
 	for _, e := range evs {
 		t, _ := BucketTime(&e)
 		d := Day.Truncate(t)
@@ -99,6 +100,7 @@ func TestDistinctDevices(t *testing.T) {
 				exact[k] = map[string]bool{}
 			}
 			exact[k][string(e.DeviceID)] = true
+			events[k]++
 		}
 	}
 	var want []any
@@ -108,7 +110,7 @@ func TestDistinctDevices(t *testing.T) {
 			sk.Add([]byte(d))
 		}
 		b, _ := sk.MarshalBinary()
-		want = append(want, UserRow{Kind: k.k, AppID: k.app, AppVersion: k.v, Day: k.d, Sketch: b, Estimate: int64(len(devs))})
+		want = append(want, UserRow{Kind: k.k, AppID: k.app, AppVersion: k.v, Day: k.d, Sketch: b, Estimate: int64(len(devs)), Events: events[k]})
 	}
 	p, s := beam.NewPipelineWithRoot()
 	rows := DistinctDevices(s, beam.CreateList(s, evs), 14)
