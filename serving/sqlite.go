@@ -19,7 +19,7 @@ func init() { Register("sqlite", openSQLite) }
 
 // SchemaVersion is the version of the table layout, recorded in the store so
 // a future layout change can migrate or refuse an old file.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // The tables mirror DESIGN §2's Cassandra tables column for column, so the
 // two stores pass one conformance suite. Speed rows carry an expiry instead
@@ -36,12 +36,17 @@ var sqliteSchema = []string{
 		PRIMARY KEY (kind, app_id, granularity, period, bucket, app_version)) WITHOUT ROWID`,
 	`CREATE TABLE IF NOT EXISTS batch_users (
 		kind TEXT NOT NULL, app_id TEXT NOT NULL, period TEXT NOT NULL, day INTEGER NOT NULL,
-		app_version TEXT NOT NULL, sketch BLOB NOT NULL, estimate INTEGER NOT NULL,
+		app_version TEXT NOT NULL, sketch BLOB NOT NULL, estimate INTEGER NOT NULL, events INTEGER NOT NULL DEFAULT 0,
 		PRIMARY KEY (kind, app_id, period, day, app_version)) WITHOUT ROWID`,
 	`CREATE TABLE IF NOT EXISTS speed_users (
 		kind TEXT NOT NULL, app_id TEXT NOT NULL, period TEXT NOT NULL, day INTEGER NOT NULL,
-		app_version TEXT NOT NULL, sketch BLOB NOT NULL, estimate INTEGER NOT NULL, expires INTEGER NOT NULL,
+		app_version TEXT NOT NULL, sketch BLOB NOT NULL, estimate INTEGER NOT NULL, events INTEGER NOT NULL DEFAULT 0,
+		expires INTEGER NOT NULL,
 		PRIMARY KEY (kind, app_id, period, day, app_version)) WITHOUT ROWID`,
+	`CREATE TABLE IF NOT EXISTS speed_late (
+		kind TEXT NOT NULL, app_id TEXT NOT NULL, granularity TEXT NOT NULL, period TEXT NOT NULL,
+		bucket INTEGER NOT NULL, app_version TEXT NOT NULL, source TEXT NOT NULL, count INTEGER NOT NULL, expires INTEGER NOT NULL,
+		PRIMARY KEY (kind, app_id, granularity, period, bucket, app_version, source)) WITHOUT ROWID`,
 	`CREATE TABLE IF NOT EXISTS batch_runs (
 		kind TEXT NOT NULL, as_of TEXT NOT NULL, window_start TEXT NOT NULL, started INTEGER NOT NULL,
 		finished INTEGER NOT NULL, status TEXT NOT NULL, counters TEXT NOT NULL,
@@ -92,6 +97,10 @@ func openSQLite(ctx context.Context, url string) (Store, error) {
 				return nil, fmt.Errorf("serving: sqlite %s: create schema: %w", path, err)
 			}
 		}
+		if err := migrateSQLite(ctx, db); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("serving: sqlite %s: %w", path, err)
+		}
 		if _, err := db.ExecContext(ctx, `INSERT OR IGNORE INTO schema_version VALUES (?, ?)`, SchemaVersion, time.Now().UnixMilli()); err != nil {
 			db.Close()
 			return nil, fmt.Errorf("serving: sqlite %s: %w", path, err)
@@ -106,6 +115,30 @@ func openSQLite(ctx context.Context, url string) (Store, error) {
 	}
 	sh.refs++
 	return &sqliteStore{path: path, db: sh.db, ttl: SpeedTTL}, nil
+}
+
+// migrateSQLite brings a version-1 file (before sketch rows counted their
+// events) up to date.
+func migrateSQLite(ctx context.Context, db *sql.DB) error {
+	var v sql.NullInt64
+	if err := db.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_version`).Scan(&v); err != nil {
+		return err
+	}
+	if !v.Valid || v.Int64 >= 2 {
+		return nil
+	}
+	for _, t := range []string{"batch_users", "speed_users"} {
+		var n int
+		if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = 'events'`, t).Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			if _, err := db.ExecContext(ctx, `ALTER TABLE `+t+` ADD COLUMN events INTEGER NOT NULL DEFAULT 0`); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (s *sqliteStore) Close() error {
@@ -136,6 +169,7 @@ type sqliteWriter struct {
 	layer  Layer
 	counts []transforms.CountRow
 	users  []transforms.UserRow
+	late   []transforms.LateRow
 }
 
 const sqliteFlushRows = 100000
@@ -161,8 +195,19 @@ func (w *sqliteWriter) WriteUsers(ctx context.Context, rows []transforms.UserRow
 // rows/s single, several times that batched).
 const sqliteRowsPerStatement = 64
 
+func (w *sqliteWriter) WriteLate(ctx context.Context, rows []transforms.LateRow) error {
+	if w.layer != Speed {
+		return fmt.Errorf("serving: late rows belong to the speed layer")
+	}
+	w.late = append(w.late, rows...)
+	if len(w.counts)+len(w.users)+len(w.late) >= sqliteFlushRows {
+		return w.Flush(ctx)
+	}
+	return nil
+}
+
 func (w *sqliteWriter) Flush(ctx context.Context) error {
-	if len(w.counts) == 0 && len(w.users) == 0 {
+	if len(w.counts) == 0 && len(w.users) == 0 && len(w.late) == 0 {
 		return nil
 	}
 	tx, err := w.s.db.BeginTx(ctx, nil)
@@ -176,7 +221,9 @@ func (w *sqliteWriter) Flush(ctx context.Context) error {
 		cols, update := "kind, app_id, granularity, period, bucket, app_version, count", "count = excluded.count"
 		table := "batch_counts"
 		if speed {
-			cols, update, table = cols+", expires", update+", expires = excluded.expires", "speed_counts"
+			// Panes may arrive out of order: keep the larger total.
+			cols, table = cols+", expires", "speed_counts"
+			update += ", expires = excluded.expires WHERE excluded.count >= speed_counts.count"
 		}
 		var periods periodCache
 		err := upsertBatched(ctx, tx, table, cols, update, len(w.counts), func(i int, args []any) []any {
@@ -192,15 +239,16 @@ func (w *sqliteWriter) Flush(ctx context.Context) error {
 		}
 	}
 	if len(w.users) > 0 {
-		cols, update := "kind, app_id, period, day, app_version, sketch, estimate", "sketch = excluded.sketch, estimate = excluded.estimate"
+		cols, update := "kind, app_id, period, day, app_version, sketch, estimate, events", "sketch = excluded.sketch, estimate = excluded.estimate, events = excluded.events"
 		table := "batch_users"
 		if speed {
-			cols, update, table = cols+", expires", update+", expires = excluded.expires", "speed_users"
+			cols, table = cols+", expires", "speed_users"
+			update += ", expires = excluded.expires WHERE excluded.events >= speed_users.events"
 		}
 		var periods periodCache
 		err := upsertBatched(ctx, tx, table, cols, update, len(w.users), func(i int, args []any) []any {
 			r := &w.users[i]
-			args = append(args, r.Kind.String(), r.AppID, periods.get(transforms.Day, r.Day), r.Day, r.AppVersion, r.Sketch, r.Estimate)
+			args = append(args, r.Kind.String(), r.AppID, periods.get(transforms.Day, r.Day), r.Day, r.AppVersion, r.Sketch, r.Estimate, r.Events)
 			if speed {
 				args = append(args, expires)
 			}
@@ -210,10 +258,21 @@ func (w *sqliteWriter) Flush(ctx context.Context) error {
 			return err
 		}
 	}
+	if len(w.late) > 0 {
+		var periods periodCache
+		err := upsertBatched(ctx, tx, "speed_late", "kind, app_id, granularity, period, bucket, app_version, source, count, expires",
+			"count = excluded.count, expires = excluded.expires", len(w.late), func(i int, args []any) []any {
+				r := &w.late[i]
+				return append(args, r.Kind.String(), r.AppID, r.Gran.String(), periods.get(r.Gran, r.Bucket), r.Bucket, r.AppVersion, r.Source, r.Count, expires)
+			})
+		if err != nil {
+			return err
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("serving: sqlite commit: %w", err)
 	}
-	w.counts, w.users = w.counts[:0], w.users[:0]
+	w.counts, w.users, w.late = w.counts[:0], w.users[:0], w.late[:0]
 	return nil
 }
 
@@ -311,7 +370,7 @@ func (s *sqliteStore) Users(ctx context.Context, layer Layer, q UserQuery) ([]tr
 		table, live = "speed_users", fmt.Sprintf(" AND expires > %d", time.Now().UnixMilli())
 	}
 	periods := Periods(transforms.Day, q.From, q.To)
-	rows, err := s.db.QueryContext(ctx, `SELECT day, sketch, estimate FROM `+table+`
+	rows, err := s.db.QueryContext(ctx, `SELECT day, sketch, estimate, events FROM `+table+`
 		WHERE kind = ? AND app_id = ? AND period IN (`+placeholders(len(periods))+`)
 		AND day >= ? AND day <= ? AND app_version = ?`+live+` ORDER BY day`,
 		append(append([]any{q.Kind.String(), q.AppID}, anys(periods)...), q.From.UnixMilli(), q.To.UnixMilli(), q.Version)...)
@@ -322,10 +381,32 @@ func (s *sqliteStore) Users(ctx context.Context, layer Layer, q UserQuery) ([]tr
 	var out []transforms.UserRow
 	for rows.Next() {
 		r := transforms.UserRow{Kind: q.Kind, AppID: q.AppID, AppVersion: q.Version}
-		if err := rows.Scan(&r.Day, &r.Sketch, &r.Estimate); err != nil {
+		if err := rows.Scan(&r.Day, &r.Sketch, &r.Estimate, &r.Events); err != nil {
 			return nil, err
 		}
 		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func (s *sqliteStore) Late(ctx context.Context, q CountQuery) ([]CountPoint, error) {
+	periods := Periods(q.Gran, q.From, q.To)
+	rows, err := s.db.QueryContext(ctx, `SELECT bucket, SUM(count) FROM speed_late
+		WHERE kind = ? AND app_id = ? AND granularity = ? AND period IN (`+placeholders(len(periods))+`)
+		AND bucket >= ? AND bucket <= ? AND app_version = ? AND expires > ? GROUP BY bucket ORDER BY bucket`,
+		append(append([]any{q.Kind.String(), q.AppID, q.Gran.String()}, anys(periods)...),
+			q.From.UnixMilli(), q.To.UnixMilli(), q.Version, time.Now().UnixMilli())...)
+	if err != nil {
+		return nil, fmt.Errorf("serving: sqlite late: %w", err)
+	}
+	defer rows.Close()
+	var out []CountPoint
+	for rows.Next() {
+		var b, n int64
+		if err := rows.Scan(&b, &n); err != nil {
+			return nil, err
+		}
+		out = append(out, CountPoint{Bucket: time.UnixMilli(b).UTC(), Count: n})
 	}
 	return out, rows.Err()
 }

@@ -49,6 +49,9 @@ type Store interface {
 	Counts(ctx context.Context, layer Layer, q CountQuery) ([]CountPoint, error)
 	// Users returns one layer's daily sketch rows of q, ascending by day.
 	Users(ctx context.Context, layer Layer, q UserQuery) ([]transforms.UserRow, error)
+	// Late returns how many events of q's buckets the speed layer dropped
+	// as late ("they will arrive with tonight's batch"), ascending.
+	Late(ctx context.Context, q CountQuery) ([]CountPoint, error)
 	// Apps lists the app ids with batch rows of kind in the months that
 	// overlap [from, to] (month granularity keeps it an index lookup).
 	Apps(ctx context.Context, kind event.Kind, from, to time.Time) ([]string, error)
@@ -64,9 +67,17 @@ type Store interface {
 }
 
 // RowWriter upserts rows. Writes may be buffered until Flush or Close.
+//
+// In the speed layer, rows come from accumulating panes that a runner may
+// deliver out of order, so a count row only replaces one with a smaller
+// count, and a sketch row one built from fewer events: the stored value is
+// always the newest total.
 type RowWriter interface {
 	WriteCounts(ctx context.Context, rows []transforms.CountRow) error
 	WriteUsers(ctx context.Context, rows []transforms.UserRow) error
+	// WriteLate records events the speed layer dropped as late (speed
+	// layer only). A bucket's late total is the sum over row sources.
+	WriteLate(ctx context.Context, rows []transforms.LateRow) error
 	// Flush makes every write so far durable in the store.
 	Flush(ctx context.Context) error
 	// Close flushes and releases the writer.

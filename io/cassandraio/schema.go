@@ -12,7 +12,7 @@ import (
 
 // SchemaVersion is the version of lumen's Cassandra tables, recorded in
 // <keyspace>.schema_version so a later layout can migrate or refuse.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // The tables of DESIGN §2, refined:
 //
@@ -26,7 +26,13 @@ const SchemaVersion = 1
 //   - batch_runs is partitioned by kind and clustered by as_of descending,
 //     so "the newest successful run" reads the head of one partition.
 //   - Speed rows are written with USING TTL (default 7 days): the batch
-//     layer supersedes them.
+//     layer supersedes them. Speed counts and sketches are written USING
+//     TIMESTAMP of their count (events, for sketches): panes of an
+//     accumulating window may arrive out of order, and last-write-wins on
+//     that timestamp keeps the largest total without a lightweight
+//     transaction.
+//   - speed_late sums over its source column: each late pane or record is
+//     its own idempotent row.
 var tableDDL = []string{
 	`CREATE TABLE IF NOT EXISTS %s.schema_version (
 		component text PRIMARY KEY, version int, applied timestamp)`,
@@ -37,11 +43,14 @@ var tableDDL = []string{
 		kind text, app_id text, app_version text, granularity text, period text, bucket timestamp, count bigint,
 		PRIMARY KEY ((kind, app_id, app_version, granularity, period), bucket))`,
 	`CREATE TABLE IF NOT EXISTS %s.batch_users (
-		kind text, app_id text, app_version text, period text, day timestamp, sketch blob, estimate bigint,
+		kind text, app_id text, app_version text, period text, day timestamp, sketch blob, estimate bigint, events bigint,
 		PRIMARY KEY ((kind, app_id, app_version, period), day))`,
 	`CREATE TABLE IF NOT EXISTS %s.speed_users (
-		kind text, app_id text, app_version text, period text, day timestamp, sketch blob, estimate bigint,
+		kind text, app_id text, app_version text, period text, day timestamp, sketch blob, estimate bigint, events bigint,
 		PRIMARY KEY ((kind, app_id, app_version, period), day))`,
+	`CREATE TABLE IF NOT EXISTS %s.speed_late (
+		kind text, app_id text, app_version text, granularity text, period text, bucket timestamp, source text, count bigint,
+		PRIMARY KEY ((kind, app_id, app_version, granularity, period), bucket, source))`,
 	`CREATE TABLE IF NOT EXISTS %s.app_index (
 		layer text, kind text, period text, app_id text, app_version text,
 		PRIMARY KEY ((layer, kind, period), app_id, app_version))`,
@@ -77,6 +86,15 @@ func (c *Client) EnsureSchema(ctx context.Context) error {
 	}
 	if version > SchemaVersion {
 		return fmt.Errorf("cassandraio: keyspace %s has schema version %d, newer than this build's %d", ks, version, SchemaVersion)
+	}
+	if version == 1 {
+		// Version 2 added events to the sketch tables.
+		for _, t := range []string{"batch_users", "speed_users"} {
+			err := c.session.Query(fmt.Sprintf("ALTER TABLE %s.%s ADD events bigint", ks, t)).WithContext(ctx).Exec()
+			if err != nil && !strings.Contains(err.Error(), "already exist") {
+				return fmt.Errorf("cassandraio: migrate %s to schema 2: %w", t, err)
+			}
+		}
 	}
 	if version < SchemaVersion {
 		err := c.session.Query(fmt.Sprintf("INSERT INTO %s.schema_version (component, version, applied) VALUES (?, ?, ?)", ks),

@@ -67,14 +67,17 @@ func (s *Store) NewWriter(ctx context.Context, layer serving.Layer) (serving.Row
 	if layer != serving.Batch && layer != serving.Speed {
 		return nil, fmt.Errorf("cassandrastore: bad layer %v", layer)
 	}
-	ttl := ""
+	ttl, ttlTS := "", ""
 	if layer == serving.Speed {
-		ttl = " USING TTL ?"
+		// USING TIMESTAMP <total>: out-of-order panes cannot overwrite a
+		// larger total (see the schema notes in cassandraio).
+		ttl, ttlTS = " USING TTL ?", " USING TTL ? AND TIMESTAMP ?"
 	}
 	return &rowWriter{
 		s: s, w: s.c.NewWriter(), layer: layer,
-		countStmt: fmt.Sprintf("INSERT INTO %s.%s (kind, app_id, app_version, granularity, period, bucket, count) VALUES (?, ?, ?, ?, ?, ?, ?)%s", s.ks, table(layer, "counts"), ttl),
-		userStmt:  fmt.Sprintf("INSERT INTO %s.%s (kind, app_id, app_version, period, day, sketch, estimate) VALUES (?, ?, ?, ?, ?, ?, ?)%s", s.ks, table(layer, "users"), ttl),
+		countStmt: fmt.Sprintf("INSERT INTO %s.%s (kind, app_id, app_version, granularity, period, bucket, count) VALUES (?, ?, ?, ?, ?, ?, ?)%s", s.ks, table(layer, "counts"), ttlTS),
+		userStmt:  fmt.Sprintf("INSERT INTO %s.%s (kind, app_id, app_version, period, day, sketch, estimate, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?)%s", s.ks, table(layer, "users"), ttlTS),
+		lateStmt:  fmt.Sprintf("INSERT INTO %s.speed_late (kind, app_id, app_version, granularity, period, bucket, source, count) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?", s.ks),
 		indexStmt: fmt.Sprintf("INSERT INTO %s.app_index (layer, kind, period, app_id, app_version) VALUES (?, ?, ?, ?, ?)%s", s.ks, ttl),
 		ttl:       int(s.c.Config().SpeedTTL / time.Second),
 		indexed:   map[indexKey]bool{},
@@ -87,17 +90,28 @@ type indexKey struct {
 }
 
 type rowWriter struct {
-	s                              *Store
-	w                              *cassandraio.Writer
-	layer                          serving.Layer
-	countStmt, userStmt, indexStmt string
-	ttl                            int
-	indexed                        map[indexKey]bool
+	s                                        *Store
+	w                                        *cassandraio.Writer
+	layer                                    serving.Layer
+	countStmt, userStmt, lateStmt, indexStmt string
+	ttl                                      int
+	indexed                                  map[indexKey]bool
 }
 
 func (r *rowWriter) args(a ...any) []any {
 	if r.layer == serving.Speed {
 		a = append(a, r.ttl)
+	}
+	return a
+}
+
+// argsTS is args for a monotone speed row: TTL, then the write timestamp,
+// which callers make the bucket's start in microseconds plus the row's
+// total: increasing with the total for one row, and of a magnitude that no
+// ordinary write's clock timestamp dwarfs.
+func (r *rowWriter) argsTS(total int64, a ...any) []any {
+	if r.layer == serving.Speed {
+		a = append(a, r.ttl, total)
 	}
 	return a
 }
@@ -122,7 +136,7 @@ func (r *rowWriter) WriteCounts(ctx context.Context, rows []transforms.CountRow)
 		period := serving.Period(row.Gran, t)
 		err := r.w.Write(ctx, cassandraio.Mutation{
 			Stmt:      r.countStmt,
-			Args:      r.args(row.Kind.String(), row.AppID, row.AppVersion, row.Gran.String(), period, t, row.Count),
+			Args:      r.argsTS(row.Bucket*1000+row.Count, row.Kind.String(), row.AppID, row.AppVersion, row.Gran.String(), period, t, row.Count),
 			Partition: fmt.Sprint("c|", row.Kind, "|", row.AppID, "|", row.AppVersion, "|", row.Gran, "|", period),
 			Bytes:     48 + len(row.AppID) + len(row.AppVersion),
 		})
@@ -145,9 +159,30 @@ func (r *rowWriter) WriteUsers(ctx context.Context, rows []transforms.UserRow) e
 		period := serving.Period(transforms.Day, t)
 		err := r.w.Write(ctx, cassandraio.Mutation{
 			Stmt:      r.userStmt,
-			Args:      r.args(row.Kind.String(), row.AppID, row.AppVersion, period, t, row.Sketch, row.Estimate),
+			Args:      r.argsTS(row.Day*1000+row.Events, row.Kind.String(), row.AppID, row.AppVersion, period, t, row.Sketch, row.Estimate, row.Events),
 			Partition: fmt.Sprint("u|", row.Kind, "|", row.AppID, "|", row.AppVersion, "|", period),
 			Bytes:     32 + len(row.AppID) + len(row.AppVersion) + len(row.Sketch),
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *rowWriter) WriteLate(ctx context.Context, rows []transforms.LateRow) error {
+	if r.layer != serving.Speed {
+		return fmt.Errorf("cassandrastore: late rows belong to the speed layer")
+	}
+	for i := range rows {
+		row := &rows[i]
+		t := time.UnixMilli(row.Bucket).UTC()
+		period := serving.Period(row.Gran, t)
+		err := r.w.Write(ctx, cassandraio.Mutation{
+			Stmt:      r.lateStmt,
+			Args:      []any{row.Kind.String(), row.AppID, row.AppVersion, row.Gran.String(), period, t, row.Source, row.Count, r.ttl},
+			Partition: fmt.Sprint("l|", row.Kind, "|", row.AppID, "|", row.AppVersion, "|", row.Gran, "|", period),
+			Bytes:     48 + len(row.AppID) + len(row.AppVersion) + len(row.Source),
 		})
 		if err != nil {
 			return err
@@ -190,20 +225,42 @@ func (s *Store) Counts(ctx context.Context, layer serving.Layer, q serving.Count
 }
 
 func (s *Store) Users(ctx context.Context, layer serving.Layer, q serving.UserQuery) ([]transforms.UserRow, error) {
-	stmt := fmt.Sprintf("SELECT day, sketch, estimate FROM %s.%s WHERE kind = ? AND app_id = ? AND app_version = ? AND period = ? AND day >= ? AND day <= ?",
+	stmt := fmt.Sprintf("SELECT day, sketch, estimate, events FROM %s.%s WHERE kind = ? AND app_id = ? AND app_version = ? AND period = ? AND day >= ? AND day <= ?",
 		s.ks, table(layer, "users"))
 	var out []transforms.UserRow
 	for _, p := range serving.Periods(transforms.Day, q.From, q.To) {
 		it := s.c.Query(ctx, stmt, q.Kind.String(), q.AppID, q.Version, p, q.From, q.To).Iter()
 		var day time.Time
 		var sketch []byte
-		var est int64
-		for it.Scan(&day, &sketch, &est) {
+		var est, events int64
+		for it.Scan(&day, &sketch, &est, &events) {
 			out = append(out, transforms.UserRow{Kind: q.Kind, AppID: q.AppID, AppVersion: q.Version,
-				Day: day.UnixMilli(), Sketch: slices.Clone(sketch), Estimate: est})
+				Day: day.UnixMilli(), Sketch: slices.Clone(sketch), Estimate: est, Events: events})
 		}
 		if err := it.Close(); err != nil {
 			return nil, fmt.Errorf("cassandrastore: users: %w", err)
+		}
+	}
+	return out, nil
+}
+
+func (s *Store) Late(ctx context.Context, q serving.CountQuery) ([]serving.CountPoint, error) {
+	stmt := fmt.Sprintf("SELECT bucket, count FROM %s.speed_late WHERE kind = ? AND app_id = ? AND app_version = ? AND granularity = ? AND period = ? AND bucket >= ? AND bucket <= ?", s.ks)
+	var out []serving.CountPoint
+	for _, p := range serving.Periods(q.Gran, q.From, q.To) {
+		it := s.c.Query(ctx, stmt, q.Kind.String(), q.AppID, q.Version, q.Gran.String(), p, q.From, q.To).Iter()
+		var b time.Time
+		var n int64
+		for it.Scan(&b, &n) {
+			// Rows arrive by bucket, then source: sum each bucket's sources.
+			if len(out) > 0 && out[len(out)-1].Bucket.Equal(b.UTC()) {
+				out[len(out)-1].Count += n
+			} else {
+				out = append(out, serving.CountPoint{Bucket: b.UTC(), Count: n})
+			}
+		}
+		if err := it.Close(); err != nil {
+			return nil, fmt.Errorf("cassandrastore: late: %w", err)
 		}
 	}
 	return out, nil

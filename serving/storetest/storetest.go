@@ -31,6 +31,8 @@ func Run(t *testing.T, open func(t *testing.T) serving.Store) {
 		{"LayersAreSeparate", testLayers},
 		{"QuerierMergesLayers", testQuerier},
 		{"ValuesAreBoundNotFormatted", testHostileStrings},
+		{"SpeedKeepsTheLargestTotal", testSpeedMonotone},
+		{"LateSumsSources", testLate},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, open(t)) })
 	}
@@ -261,5 +263,58 @@ func testHostileStrings(t *testing.T, st serving.Store) {
 	}
 	if got := points(t, st, serving.Batch, app, "1.0", t0, t0.Add(time.Hour)); len(got) != 0 {
 		t.Errorf("injection matched: %v", got)
+	}
+}
+
+// Speed panes may arrive out of order: a smaller total never overwrites a
+// larger one, for counts and for sketches.
+func testSpeedMonotone(t *testing.T, st serving.Store) {
+	row := func(n int64) transforms.CountRow {
+		return transforms.CountRow{Kind: event.AppLoad, AppID: "live", Gran: transforms.Minute, Bucket: t0.UnixMilli(), Count: n}
+	}
+	small, _ := sketchOf("a")
+	big, _ := sketchOf("a", "b", "c")
+	user := func(sk []byte, events int64) transforms.UserRow {
+		return transforms.UserRow{Kind: event.AppLoad, AppID: "live", Day: t0.Truncate(24 * time.Hour).UnixMilli(), Sketch: sk, Estimate: events, Events: events}
+	}
+	write(t, st, serving.Speed, []transforms.CountRow{row(10)}, []transforms.UserRow{user(big, 3)})
+	write(t, st, serving.Speed, []transforms.CountRow{row(7)}, []transforms.UserRow{user(small, 1)}) // a stale pane
+	pts, err := st.Counts(ctx, serving.Speed, serving.CountQuery{Kind: event.AppLoad, AppID: "live", Gran: transforms.Minute, From: t0, To: t0})
+	if err != nil || len(pts) != 1 || pts[0].Count != 10 {
+		t.Errorf("after a stale pane: %v, %v (want 10)", pts, err)
+	}
+	users, _ := st.Users(ctx, serving.Speed, serving.UserQuery{Kind: event.AppLoad, AppID: "live", From: t0.Truncate(24 * time.Hour), To: t0.Truncate(24 * time.Hour)})
+	if len(users) != 1 || !bytes.Equal(users[0].Sketch, big) || users[0].Events != 3 {
+		t.Errorf("stale sketch overwrote the newer one: %+v", users)
+	}
+	write(t, st, serving.Speed, []transforms.CountRow{row(12)}, nil)
+	pts, _ = st.Counts(ctx, serving.Speed, serving.CountQuery{Kind: event.AppLoad, AppID: "live", Gran: transforms.Minute, From: t0, To: t0})
+	if len(pts) != 1 || pts[0].Count != 12 {
+		t.Errorf("a newer total was not written: %v", pts)
+	}
+}
+
+// Late rows are summed over their sources; rewriting a source is idempotent.
+func testLate(t *testing.T, st serving.Store) {
+	late := func(source string, n int64) transforms.LateRow {
+		return transforms.LateRow{Kind: event.Crash, AppID: "a", Gran: transforms.Minute, Bucket: t0.UnixMilli(), Source: source, Count: n}
+	}
+	w, err := st.NewWriter(ctx, serving.Speed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteLate(ctx, []transforms.LateRow{late("pane/1/1", 3), late("pane/1/2", 4), late("lumen.crash/0/77", 1), late("pane/1/1", 3)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pts, err := st.Late(ctx, serving.CountQuery{Kind: event.Crash, AppID: "a", Gran: transforms.Minute, From: t0.Add(-time.Hour), To: t0.Add(time.Hour)})
+	if err != nil || len(pts) != 1 || pts[0].Count != 8 || !pts[0].Bucket.Equal(t0) {
+		t.Errorf("late = %v, %v (want 8 at %v)", pts, err, t0)
+	}
+	bw, _ := st.NewWriter(ctx, serving.Batch)
+	if err := bw.WriteLate(ctx, []transforms.LateRow{late("x", 1)}); err == nil {
+		t.Error("batch writer accepted late rows")
 	}
 }
