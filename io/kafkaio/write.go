@@ -70,6 +70,13 @@ func (p *Producer) done(_ *kgo.Record, err error) {
 	}
 }
 
+// Err returns the first error of an asynchronous send so far.
+func (p *Producer) Err() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
 // Flush waits for every record sent so far.
 func (p *Producer) Flush(ctx context.Context) error {
 	err := p.client.Flush(ctx)
