@@ -1,0 +1,160 @@
+package pipelines
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/options/jobopts"
+
+	"github.com/lumenhq/lumen/event"
+	"github.com/lumenhq/lumen/io/kafkaio"
+	"github.com/lumenhq/lumen/transforms"
+	"github.com/lumenhq/lumen/transforms/hll"
+)
+
+// StreamConfig configures the speed layer (DESIGN §3, streaming).
+type StreamConfig struct {
+	// Kafka says where events come from; its topics default to the three
+	// kinds under TopicPrefix.
+	Kafka       kafkaio.ReadConfig
+	TopicPrefix string
+	// Store is the store URL speed rows go to.
+	Store string
+	// Precision of the daily sketches. Default 14.
+	Precision uint8
+	// Every is how often each (kind, app)'s minute window fires a delta
+	// early (and late panes are counted); minute, hour and day totals and
+	// today's sketches update on every delta. Default 2 s: counts are live
+	// within seconds.
+	Every time.Duration
+	// LateHorizon is how long behind the watermark late events are still
+	// counted through windows; beyond it the Kafka reader counts them one
+	// by one. Default 24 h. (Late events never reach the speed counts: the
+	// allowed lateness of DESIGN §3 is 0.)
+	LateHorizon time.Duration
+	// DeadLetterTopic sends dead letters to <prefix>deadletter. Default true.
+	NoDeadLetterTopic bool
+}
+
+// EnsureDefaults fills zero values.
+func (c *StreamConfig) EnsureDefaults() {
+	if c.TopicPrefix == "" {
+		c.TopicPrefix = kafkaio.DefaultTopicPrefix
+	}
+	if len(c.Kafka.Topics) == 0 {
+		for _, k := range event.Kinds {
+			c.Kafka.Topics = append(c.Kafka.Topics, kafkaio.Topic(c.TopicPrefix, k))
+		}
+	}
+	if c.Precision == 0 {
+		c.Precision = hll.DefaultPrecision
+	}
+	if c.Every == 0 {
+		c.Every = 2 * time.Second
+	}
+	if c.LateHorizon == 0 {
+		c.LateHorizon = 24 * time.Hour
+	}
+	c.Kafka.LateHorizon = c.LateHorizon
+	c.Kafka.EnsureDefaults()
+}
+
+// Validate reports every problem at once.
+func (c *StreamConfig) Validate() error {
+	var errs []error
+	if err := c.Kafka.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Store == "" {
+		errs = append(errs, errors.New("store: required"))
+	}
+	if c.Precision < hll.MinPrecision || c.Precision > hll.MaxPrecision {
+		errs = append(errs, fmt.Errorf("precision: %d", c.Precision))
+	}
+	if c.Every < 100*time.Millisecond {
+		errs = append(errs, errors.New("every: at least 100ms"))
+	}
+	return errors.Join(errs...)
+}
+
+// BuildStream adds the speed layer to s: Kafka → validate → bucket →
+// event-time windows with the shared aggregation → speed tables; late
+// events → late counts; dead letters → the dead-letter topic. It runs on
+// prism (and other streaming runners).
+func BuildStream(s beam.Scope, cfg StreamConfig) error {
+	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	s = s.Scope("pipelines.Stream")
+	events, dead, tooLate := kafkaio.Read(s, cfg.Kafka, cfg.TopicPrefix)
+	StreamAggregates(s, events, tooLate, cfg)
+	if !cfg.NoDeadLetterTopic {
+		kafkaio.WriteDeadLetters(s, cfg.Kafka.Brokers, cfg.TopicPrefix, dead)
+	}
+	return nil
+}
+
+// disablePrismSplits turns off prism's splitting of slow bundles, which
+// (2.77) hands a split's residual keys to a new bundle while the primary
+// still runs the same keys, so two bundles of a stateful stage race on one
+// key's state and updates are lost (Totals lost deltas in ~1 run of 3).
+// The Kafka reader checkpoints itself and needs no runner splits; other
+// runners ignore the experiment.
+func disablePrismSplits() {
+	const exp = "prism_disable_sdf_split"
+	if slices.Contains(jobopts.GetExperiments(), exp) {
+		return
+	}
+	if *jobopts.Experiments == "" {
+		*jobopts.Experiments = exp
+	} else {
+		*jobopts.Experiments += "," + exp
+	}
+}
+
+// StreamOutputs are the speed layer's rows before they are written.
+type StreamOutputs struct {
+	Minutes, Hours, Days beam.PCollection // transforms.CountRow
+	Users                beam.PCollection // transforms.UserRow
+	Late, TooLate        beam.PCollection // transforms.LateRow
+}
+
+// StreamAggregates computes the speed layer from timestamped events (and
+// events the reader found beyond the lateness horizon), writes it to
+// cfg.Store, and returns the rows. Tests drive it with TestStream.
+//
+// Minute windows group events per (kind, app) and fire every cfg.Every:
+// early and on-time panes are deltas that Totals accumulates into minute,
+// hour and day totals and today's sketches (hours and days cascade from the
+// minutes, so every granularity drops exactly the events the minutes drop);
+// late panes are the late counts.
+//
+//	events: PCollection<event.Event> (timestamped with event time), tooLate: PCollection<KV<string, event.Event>>
+func StreamAggregates(s beam.Scope, events, tooLate beam.PCollection, cfg StreamConfig) StreamOutputs {
+	cfg.EnsureDefaults()
+	disablePrismSplits()
+	keyed := transforms.KeyByApp(s, events)
+	lateness := cfg.LateHorizon + time.Hour
+	deltas, late := transforms.PaneDeltas(s, keyed, transforms.WindowConfig{
+		Size: time.Minute, Every: cfg.Every, AllowedLateness: lateness, Precision: cfg.Precision})
+	out := StreamOutputs{
+		Minutes: transforms.CountRows(s, transforms.Totals(s, deltas, time.Minute, lateness, false), transforms.Minute),
+		Hours:   transforms.CountRows(s, transforms.Totals(s, deltas, time.Hour, lateness, false), transforms.Hour),
+		Late:    transforms.LateRowsOf(s, late, transforms.Minute, transforms.Hour),
+		TooLate: transforms.TooLateRows(s, tooLate, transforms.Minute, transforms.Hour),
+	}
+	days := transforms.Totals(s, deltas, 24*time.Hour, lateness, true)
+	out.Days = transforms.CountRows(s, days, transforms.Day)
+	out.Users = transforms.UserRows(s, days)
+	for _, rows := range []beam.PCollection{out.Minutes, out.Hours, out.Days} {
+		WriteSpeedCounts(s, cfg.Store, rows)
+	}
+	WriteSpeedUsers(s, cfg.Store, out.Users)
+	WriteLate(s, cfg.Store, out.Late)
+	WriteLate(s, cfg.Store, out.TooLate)
+	return out
+}
