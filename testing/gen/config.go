@@ -52,6 +52,11 @@ type Config struct {
 	// Junk adds three damaged files (zero bytes, a foreign schema, a
 	// truncated block) whose records are not part of the truth.
 	Junk bool
+	// Punctual makes every event arrive within seconds of happening: no
+	// offline uploads, no network stragglers and no too-old events,
+	// whatever OfflineShare and TooOld say. A stream then sees no late
+	// data (clock-skewed devices are bucketed by arrival, so they stay).
+	Punctual bool
 }
 
 // EnsureDefaults fills zero values.

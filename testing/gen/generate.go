@@ -43,7 +43,7 @@ func Generate(cfg Config, sink Sink) error {
 	// generated days): too old.
 	winStart := cfg.WindowStart().UnixMilli()
 	firstArrival := max(start, winStart)
-	for i := 0; i < cfg.TooOld; i++ {
+	for i := 0; i < cfg.TooOld && !cfg.Punctual; i++ {
 		a := g.pickApp()
 		d := &a.devices[g.rng.IntN(len(a.devices))]
 		happened := winStart - 3_600_000 - g.rng.Int64N(6*dayMillis)
@@ -101,7 +101,7 @@ func (g *generator) deviceDay(ai int, a *app, d *device, day int, dayStart int64
 	// An offline device uploads the whole day's events at once, hours to
 	// days later.
 	var upload int64
-	if d.offline && rng.Float64() < 0.4 {
+	if d.offline && rng.Float64() < 0.4 && !g.cfg.Punctual {
 		upload = dayStart + dayMillis + int64(rng.ExpFloat64()*20*3_600_000)
 	}
 	loads := 1
@@ -141,7 +141,7 @@ func (g *generator) deviceDay(ai int, a *app, d *device, day int, dayStart int64
 func (g *generator) deliver(ev event.Event, d *device, t, upload int64) error {
 	rng := g.rng
 	arrival := t + 50 + int64(rng.ExpFloat64()*1500)
-	if rng.Float64() < 0.002 {
+	if rng.Float64() < 0.002 && !g.cfg.Punctual {
 		arrival += int64(rng.ExpFloat64() * 180_000)
 	}
 	if upload > arrival {
