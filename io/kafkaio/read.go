@@ -174,6 +174,9 @@ func (f *readFn) WatermarkEstimatorState(w *watermarkEstimator) WatermarkState {
 func (f *readFn) ProcessElement(ctx context.Context, we *watermarkEstimator, bf typex.BundleFinalization, rt *sdf.LockRTracker,
 	tp TopicPartition, emit func(beam.EventTime, event.Event), emitDead func(deadletter.Record),
 	emitLate func(beam.EventTime, string, event.Event)) (sdf.ProcessContinuation, error) {
+	// prism (2.77) asks every bundle of a stage that can finalize to
+	// finalize, and the SDK logs an error for each that registered nothing.
+	bf.RegisterCallback(time.Minute, func() error { return nil })
 	rest := rt.GetRestriction().(offsetrange.Restriction)
 	if rest.Start >= rest.End {
 		return sdf.StopProcessing(), nil
