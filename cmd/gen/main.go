@@ -1,19 +1,30 @@
 // Command gen writes deterministic synthetic lumen traffic in the raw Avro
-// layout, with a ground-truth file computed independently of lumen's
-// transforms.
+// layout, or sends it to Kafka, with a ground-truth file computed
+// independently of lumen's transforms.
 //
 //	go run ./cmd/gen --out=/tmp/lumen --events=1000000 --days=30
+//	go run ./cmd/gen --kafka=localhost:9092 --rate=5000 --live --events=300000 --truth=truth.json
+//
+// In Kafka mode records go out in arrival order at --rate events/s. With
+// --live they are re-stamped to the wall clock as they are sent (each
+// device's lateness kept), for the speed layer; without it they keep their
+// generated times (a replay: the archiver lands them where --out would have,
+// and the truth is the same as the files' truth for the same seed).
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/lumenhq/lumen/io/avroio"
+	"github.com/lumenhq/lumen/io/kafkaio"
 	"github.com/lumenhq/lumen/io/s3fs"
 	"github.com/lumenhq/lumen/testing/gen"
 )
@@ -36,6 +47,10 @@ var (
 	truth        = flag.String("truth", "", "Ground-truth JSON path; default <out>/truth.json; \"none\" to skip.")
 	s3Endpoint   = flag.String("s3_endpoint", "", "S3 endpoint when --out is s3:// (default: $AWS_ENDPOINT_URL_S3, then AWS).")
 	s3PathStyle  = flag.String("s3_path_style", "auto", "S3 addressing: auto, true or false.")
+	kafka        = flag.String("kafka", "", "Kafka brokers (host:port,…): send to Kafka instead of writing --out.")
+	topicPrefix  = flag.String("topic_prefix", kafkaio.DefaultTopicPrefix, "Kafka topics are <prefix><kind>.")
+	rateLimit    = flag.Float64("rate", 5000, "Kafka mode: events per second (0: as fast as Kafka takes them).")
+	live         = flag.Bool("live", false, "Kafka mode: re-stamp records to the wall clock as they are sent.")
 )
 
 func main() {
@@ -47,28 +62,23 @@ func main() {
 }
 
 func run() error {
+	if *kafka != "" {
+		return runKafka()
+	}
 	if *out == "" {
-		return fmt.Errorf("--out is required")
+		return fmt.Errorf("--out (or --kafka) is required")
 	}
 	ps, err := s3fs.ParsePathStyle(*s3PathStyle)
 	if err != nil {
 		return fmt.Errorf("--s3_path_style: %w", err)
 	}
 	s3fs.Configure(s3fs.Options{Endpoint: *s3Endpoint, PathStyle: ps})
-	st, err := time.Parse(time.DateOnly, *start)
-	if err != nil {
-		return fmt.Errorf("--start: %q is not YYYY-MM-DD", *start)
-	}
 	c, err := avroio.ParseCodec(*codec)
 	if err != nil {
 		return fmt.Errorf("--codec: %w", err)
 	}
-	cfg := gen.Config{
-		Seed: *seed, Start: st, Days: *days, WindowDays: *windowDays, Events: *events, Apps: *apps, FilesPerHour: *filesPerHour,
-		Codec: c, OfflineShare: *offline, SkewShare: *skew, TooOld: *tooOld, InvalidShare: *invalid, Junk: *junk,
-	}
-	cfg.EnsureDefaults()
-	if err := cfg.Validate(); err != nil {
+	cfg, err := config(c)
+	if err != nil {
 		return err
 	}
 	t0 := time.Now()
@@ -93,6 +103,84 @@ func run() error {
 			return err
 		}
 		fmt.Printf("gen: truth for as_of %s over %d days in %s\n", sum.Truth.AsOf, sum.Truth.WindowDays, path)
+	}
+	return nil
+}
+
+func config(c avroio.Codec) (gen.Config, error) {
+	st, err := time.Parse(time.DateOnly, *start)
+	if err != nil {
+		return gen.Config{}, fmt.Errorf("--start: %q is not YYYY-MM-DD", *start)
+	}
+	cfg := gen.Config{
+		Seed: *seed, Start: st, Days: *days, WindowDays: *windowDays, Events: *events, Apps: *apps, FilesPerHour: *filesPerHour,
+		Codec: c, OfflineShare: *offline, SkewShare: *skew, TooOld: *tooOld, InvalidShare: *invalid, Junk: *junk,
+	}
+	cfg.EnsureDefaults()
+	return cfg, cfg.Validate()
+}
+
+// runKafka sends the traffic to Kafka in arrival order, rate-limited.
+func runKafka() error {
+	cfg, err := config(avroio.CodecNull)
+	if err != nil {
+		return err
+	}
+	if *junk {
+		return fmt.Errorf("--junk writes damaged files: not in Kafka mode")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	p, err := kafkaio.NewProducer(strings.Split(*kafka, ","), *topicPrefix)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	// The truth is of the batch run that will see the records: for a live
+	// stream, the one on the day the last record arrives.
+	asOf, window := cfg.AsOf(), cfg.WindowDays
+	if *live {
+		took := time.Duration(0)
+		if *rateLimit > 0 {
+			took = time.Duration(float64(cfg.Events) / *rateLimit * float64(time.Second))
+		}
+		asOf, window = time.Now().Add(took).UTC(), cfg.Days+cfg.WindowDays
+	}
+	tb := gen.NewTruthBuilder(cfg.Seed, asOf, window)
+	ks := gen.NewKafkaSink(ctx, p, *rateLimit, *live, tb)
+	t0 := time.Now()
+	done := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(5 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				fmt.Fprintf(os.Stderr, "gen: %d records sent (%.0f/s)\n", ks.Sent, float64(ks.Sent)/time.Since(t0).Seconds())
+			}
+		}
+	}()
+	err = gen.Generate(cfg, ks)
+	if err == nil {
+		err = ks.Close()
+	}
+	close(done)
+	if err != nil {
+		return fmt.Errorf("after %d records: %w", ks.Sent, err)
+	}
+	fmt.Printf("gen: %d records to Kafka %s (topics %s<kind>) in %.1fs\n", ks.Sent, *kafka, *topicPrefix, time.Since(t0).Seconds())
+	if *truth != "none" {
+		path := *truth
+		if path == "" {
+			path = "truth.json"
+		}
+		tr := tb.Truth()
+		if err := tr.WriteFile(path); err != nil {
+			return err
+		}
+		fmt.Printf("gen: truth for as_of %s over %d days in %s\n", tr.AsOf, tr.WindowDays, path)
 	}
 	return nil
 }

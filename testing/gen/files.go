@@ -24,6 +24,9 @@ type FileSink struct {
 	FilesPerHour int
 	Codec        avroio.Codec
 	Seed         uint64
+	// Name starts every file name (default "part"): sinks sharing a root
+	// need names of their own.
+	Name string
 
 	pending map[int64][]Record // by arrival hour (ms)
 	Files   int64
@@ -34,7 +37,7 @@ type FileSink struct {
 // NewFileSink returns a FileSink for cfg under root.
 func NewFileSink(root string, cfg Config) *FileSink {
 	cfg.EnsureDefaults()
-	return &FileSink{Root: root, FilesPerHour: cfg.FilesPerHour, Codec: cfg.Codec, Seed: cfg.Seed, pending: map[int64][]Record{}}
+	return &FileSink{Root: root, FilesPerHour: cfg.FilesPerHour, Codec: cfg.Codec, Seed: cfg.Seed, Name: "part", pending: map[int64][]Record{}}
 }
 
 // Record buffers r until its arrival hour is complete.
@@ -87,7 +90,7 @@ func (f *FileSink) writeHour(h int64, recs []Record) error {
 		dir := avroio.RawHourDir(f.Root, k, hour)
 		for i := 0; i < n; i++ {
 			lo, hi := i*len(rs)/n, (i+1)*len(rs)/n
-			path := fmt.Sprintf("%s/part-%05d.avro", dir, i)
+			path := fmt.Sprintf("%s/%s-%05d.avro", dir, f.Name, i)
 			if err := f.writeFile(path, k, rs[lo:hi]); err != nil {
 				return err
 			}
