@@ -72,6 +72,12 @@ func kafkaCluster(t *testing.T, partitions int32) (brokers []string, prefix stri
 // layout (what the archiver would land) for a batch run over them.
 func produce(t *testing.T, brokers []string, prefix string, cfg gen.Config, live bool, rate float64, files string) *gen.StreamTruth {
 	t.Helper()
+	return produceNamed(t, brokers, prefix, cfg, live, rate, files, "part")
+}
+
+// produceNamed is produce with the raw files' name prefix.
+func produceNamed(t *testing.T, brokers []string, prefix string, cfg gen.Config, live bool, rate float64, files, name string) *gen.StreamTruth {
+	t.Helper()
 	p, err := kafkaio.NewProducer(brokers, prefix)
 	if err != nil {
 		t.Fatal(err)
@@ -82,6 +88,7 @@ func produce(t *testing.T, brokers []string, prefix string, cfg gen.Config, live
 	var fs *gen.FileSink
 	if files != "" {
 		fs = gen.NewFileSink(files, cfg)
+		fs.Name = name
 		then = gen.Tee{tr, fs}
 	}
 	ks := gen.NewKafkaSink(context.Background(), p, rate, live, then)
