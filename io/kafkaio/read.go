@@ -194,7 +194,9 @@ func (f *readFn) ProcessElement(ctx context.Context, we *watermarkEstimator, bf 
 	counters := newReadCounters(tp)
 	defer counters.flush(ctx)
 	for {
-		pctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		// Short polls: prism (2.77) runs at most 8 bundles at once, and a
+		// reader bundle waiting on Kafka holds one of them.
+		pctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 		fetches := f.client.PollRecords(pctx, min(5000, f.Cfg.MaxBundleRecords-n))
 		cancel()
 		if err := ctx.Err(); err != nil {

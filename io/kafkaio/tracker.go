@@ -78,7 +78,10 @@ func (t *tracker) GetProgress() (done, remaining float64) {
 	done = float64(t.claimed + 1 - t.rest.Start)
 	end := t.rest.End
 	if end == unbounded {
-		end = max(t.endHint.Load(), t.claimed+1)
+		end = t.claimed + 1
+		if t.endHint != nil { // nil until the DoFn's Setup ran
+			end = max(t.endHint.Load(), end)
+		}
 	}
 	return done, math.Max(0, float64(end-(t.claimed+1)))
 }
