@@ -5,6 +5,7 @@
 //	go run ./cmd/bench batch --events=10000000     # the batch layer against a goavro baseline
 //	go run ./cmd/bench cassandra --rate=5000        # throttled Cassandra writes, uncapped vs capped
 //	go run ./cmd/bench s3                           # 144,000 small objects vs a sequential reader
+//	go run ./cmd/bench stream --kafka=localhost:9092 # speed layer: backlog events/s, latency at 5,000 events/s
 package main
 
 import (
@@ -18,7 +19,7 @@ import (
 	beamlog "github.com/apache/beam/sdks/v2/go/pkg/beam/log"
 )
 
-const usage = `usage: bench batch|cassandra|s3 [flags]   (run "bench NAME -h" for flags)`
+const usage = `usage: bench batch|cassandra|s3|stream [flags]   (run "bench NAME -h" for flags)`
 
 func main() {
 	if len(os.Args) < 2 {
@@ -41,6 +42,8 @@ func main() {
 		err = benchCassandra(context.Background(), args)
 	case "s3":
 		err = benchS3(context.Background(), args)
+	case "stream":
+		err = benchStream(context.Background(), args)
 	case "s3-server": // a child of "s3"
 		err = serveS3(args)
 	default:
