@@ -1,0 +1,108 @@
+// Command archive runs lumen's archiver: a Kafka consumer group that lands
+// every event record in the raw Avro layout, by arrival hour, with each
+// partition's offsets committed only once its files are durable
+// (DESIGN §2, package archive). It runs until SIGINT or SIGTERM, then rolls
+// and commits what it holds and exits 0.
+//
+//	go run ./cmd/archive --brokers=localhost:9092 --output=/data/lumen
+//	go run ./cmd/archive --brokers=k1:9092,k2:9092 --output=s3://bucket/lumen --instance_id=$HOSTNAME
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/lumenhq/lumen/archive"
+	"github.com/lumenhq/lumen/io/avroio"
+	"github.com/lumenhq/lumen/io/kafkaio"
+	"github.com/lumenhq/lumen/io/s3fs"
+)
+
+var (
+	brokers          = flag.String("brokers", "localhost:9092", "Kafka seed brokers, comma-separated.")
+	topicPrefix      = flag.String("topic_prefix", kafkaio.DefaultTopicPrefix, "Prefix of the event topics (<prefix>app_load, …).")
+	group            = flag.String("group", archive.DefaultGroup, "Consumer group; its committed offsets are the archiver's only state.")
+	instanceID       = flag.String("instance_id", "", "Static group membership id (e.g. the pod name): a restart resumes without a rebalance.")
+	sessionTimeout   = flag.Duration("session_timeout", 45*time.Second, "Group session timeout.")
+	start            = flag.String("start", "earliest", "Where a partition with no committed offset starts: earliest or latest.")
+	output           = flag.String("output", "", "Archive root: a directory or s3://bucket/prefix (required).")
+	codec            = flag.String("codec", "snappy", "Block codec of the files: null, deflate or snappy.")
+	rollBytes        = flag.Int64("roll_bytes", 64<<20, "Roll a partition's segment at this many record bytes (before compression).")
+	rollRecords      = flag.Int64("roll_records", 1_000_000, "Roll a partition's segment at this many records.")
+	rollInterval     = flag.Duration("roll_interval", time.Minute, "Roll a partition's segment this long after its first record.")
+	maxHourFiles     = flag.Int("max_hour_files", 64, "Roll a segment before it opens more arrival-hour files than this.")
+	progressInterval = flag.Duration("progress_interval", 30*time.Second, "How often to log a progress line (0: never).")
+	s3Endpoint       = flag.String("s3_endpoint", "", "S3 endpoint for s3:// paths (default: $AWS_ENDPOINT_URL_S3, then AWS).")
+	s3Region         = flag.String("s3_region", "", "S3 region (default: the AWS chain, then us-east-1).")
+	s3PathStyle      = flag.String("s3_path_style", "auto", "S3 addressing: auto (path style with a custom endpoint), true or false.")
+)
+
+func main() {
+	flag.Parse()
+	cfg, err := config()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "archive:", err)
+		os.Exit(2)
+	}
+	a, err := archive.New(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := a.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// config turns the flags into an archive.Config, naming the flag of every
+// problem.
+func config() (archive.Config, error) {
+	var errs []error
+	c, err := avroio.ParseCodec(*codec)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("--codec: %w", err))
+	}
+	ps, err := s3fs.ParsePathStyle(*s3PathStyle)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("--s3_path_style: %w", err))
+	}
+	st := kafkaio.StartPosition(*start)
+	if st != kafkaio.StartEarliest && st != kafkaio.StartLatest {
+		errs = append(errs, fmt.Errorf("--start: %q, want earliest or latest", *start))
+	}
+	if *output == "" {
+		errs = append(errs, errors.New("--output is required (a directory or s3://bucket/prefix)"))
+	}
+	var bs []string
+	for _, b := range strings.Split(*brokers, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			bs = append(bs, b)
+		}
+	}
+	if len(bs) == 0 {
+		errs = append(errs, errors.New("--brokers: at least one required"))
+	}
+	progress := *progressInterval
+	if progress == 0 {
+		progress = -1
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	slog.SetDefault(logger)
+	return archive.Config{
+		Brokers: bs, TopicPrefix: *topicPrefix, Group: *group, InstanceID: *instanceID, SessionTimeout: *sessionTimeout,
+		Start: st, Output: *output, S3: s3fs.Options{Endpoint: *s3Endpoint, Region: *s3Region, PathStyle: ps}, Codec: c,
+		RollBytes: *rollBytes, RollRecords: *rollRecords, RollInterval: *rollInterval, MaxHourFiles: *maxHourFiles,
+		ProgressInterval: progress, Logger: logger,
+	}, errors.Join(errs...)
+}
