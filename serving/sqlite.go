@@ -19,7 +19,7 @@ func init() { Register("sqlite", openSQLite) }
 
 // SchemaVersion is the version of the table layout, recorded in the store so
 // a future layout change can migrate or refuse an old file.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // The tables mirror DESIGN §2's Cassandra tables column for column, so the
 // two stores pass one conformance suite. Speed rows carry an expiry instead
@@ -32,17 +32,17 @@ var sqliteSchema = []string{
 		PRIMARY KEY (kind, app_id, granularity, period, bucket, app_version)) WITHOUT ROWID`,
 	`CREATE TABLE IF NOT EXISTS speed_counts (
 		kind TEXT NOT NULL, app_id TEXT NOT NULL, granularity TEXT NOT NULL, period TEXT NOT NULL,
-		bucket INTEGER NOT NULL, app_version TEXT NOT NULL, count INTEGER NOT NULL, expires INTEGER NOT NULL,
-		PRIMARY KEY (kind, app_id, granularity, period, bucket, app_version)) WITHOUT ROWID`,
+		bucket INTEGER NOT NULL, app_version TEXT NOT NULL, run TEXT NOT NULL, count INTEGER NOT NULL, expires INTEGER NOT NULL,
+		PRIMARY KEY (kind, app_id, granularity, period, bucket, app_version, run)) WITHOUT ROWID`,
 	`CREATE TABLE IF NOT EXISTS batch_users (
 		kind TEXT NOT NULL, app_id TEXT NOT NULL, period TEXT NOT NULL, day INTEGER NOT NULL,
 		app_version TEXT NOT NULL, sketch BLOB NOT NULL, estimate INTEGER NOT NULL, events INTEGER NOT NULL DEFAULT 0,
 		PRIMARY KEY (kind, app_id, period, day, app_version)) WITHOUT ROWID`,
 	`CREATE TABLE IF NOT EXISTS speed_users (
 		kind TEXT NOT NULL, app_id TEXT NOT NULL, period TEXT NOT NULL, day INTEGER NOT NULL,
-		app_version TEXT NOT NULL, sketch BLOB NOT NULL, estimate INTEGER NOT NULL, events INTEGER NOT NULL DEFAULT 0,
+		app_version TEXT NOT NULL, run TEXT NOT NULL, sketch BLOB NOT NULL, estimate INTEGER NOT NULL, events INTEGER NOT NULL DEFAULT 0,
 		expires INTEGER NOT NULL,
-		PRIMARY KEY (kind, app_id, period, day, app_version)) WITHOUT ROWID`,
+		PRIMARY KEY (kind, app_id, period, day, app_version, run)) WITHOUT ROWID`,
 	`CREATE TABLE IF NOT EXISTS speed_late (
 		kind TEXT NOT NULL, app_id TEXT NOT NULL, granularity TEXT NOT NULL, period TEXT NOT NULL,
 		bucket INTEGER NOT NULL, app_version TEXT NOT NULL, source TEXT NOT NULL, count INTEGER NOT NULL, expires INTEGER NOT NULL,
@@ -117,17 +117,32 @@ func openSQLite(ctx context.Context, url string) (Store, error) {
 	return &sqliteStore{path: path, db: sh.db, ttl: SpeedTTL}, nil
 }
 
-// migrateSQLite brings a version-1 file (before sketch rows counted their
-// events) up to date.
+// migrateSQLite brings an older file up to date: version 2 counted the
+// events of sketch rows; version 3 keys speed rows by stream run, and since
+// a primary key cannot change in place and speed rows are transient (the
+// batch supersedes them), the speed count and sketch tables are recreated.
 func migrateSQLite(ctx context.Context, db *sql.DB) error {
 	var v sql.NullInt64
 	if err := db.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_version`).Scan(&v); err != nil {
 		return err
 	}
-	if !v.Valid || v.Int64 >= 2 {
+	if !v.Valid || v.Int64 >= 3 {
 		return nil
 	}
-	for _, t := range []string{"batch_users", "speed_users"} {
+	for _, t := range []string{"speed_counts", "speed_users"} {
+		if _, err := db.ExecContext(ctx, `DROP TABLE IF EXISTS `+t); err != nil {
+			return err
+		}
+	}
+	for _, stmt := range sqliteSchema {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			return err
+		}
+	}
+	if v.Int64 >= 2 {
+		return nil
+	}
+	for _, t := range []string{"batch_users"} {
 		var n int
 		if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = 'events'`, t).Scan(&n); err != nil {
 			return err
@@ -156,17 +171,18 @@ func (s *sqliteStore) Close() error {
 	return nil
 }
 
-func (s *sqliteStore) NewWriter(ctx context.Context, layer Layer) (RowWriter, error) {
+func (s *sqliteStore) NewWriter(ctx context.Context, layer Layer, opts ...WriterOption) (RowWriter, error) {
 	if layer != Batch && layer != Speed {
 		return nil, fmt.Errorf("serving: bad layer %v", layer)
 	}
-	return &sqliteWriter{s: s, layer: layer}, nil
+	return &sqliteWriter{s: s, layer: layer, run: NewWriterOptions(opts...).Run}, nil
 }
 
 // sqliteWriter buffers rows and upserts them in one transaction per flush.
 type sqliteWriter struct {
 	s      *sqliteStore
 	layer  Layer
+	run    string
 	counts []transforms.CountRow
 	users  []transforms.UserRow
 	late   []transforms.LateRow
@@ -222,7 +238,7 @@ func (w *sqliteWriter) Flush(ctx context.Context) error {
 		table := "batch_counts"
 		if speed {
 			// Panes may arrive out of order: keep the larger total.
-			cols, table = cols+", expires", "speed_counts"
+			cols, table = cols+", run, expires", "speed_counts"
 			update += ", expires = excluded.expires WHERE excluded.count >= speed_counts.count"
 		}
 		var periods periodCache
@@ -230,7 +246,7 @@ func (w *sqliteWriter) Flush(ctx context.Context) error {
 			r := &w.counts[i]
 			args = append(args, r.Kind.String(), r.AppID, r.Gran.String(), periods.get(r.Gran, r.Bucket), r.Bucket, r.AppVersion, r.Count)
 			if speed {
-				args = append(args, expires)
+				args = append(args, w.run, expires)
 			}
 			return args
 		})
@@ -242,7 +258,7 @@ func (w *sqliteWriter) Flush(ctx context.Context) error {
 		cols, update := "kind, app_id, period, day, app_version, sketch, estimate, events", "sketch = excluded.sketch, estimate = excluded.estimate, events = excluded.events"
 		table := "batch_users"
 		if speed {
-			cols, table = cols+", expires", "speed_users"
+			cols, table = cols+", run, expires", "speed_users"
 			update += ", expires = excluded.expires WHERE excluded.events >= speed_users.events"
 		}
 		var periods periodCache
@@ -250,7 +266,7 @@ func (w *sqliteWriter) Flush(ctx context.Context) error {
 			r := &w.users[i]
 			args = append(args, r.Kind.String(), r.AppID, periods.get(transforms.Day, r.Day), r.Day, r.AppVersion, r.Sketch, r.Estimate, r.Events)
 			if speed {
-				args = append(args, expires)
+				args = append(args, w.run, expires)
 			}
 			return args
 		})
@@ -344,9 +360,10 @@ func (s *sqliteStore) Counts(ctx context.Context, layer Layer, q CountQuery) ([]
 		table, live = "speed_counts", fmt.Sprintf(" AND expires > %d", time.Now().UnixMilli())
 	}
 	periods := Periods(q.Gran, q.From, q.To)
-	rows, err := s.db.QueryContext(ctx, `SELECT bucket, count FROM `+table+`
+	// Speed rows are summed over runs; a batch bucket has one row.
+	rows, err := s.db.QueryContext(ctx, `SELECT bucket, SUM(count) FROM `+table+`
 		WHERE kind = ? AND app_id = ? AND granularity = ? AND period IN (`+placeholders(len(periods))+`)
-		AND bucket >= ? AND bucket <= ? AND app_version = ?`+live+` ORDER BY bucket`,
+		AND bucket >= ? AND bucket <= ? AND app_version = ?`+live+` GROUP BY bucket ORDER BY bucket`,
 		append(append([]any{q.Kind.String(), q.AppID, q.Gran.String()}, anys(periods)...),
 			q.From.UnixMilli(), q.To.UnixMilli(), q.Version)...)
 	if err != nil {
@@ -386,7 +403,13 @@ func (s *sqliteStore) Users(ctx context.Context, layer Layer, q UserQuery) ([]tr
 		}
 		out = append(out, r)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if layer == Speed {
+		return MergeRunRows(out)
+	}
+	return out, nil
 }
 
 func (s *sqliteStore) Late(ctx context.Context, q CountQuery) ([]CountPoint, error) {

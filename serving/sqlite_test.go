@@ -2,11 +2,15 @@ package serving_test
 
 import (
 	"context"
+	"database/sql"
 	"path/filepath"
 	"testing"
+	"time"
 
+	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/serving"
 	"github.com/lumenhq/lumen/serving/storetest"
+	"github.com/lumenhq/lumen/transforms"
 )
 
 func TestSQLiteConformance(t *testing.T) {
@@ -32,5 +36,52 @@ func TestRedact(t *testing.T) {
 	got := serving.Redact("cassandra://bob:hunter2@h1,h2:9042/lumen?rate=5&password=hunter2&tls=true")
 	if want := "cassandra://REDACTED@h1,h2:9042/lumen?rate=5&password=REDACTED&tls=true"; got != want {
 		t.Errorf("Redact = %q, want %q", got, want)
+	}
+}
+
+// A version-2 file (speed rows not keyed by run) opens: its speed tables
+// are recreated with the run column, and its batch rows are kept.
+func TestSQLiteMigratesFromVersion2(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v2.db")
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range []string{
+		`CREATE TABLE schema_version (version INTEGER NOT NULL PRIMARY KEY, applied INTEGER NOT NULL)`,
+		`INSERT INTO schema_version VALUES (1, 0), (2, 0)`,
+		`CREATE TABLE batch_counts (kind TEXT NOT NULL, app_id TEXT NOT NULL, granularity TEXT NOT NULL, period TEXT NOT NULL,
+			bucket INTEGER NOT NULL, app_version TEXT NOT NULL, count INTEGER NOT NULL,
+			PRIMARY KEY (kind, app_id, granularity, period, bucket, app_version)) WITHOUT ROWID`,
+		`INSERT INTO batch_counts VALUES ('crash', 'a', 'day', '2026-11', 1795651200000, '', 7)`,
+		`CREATE TABLE speed_counts (kind TEXT NOT NULL, app_id TEXT NOT NULL, granularity TEXT NOT NULL, period TEXT NOT NULL,
+			bucket INTEGER NOT NULL, app_version TEXT NOT NULL, count INTEGER NOT NULL, expires INTEGER NOT NULL,
+			PRIMARY KEY (kind, app_id, granularity, period, bucket, app_version)) WITHOUT ROWID`,
+	} {
+		if _, err := db.Exec(stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	ctx := context.Background()
+	st, err := serving.Open(ctx, "sqlite:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	day := time.UnixMilli(1795651200000).UTC()
+	pts, err := st.Counts(ctx, serving.Batch, serving.CountQuery{Kind: event.Crash, AppID: "a", Gran: transforms.Day, From: day, To: day})
+	if err != nil || len(pts) != 1 || pts[0].Count != 7 {
+		t.Errorf("batch rows after migration: %v, %v", pts, err)
+	}
+	w, err := st.NewWriter(ctx, serving.Speed, serving.WithRun("r"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteCounts(ctx, []transforms.CountRow{{Kind: event.Crash, AppID: "a", Gran: transforms.Day, Bucket: day.UnixMilli(), Count: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(ctx); err != nil {
+		t.Fatalf("speed write after migration: %v", err)
 	}
 }

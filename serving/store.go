@@ -17,6 +17,7 @@ import (
 
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/transforms"
+	"github.com/lumenhq/lumen/transforms/hll"
 )
 
 // Layer selects the batch tables or the speed tables.
@@ -44,7 +45,7 @@ func (l Layer) String() string {
 type Store interface {
 	// NewWriter returns a writer for bulk upserts into one layer. Each
 	// worker takes its own; it must be closed.
-	NewWriter(ctx context.Context, layer Layer) (RowWriter, error)
+	NewWriter(ctx context.Context, layer Layer, opts ...WriterOption) (RowWriter, error)
 	// Counts returns one layer's count rows of q, ascending by bucket.
 	Counts(ctx context.Context, layer Layer, q CountQuery) ([]CountPoint, error)
 	// Users returns one layer's daily sketch rows of q, ascending by day.
@@ -66,12 +67,85 @@ type Store interface {
 	Close() error
 }
 
+// WriterOptions configure a RowWriter.
+type WriterOptions struct {
+	// Run names the stream run writing speed rows. Each run's counts and
+	// sketches are rows of their own, and reads sum the counts and merge
+	// the sketches over runs: a restarted stream starts its windows
+	// empty, and must add to, not replace, what the run before it counted
+	// in the same hour or day.
+	Run string
+}
+
+// WriterOption sets a WriterOptions field.
+type WriterOption func(*WriterOptions)
+
+// WithRun tags speed rows with the stream run that writes them.
+func WithRun(run string) WriterOption { return func(o *WriterOptions) { o.Run = run } }
+
+// NewWriterOptions applies opts.
+func NewWriterOptions(opts ...WriterOption) WriterOptions {
+	var o WriterOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
+// MergeRunRows merges sketch rows of the same day (rows sorted by day),
+// one per stream run, into one row per day: the union of the sketches and
+// the sum of their events.
+func MergeRunRows(rows []transforms.UserRow) ([]transforms.UserRow, error) {
+	var out []transforms.UserRow
+	var cur *hll.Sketch
+	flush := func() error {
+		if cur == nil {
+			return nil
+		}
+		last := &out[len(out)-1]
+		b, err := cur.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		last.Sketch, last.Estimate, cur = b, int64(cur.Estimate()), nil
+		return nil
+	}
+	for _, r := range rows {
+		if len(out) > 0 && out[len(out)-1].Day == r.Day {
+			last := &out[len(out)-1]
+			if cur == nil {
+				cur = new(hll.Sketch)
+				if err := cur.UnmarshalBinary(last.Sketch); err != nil {
+					return nil, fmt.Errorf("serving: sketch of %s: %w", last.DayTime().Format(time.DateOnly), err)
+				}
+			}
+			s := new(hll.Sketch)
+			if err := s.UnmarshalBinary(r.Sketch); err != nil {
+				return nil, fmt.Errorf("serving: sketch of %s: %w", r.DayTime().Format(time.DateOnly), err)
+			}
+			if err := cur.Merge(s); err != nil {
+				return nil, fmt.Errorf("serving: merging sketches of %s: %w", r.DayTime().Format(time.DateOnly), err)
+			}
+			last.Events += r.Events
+			continue
+		}
+		if err := flush(); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RowWriter upserts rows. Writes may be buffered until Flush or Close.
 //
-// In the speed layer, rows come from accumulating panes that a runner may
-// deliver out of order, so a count row only replaces one with a smaller
-// count, and a sketch row one built from fewer events: the stored value is
-// always the newest total.
+// In the speed layer, rows come from running totals that a runner may
+// deliver out of order, so a count row only replaces one (of the same run)
+// with a smaller count, and a sketch row one built from fewer events: the
+// stored value is always the newest total.
 type RowWriter interface {
 	WriteCounts(ctx context.Context, rows []transforms.CountRow) error
 	WriteUsers(ctx context.Context, rows []transforms.UserRow) error

@@ -12,7 +12,7 @@ import (
 
 // SchemaVersion is the version of lumen's Cassandra tables, recorded in
 // <keyspace>.schema_version so a later layout can migrate or refuse.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // The tables of DESIGN §2, refined:
 //
@@ -31,6 +31,9 @@ const SchemaVersion = 2
 //     accumulating window may arrive out of order, and last-write-wins on
 //     that timestamp keeps the largest total without a lightweight
 //     transaction.
+//   - Speed counts and sketches are clustered by run (one per stream run)
+//     within their bucket: a restarted stream starts its windows empty, so
+//     reads sum counts and merge sketches over runs.
 //   - speed_late sums over its source column: each late pane or record is
 //     its own idempotent row.
 var tableDDL = []string{
@@ -40,14 +43,14 @@ var tableDDL = []string{
 		kind text, app_id text, app_version text, granularity text, period text, bucket timestamp, count bigint,
 		PRIMARY KEY ((kind, app_id, app_version, granularity, period), bucket))`,
 	`CREATE TABLE IF NOT EXISTS %s.speed_counts (
-		kind text, app_id text, app_version text, granularity text, period text, bucket timestamp, count bigint,
-		PRIMARY KEY ((kind, app_id, app_version, granularity, period), bucket))`,
+		kind text, app_id text, app_version text, granularity text, period text, bucket timestamp, run text, count bigint,
+		PRIMARY KEY ((kind, app_id, app_version, granularity, period), bucket, run))`,
 	`CREATE TABLE IF NOT EXISTS %s.batch_users (
 		kind text, app_id text, app_version text, period text, day timestamp, sketch blob, estimate bigint, events bigint,
 		PRIMARY KEY ((kind, app_id, app_version, period), day))`,
 	`CREATE TABLE IF NOT EXISTS %s.speed_users (
-		kind text, app_id text, app_version text, period text, day timestamp, sketch blob, estimate bigint, events bigint,
-		PRIMARY KEY ((kind, app_id, app_version, period), day))`,
+		kind text, app_id text, app_version text, period text, day timestamp, run text, sketch blob, estimate bigint, events bigint,
+		PRIMARY KEY ((kind, app_id, app_version, period), day, run))`,
 	`CREATE TABLE IF NOT EXISTS %s.speed_late (
 		kind text, app_id text, app_version text, granularity text, period text, bucket timestamp, source text, count bigint,
 		PRIMARY KEY ((kind, app_id, app_version, granularity, period), bucket, source))`,
@@ -87,9 +90,29 @@ func (c *Client) EnsureSchema(ctx context.Context) error {
 	if version > SchemaVersion {
 		return fmt.Errorf("cassandraio: keyspace %s has schema version %d, newer than this build's %d", ks, version, SchemaVersion)
 	}
+	if version > 0 && version < 3 {
+		// Version 3 clusters speed rows by run. A primary key cannot
+		// change in place, and speed rows are transient (the batch
+		// supersedes them): recreate those two tables.
+		for _, t := range []string{"speed_counts", "speed_users"} {
+			if err := c.session.Query(fmt.Sprintf("DROP TABLE IF EXISTS %s.%s", ks, t)).WithContext(ctx).Exec(); err != nil {
+				return fmt.Errorf("cassandraio: migrate %s to schema 3: %w", t, err)
+			}
+		}
+		for _, t := range tableDDL {
+			if strings.Contains(t, ".speed_counts (") || strings.Contains(t, ".speed_users (") {
+				if err := c.session.Query(fmt.Sprintf(t, ks)).WithContext(ctx).Exec(); err != nil {
+					return fmt.Errorf("cassandraio: migrate to schema 3: %w", err)
+				}
+			}
+		}
+		if err := c.session.AwaitSchemaAgreement(ctx); err != nil {
+			return fmt.Errorf("cassandraio: schema agreement: %w", err)
+		}
+	}
 	if version == 1 {
 		// Version 2 added events to the sketch tables.
-		for _, t := range []string{"batch_users", "speed_users"} {
+		for _, t := range []string{"batch_users"} {
 			err := c.session.Query(fmt.Sprintf("ALTER TABLE %s.%s ADD events bigint", ks, t)).WithContext(ctx).Exec()
 			if err != nil && !strings.Contains(err.Error(), "already exist") {
 				return fmt.Errorf("cassandraio: migrate %s to schema 2: %w", t, err)

@@ -63,20 +63,22 @@ func (s *Store) Close() error {
 func table(layer serving.Layer, what string) string { return layer.String() + "_" + what }
 
 // NewWriter returns a throttled writer for one layer.
-func (s *Store) NewWriter(ctx context.Context, layer serving.Layer) (serving.RowWriter, error) {
+func (s *Store) NewWriter(ctx context.Context, layer serving.Layer, opts ...serving.WriterOption) (serving.RowWriter, error) {
 	if layer != serving.Batch && layer != serving.Speed {
 		return nil, fmt.Errorf("cassandrastore: bad layer %v", layer)
 	}
-	ttl, ttlTS := "", ""
+	ttl, ttlTS, runCol, runVal := "", "", "", ""
 	if layer == serving.Speed {
+		runCol, runVal = ", run", ", ?"
 		// USING TIMESTAMP <total>: out-of-order panes cannot overwrite a
 		// larger total (see the schema notes in cassandraio).
 		ttl, ttlTS = " USING TTL ?", " USING TTL ? AND TIMESTAMP ?"
 	}
 	return &rowWriter{
 		s: s, w: s.c.NewWriter(), layer: layer,
-		countStmt: fmt.Sprintf("INSERT INTO %s.%s (kind, app_id, app_version, granularity, period, bucket, count) VALUES (?, ?, ?, ?, ?, ?, ?)%s", s.ks, table(layer, "counts"), ttlTS),
-		userStmt:  fmt.Sprintf("INSERT INTO %s.%s (kind, app_id, app_version, period, day, sketch, estimate, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?)%s", s.ks, table(layer, "users"), ttlTS),
+		countStmt: fmt.Sprintf("INSERT INTO %s.%s (kind, app_id, app_version, granularity, period, bucket, count%s) VALUES (?, ?, ?, ?, ?, ?, ?%s)%s", s.ks, table(layer, "counts"), runCol, runVal, ttlTS),
+		userStmt:  fmt.Sprintf("INSERT INTO %s.%s (kind, app_id, app_version, period, day, sketch, estimate, events%s) VALUES (?, ?, ?, ?, ?, ?, ?, ?%s)%s", s.ks, table(layer, "users"), runCol, runVal, ttlTS),
+		run:       serving.NewWriterOptions(opts...).Run,
 		lateStmt:  fmt.Sprintf("INSERT INTO %s.speed_late (kind, app_id, app_version, granularity, period, bucket, source, count) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?", s.ks),
 		indexStmt: fmt.Sprintf("INSERT INTO %s.app_index (layer, kind, period, app_id, app_version) VALUES (?, ?, ?, ?, ?)%s", s.ks, ttl),
 		ttl:       int(s.c.Config().SpeedTTL / time.Second),
@@ -95,6 +97,7 @@ type rowWriter struct {
 	layer                                    serving.Layer
 	countStmt, userStmt, lateStmt, indexStmt string
 	ttl                                      int
+	run                                      string
 	indexed                                  map[indexKey]bool
 }
 
@@ -105,13 +108,13 @@ func (r *rowWriter) args(a ...any) []any {
 	return a
 }
 
-// argsTS is args for a monotone speed row: TTL, then the write timestamp,
+// argsTS is args for a monotone speed row: its run, the TTL, then the write timestamp,
 // which callers make the bucket's start in microseconds plus the row's
 // total: increasing with the total for one row, and of a magnitude that no
 // ordinary write's clock timestamp dwarfs.
 func (r *rowWriter) argsTS(total int64, a ...any) []any {
 	if r.layer == serving.Speed {
-		a = append(a, r.ttl, total)
+		a = append(a, r.run, r.ttl, total)
 	}
 	return a
 }
@@ -215,7 +218,12 @@ func (s *Store) Counts(ctx context.Context, layer serving.Layer, q serving.Count
 		var b time.Time
 		var n int64
 		for it.Scan(&b, &n) {
-			out = append(out, serving.CountPoint{Bucket: b.UTC(), Count: n})
+			// Speed rows arrive by bucket, then run: sum each bucket's runs.
+			if len(out) > 0 && out[len(out)-1].Bucket.Equal(b.UTC()) {
+				out[len(out)-1].Count += n
+			} else {
+				out = append(out, serving.CountPoint{Bucket: b.UTC(), Count: n})
+			}
 		}
 		if err := it.Close(); err != nil {
 			return nil, fmt.Errorf("cassandrastore: counts: %w", err)
@@ -240,6 +248,9 @@ func (s *Store) Users(ctx context.Context, layer serving.Layer, q serving.UserQu
 		if err := it.Close(); err != nil {
 			return nil, fmt.Errorf("cassandrastore: users: %w", err)
 		}
+	}
+	if layer == serving.Speed {
+		return serving.MergeRunRows(out)
 	}
 	return out, nil
 }

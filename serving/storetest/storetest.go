@@ -33,6 +33,7 @@ func Run(t *testing.T, open func(t *testing.T) serving.Store) {
 		{"ValuesAreBoundNotFormatted", testHostileStrings},
 		{"SpeedKeepsTheLargestTotal", testSpeedMonotone},
 		{"LateSumsSources", testLate},
+		{"SpeedAddsUpRuns", testSpeedRuns},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, open(t)) })
 	}
@@ -316,5 +317,43 @@ func testLate(t *testing.T, st serving.Store) {
 	bw, _ := st.NewWriter(ctx, serving.Batch)
 	if err := bw.WriteLate(ctx, []transforms.LateRow{late("x", 1)}); err == nil {
 		t.Error("batch writer accepted late rows")
+	}
+}
+
+// A restarted stream is a new run: its rows add to the previous run's
+// (counts sum, sketches merge), while within a run the largest total wins.
+func testSpeedRuns(t *testing.T, st serving.Store) {
+	day := t0.Truncate(24 * time.Hour)
+	writeRun := func(run string, n int64, devices ...string) {
+		t.Helper()
+		w, err := st.NewWriter(ctx, serving.Speed, serving.WithRun(run))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sk, _ := sketchOf(devices...)
+		if err := w.WriteCounts(ctx, []transforms.CountRow{{Kind: event.Crash, AppID: "r", Gran: transforms.Hour, Bucket: t0.UnixMilli(), Count: n}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.WriteUsers(ctx, []transforms.UserRow{{Kind: event.Crash, AppID: "r", Day: day.UnixMilli(), Sketch: sk, Estimate: int64(len(devices)), Events: int64(len(devices))}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeRun("run-1", 10, "a", "b")
+	writeRun("run-2", 4, "b", "c")
+	writeRun("run-2", 3, "b") // a stale total of run 2
+	pts, err := st.Counts(ctx, serving.Speed, serving.CountQuery{Kind: event.Crash, AppID: "r", Gran: transforms.Hour, From: t0, To: t0})
+	if err != nil || len(pts) != 1 || pts[0].Count != 14 {
+		t.Errorf("counts over two runs = %v, %v (want 10 + 4)", pts, err)
+	}
+	users, err := st.Users(ctx, serving.Speed, serving.UserQuery{Kind: event.Crash, AppID: "r", From: day, To: day})
+	if err != nil || len(users) != 1 || users[0].Estimate != 3 || users[0].Events != 4 {
+		t.Fatalf("sketches over two runs = %+v, %v (want one day, 3 devices, 4 events)", users, err)
+	}
+	want, _ := sketchOf("a", "b", "c")
+	if !bytes.Equal(users[0].Sketch, want) {
+		t.Error("the merged sketch differs from the sketch of the union")
 	}
 }
