@@ -37,6 +37,10 @@ type StreamConfig struct {
 	LateHorizon time.Duration
 	// DeadLetterTopic sends dead letters to <prefix>deadletter. Default true.
 	NoDeadLetterTopic bool
+	// Run names this run of the stream in the speed tables, which add up
+	// the runs (see serving.WithRun). Default: the start time, so a
+	// restarted stream adds to what the previous run counted today.
+	Run string
 }
 
 // EnsureDefaults fills zero values.
@@ -57,6 +61,9 @@ func (c *StreamConfig) EnsureDefaults() {
 	}
 	if c.LateHorizon == 0 {
 		c.LateHorizon = 24 * time.Hour
+	}
+	if c.Run == "" {
+		c.Run = time.Now().UTC().Format("20060102T150405.000000000Z")
 	}
 	c.Kafka.LateHorizon = c.LateHorizon
 	c.Kafka.EnsureDefaults()
@@ -151,10 +158,10 @@ func StreamAggregates(s beam.Scope, events, tooLate beam.PCollection, cfg Stream
 	out.Days = transforms.CountRows(s, days, transforms.Day)
 	out.Users = transforms.UserRows(s, days)
 	for _, rows := range []beam.PCollection{out.Minutes, out.Hours, out.Days} {
-		WriteSpeedCounts(s, cfg.Store, rows)
+		WriteSpeedCounts(s, cfg.Store, cfg.Run, rows)
 	}
-	WriteSpeedUsers(s, cfg.Store, out.Users)
-	WriteLate(s, cfg.Store, out.Late)
-	WriteLate(s, cfg.Store, out.TooLate)
+	WriteSpeedUsers(s, cfg.Store, cfg.Run, out.Users)
+	WriteLate(s, cfg.Store, cfg.Run, out.Late)
+	WriteLate(s, cfg.Store, cfg.Run, out.TooLate)
 	return out
 }

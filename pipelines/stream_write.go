@@ -31,29 +31,29 @@ func init() {
 // output crossing to another stage it waits on the output instead: a
 // 30,000-event replay went from 61 s to 8.7 s.
 
-// WriteSpeedCounts upserts speed count rows.
+// WriteSpeedCounts upserts speed count rows of a stream run.
 //
 //	rows: PCollection<transforms.CountRow> → ()
-func WriteSpeedCounts(s beam.Scope, store string, rows beam.PCollection) {
+func WriteSpeedCounts(s beam.Scope, store, run string, rows beam.PCollection) {
 	s = s.Scope("pipelines.WriteSpeedCounts")
-	drainAcks(s, beam.ParDo(s, &streamCountsFn{streamWriter: streamWriter{rowWriter: rowWriter{Store: store, Layer: serving.Speed}}}, rows))
+	drainAcks(s, beam.ParDo(s, &streamCountsFn{streamWriter: streamWriter{rowWriter: rowWriter{Store: store, Layer: serving.Speed}, Run: run}}, rows))
 }
 
 // WriteSpeedUsers upserts speed sketch rows.
 //
 //	rows: PCollection<transforms.UserRow> → ()
-func WriteSpeedUsers(s beam.Scope, store string, rows beam.PCollection) {
+func WriteSpeedUsers(s beam.Scope, store, run string, rows beam.PCollection) {
 	s = s.Scope("pipelines.WriteSpeedUsers")
-	drainAcks(s, beam.ParDo(s, &streamUsersFn{streamWriter: streamWriter{rowWriter: rowWriter{Store: store, Layer: serving.Speed}}}, rows))
+	drainAcks(s, beam.ParDo(s, &streamUsersFn{streamWriter: streamWriter{rowWriter: rowWriter{Store: store, Layer: serving.Speed}, Run: run}}, rows))
 }
 
 // WriteLate records late rows, and counts late events per kind and app in
 // Beam metrics (lumen.stream.late_dropped).
 //
 //	rows: PCollection<transforms.LateRow> → ()
-func WriteLate(s beam.Scope, store string, rows beam.PCollection) {
+func WriteLate(s beam.Scope, store, run string, rows beam.PCollection) {
 	s = s.Scope("pipelines.WriteLate")
-	drainAcks(s, beam.ParDo(s, &streamLateFn{streamWriter: streamWriter{rowWriter: rowWriter{Store: store, Layer: serving.Speed}}}, rows))
+	drainAcks(s, beam.ParDo(s, &streamLateFn{streamWriter: streamWriter{rowWriter: rowWriter{Store: store, Layer: serving.Speed}, Run: run}}, rows))
 }
 
 // drainAcks sums the writers' acks per minute and drops them.
@@ -69,6 +69,8 @@ func dropAck(string, int64)     {}
 
 type streamWriter struct {
 	rowWriter
+	// Run tags the rows with the stream run (serving.WithRun).
+	Run   string
 	acked bool
 }
 
@@ -81,7 +83,7 @@ func (w *streamWriter) ack(emit func(string, int64)) {
 }
 
 func (w *streamWriter) StartBundle(ctx context.Context, _ func(string, int64)) error {
-	nw, err := w.store.NewWriter(ctx, w.Layer)
+	nw, err := w.store.NewWriter(ctx, w.Layer, serving.WithRun(w.Run))
 	if err != nil {
 		return err
 	}
@@ -118,5 +120,7 @@ func (f *streamLateFn) ProcessElement(ctx context.Context, r transforms.LateRow,
 		// Each late event is in exactly one all-versions minute row.
 		beam.NewCounter("lumen.stream.late_dropped", fmt.Sprintf("%s/%s", r.Kind, r.AppID)).Inc(ctx, r.Count)
 	}
+	// Pane indexes start again in a new run: keep the runs' rows apart.
+	r.Source = f.Run + "|" + r.Source
 	return f.w.WriteLate(ctx, []transforms.LateRow{r})
 }
