@@ -94,20 +94,23 @@ func (c *Client) EnsureSchema(ctx context.Context) error {
 		// Version 3 clusters speed rows by run. A primary key cannot
 		// change in place, and speed rows are transient (the batch
 		// supersedes them): recreate those two tables.
+		// Every node must see a drop before the table is created again.
+		var stmts []string
 		for _, t := range []string{"speed_counts", "speed_users"} {
-			if err := c.session.Query(fmt.Sprintf("DROP TABLE IF EXISTS %s.%s", ks, t)).WithContext(ctx).Exec(); err != nil {
-				return fmt.Errorf("cassandraio: migrate %s to schema 3: %w", t, err)
-			}
+			stmts = append(stmts, fmt.Sprintf("DROP TABLE IF EXISTS %s.%s", ks, t))
 		}
 		for _, t := range tableDDL {
 			if strings.Contains(t, ".speed_counts (") || strings.Contains(t, ".speed_users (") {
-				if err := c.session.Query(fmt.Sprintf(t, ks)).WithContext(ctx).Exec(); err != nil {
-					return fmt.Errorf("cassandraio: migrate to schema 3: %w", err)
-				}
+				stmts = append(stmts, fmt.Sprintf(t, ks))
 			}
 		}
-		if err := c.session.AwaitSchemaAgreement(ctx); err != nil {
-			return fmt.Errorf("cassandraio: schema agreement: %w", err)
+		for _, st := range stmts {
+			if err := c.session.Query(st).WithContext(ctx).Exec(); err != nil {
+				return fmt.Errorf("cassandraio: migrate to schema 3: %w", err)
+			}
+			if err := c.session.AwaitSchemaAgreement(ctx); err != nil {
+				return fmt.Errorf("cassandraio: schema agreement: %w", err)
+			}
 		}
 	}
 	if version == 1 {
