@@ -19,13 +19,14 @@ import (
 	"github.com/lumenhq/lumen/io/avroio"
 	"github.com/lumenhq/lumen/io/kafkaio"
 	"github.com/lumenhq/lumen/io/s3fs"
+	"github.com/lumenhq/lumen/testing/kafkatest"
 	"github.com/lumenhq/lumen/testing/s3test"
 )
 
 // Segments roll at RollRecords, each commit lands only after its file,
 // and a stop rolls and commits the rest.
 func TestRollByRecords(t *testing.T) {
-	brokers, prefix := cluster(t, 1)
+	brokers, prefix := kafkatest.Cluster(t, 1)
 	topic := kafkaio.Topic(prefix, event.AppLoad)
 	var msgs []message
 	var want []event.Event
@@ -67,7 +68,7 @@ func TestRollByRecords(t *testing.T) {
 
 // Segments roll once their record bytes reach RollBytes.
 func TestRollByBytes(t *testing.T) {
-	brokers, prefix := cluster(t, 1)
+	brokers, prefix := kafkatest.Cluster(t, 1)
 	topic := kafkaio.Topic(prefix, event.Crash)
 	var msgs []message
 	for i := range 35 {
@@ -96,7 +97,7 @@ func TestRollByBytes(t *testing.T) {
 // A segment rolls RollInterval after its first record, with no more
 // traffic and no stop.
 func TestRollByInterval(t *testing.T) {
-	brokers, prefix := cluster(t, 1)
+	brokers, prefix := kafkatest.Cluster(t, 1)
 	topic := kafkaio.Topic(prefix, event.HandledException)
 	root := t.TempDir()
 	cfg := testConfig(t, brokers, prefix, root)
@@ -131,7 +132,7 @@ func TestRollByInterval(t *testing.T) {
 // every decodable record is archived as produced, invalid or not; what
 // cannot be archived is dead-lettered with its reason and position.
 func TestHoursAndDeadLetters(t *testing.T) {
-	brokers, prefix := cluster(t, 1)
+	brokers, prefix := kafkatest.Cluster(t, 1)
 	topic := kafkaio.Topic(prefix, event.AppLoad)
 	hours := []time.Time{hour0, hour0.Add(time.Hour), hour0.Add(26 * time.Hour)}
 	var msgs []message
@@ -205,7 +206,7 @@ func TestHoursAndDeadLetters(t *testing.T) {
 
 // A stop rolls every open segment and commits it before leaving.
 func TestShutdownRollsAndCommits(t *testing.T) {
-	brokers, prefix := cluster(t, 2)
+	brokers, prefix := kafkatest.Cluster(t, 2)
 	var msgs []message
 	for i := range 7 {
 		msgs = append(msgs, eventMessage(prefix, int32(i%2), ev(event.AppLoad, i, hour0.Add(time.Duration(i)*20*time.Minute))))
@@ -237,7 +238,7 @@ func TestShutdownRollsAndCommits(t *testing.T) {
 // When a second member joins, the first rolls and commits the segments of
 // the partitions it gives up before they move; nothing is lost or doubled.
 func TestRevokeRollsAndCommits(t *testing.T) {
-	brokers, prefix := cluster(t, 2)
+	brokers, prefix := kafkatest.Cluster(t, 2)
 	var msgs []message
 	for _, k := range event.Kinds {
 		for i := range 40 {
@@ -298,7 +299,7 @@ func TestRevokeRollsAndCommits(t *testing.T) {
 func TestLeftoversRemoved(t *testing.T) {
 	for _, backend := range []string{"local", "s3"} {
 		t.Run(backend, func(t *testing.T) {
-			brokers, prefix := cluster(t, 2)
+			brokers, prefix := kafkatest.Cluster(t, 2)
 			topic := kafkaio.Topic(prefix, event.AppLoad)
 			root := t.TempDir()
 			var s3opts s3fs.Options
@@ -383,7 +384,7 @@ func TestLeftoversRemoved(t *testing.T) {
 // the segment it could not write; a restart once the output is back
 // archives the rest, exactly once.
 func TestCommitOnlyAfterDurable(t *testing.T) {
-	brokers, prefix := cluster(t, 1)
+	brokers, prefix := kafkatest.Cluster(t, 1)
 	topic := kafkaio.Topic(prefix, event.AppLoad)
 	e := s3test.Fake(t)
 	var failing atomic.Bool
@@ -469,7 +470,7 @@ func (f failingPuts) RoundTrip(r *http.Request) (*http.Response, error) {
 // A segment rolls before it would open more than MaxHourFiles hour files:
 // the record that needs another hour starts the next segment.
 func TestRollByHourFiles(t *testing.T) {
-	brokers, prefix := cluster(t, 1)
+	brokers, prefix := kafkatest.Cluster(t, 1)
 	topic := kafkaio.Topic(prefix, event.AppLoad)
 	var msgs []message
 	for i, h := range []int{0, 1, 0, 2, 2, 0} {

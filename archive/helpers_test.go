@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
 	"path"
 	"slices"
 	"strings"
@@ -14,55 +12,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/linkedin/goavro/v2"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/avroio"
 	"github.com/lumenhq/lumen/io/kafkaio"
+	"github.com/lumenhq/lumen/testing/avrotest"
 )
-
-// cluster returns the real broker of LUMEN_TEST_KAFKA if set, else an
-// in-process kfake cluster, and a topic prefix of the test's own whose
-// three kind topics have the given partitions.
-func cluster(t *testing.T, partitions int32) (brokers []string, prefix string) {
-	t.Helper()
-	prefix = fmt.Sprintf("archive-%d-%s.", time.Now().UnixNano()%1e9, strings.ReplaceAll(t.Name(), "/", "_"))
-	if addr := os.Getenv("LUMEN_TEST_KAFKA"); addr != "" {
-		brokers = []string{addr}
-		t.Logf("real Kafka at %s", addr)
-	} else {
-		c, err := kfake.NewCluster(kfake.NumBrokers(1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.Close)
-		brokers = c.ListenAddrs()
-		t.Log("kfake (set LUMEN_TEST_KAFKA for a real broker)")
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	var topics []string
-	for _, k := range event.Kinds {
-		topics = append(topics, kafkaio.Topic(prefix, k))
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	resp, err := kadm.NewClient(cl).CreateTopics(ctx, partitions, 1, nil, topics...)
-	if err == nil {
-		err = resp.Error()
-	}
-	if err != nil {
-		t.Fatalf("create topics: %v", err)
-	}
-	return brokers, prefix
-}
 
 var hour0 = time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
 
@@ -242,7 +200,7 @@ func rawFiles(t *testing.T, root string) map[string][]event.Event {
 		if err != nil {
 			t.Fatal(err)
 		}
-		evs := readEvents(t, f.Path, k)
+		evs := avrotest.ReadEvents(t, f.Path, k)
 		for _, e := range evs {
 			if got := e.ReceivedAt().Truncate(time.Hour); !got.Equal(hour) {
 				t.Errorf("%s holds an event received at %s", f.Path, e.ReceivedAt())
@@ -250,41 +208,6 @@ func rawFiles(t *testing.T, root string) map[string][]event.Event {
 		}
 		rel := strings.TrimPrefix(f.Path, root+"/raw/")
 		out[rel] = evs
-	}
-	return out
-}
-
-// readEvents reads an OCF file with goavro, a reader independent of
-// lumen's.
-func readEvents(t *testing.T, p string, k event.Kind) []event.Event {
-	t.Helper()
-	rc, err := avroio.OpenRange(context.Background(), p, 0, -1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := goavro.NewOCFReader(strings.NewReader(string(b)))
-	if err != nil {
-		t.Fatalf("%s: %v", p, err)
-	}
-	var out []event.Event
-	for r.Scan() {
-		v, err := r.Read()
-		if err != nil {
-			t.Fatalf("%s: %v", p, err)
-		}
-		e, err := event.FromNative(k, v)
-		if err != nil {
-			t.Fatalf("%s: %v", p, err)
-		}
-		out = append(out, e)
-	}
-	if err := r.Err(); err != nil {
-		t.Fatalf("%s: %v", p, err)
 	}
 	return out
 }

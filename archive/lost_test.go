@@ -8,6 +8,7 @@ import (
 
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/kafkaio"
+	"github.com/lumenhq/lumen/testing/kafkatest"
 )
 
 // A member whose partitions are taken without a revoke (here: a second
@@ -15,7 +16,7 @@ import (
 // segments: it writes and commits nothing of them, and the new owner
 // archives every record exactly once.
 func TestLostPartitionsAreDropped(t *testing.T) {
-	brokers, prefix := cluster(t, 1)
+	brokers, prefix := kafkatest.Cluster(t, 1)
 	topic := kafkaio.Topic(prefix, event.AppLoad)
 	var msgs []message
 	for i := range 30 {

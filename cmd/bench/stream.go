@@ -14,7 +14,6 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/prism"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -23,6 +22,7 @@ import (
 	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/serving"
 	"github.com/lumenhq/lumen/testing/gen"
+	"github.com/lumenhq/lumen/testing/kafkatest"
 	"github.com/lumenhq/lumen/transforms"
 )
 
@@ -72,8 +72,8 @@ func benchStream(ctx context.Context, args []string) error {
 	}
 
 	// 2. Latency at a steady rate.
-	prefix := fmt.Sprintf("bench-%d-b.", time.Now().UnixNano()%1e9)
-	if err := createTopics(ctx, brokers, prefix, 3); err != nil {
+	prefix := kafkatest.Prefix("bench-b")
+	if err := kafkatest.CreateTopics(ctx, brokers, prefix, 3); err != nil {
 		return err
 	}
 	store := "sqlite:" + filepath.Join(dir, "b.db")
@@ -112,8 +112,8 @@ func benchStream(ctx context.Context, args []string) error {
 // runs the stream over it from the earliest offset until the store has
 // counted every event.
 func benchBacklog(ctx context.Context, brokers []string, dir string, tally *tally, backlog, apps int, every time.Duration) (n int64, base, took time.Duration, err error) {
-	prefix := fmt.Sprintf("bench-%d-a.", time.Now().UnixNano()%1e9)
-	if err := createTopics(ctx, brokers, prefix, 3); err != nil {
+	prefix := kafkatest.Prefix("bench-a")
+	if err := kafkatest.CreateTopics(ctx, brokers, prefix, 3); err != nil {
 		return 0, 0, 0, err
 	}
 	cfg := gen.Config{Seed: 5, Start: time.Now().UTC().Truncate(24 * time.Hour), Days: 1, Events: backlog, Apps: apps, Punctual: true}
@@ -157,23 +157,6 @@ func pct(d []time.Duration, p float64) time.Duration {
 	slices.Sort(s)
 	i := int(float64(len(s)-1) * p / 100)
 	return s[i]
-}
-
-func createTopics(ctx context.Context, brokers []string, prefix string, partitions int32) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	topics := []string{kafkaio.DeadLetterTopic(prefix)}
-	for _, k := range event.Kinds {
-		topics = append(topics, kafkaio.Topic(prefix, k))
-	}
-	resp, err := kadm.NewClient(cl).CreateTopics(ctx, partitions, 1, nil, topics...)
-	if err == nil {
-		err = resp.Error()
-	}
-	return err
 }
 
 // tally counts what was sent, per kind and app (gen.Sink).

@@ -25,21 +25,29 @@ import (
 
 var keyspaceSeq int
 
-func connect(t *testing.T, params string) (*cassandraio.Client, string) {
+// dial connects to a keyspace name of the test's own (named after what,
+// not yet created) with the URL parameters params, closed with the test.
+func dial(t *testing.T, what, params string) (*cassandraio.Client, string) {
 	t.Helper()
 	addr := servicetest.Addr(t, "LUMEN_TEST_CASSANDRA")
 	keyspaceSeq++
-	ks := fmt.Sprintf("lumen_io_%d_%d", os.Getpid(), keyspaceSeq)
+	ks := fmt.Sprintf("lumen_%s_%d_%d", what, os.Getpid(), keyspaceSeq)
 	cfg, err := cassandraio.ParseURL(fmt.Sprintf("cassandra://%s/%s?consistency=ONE&%s", addr, ks, params))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	c, err := cassandraio.Connect(ctx, cfg)
+	c, err := cassandraio.Connect(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
+	return c, ks
+}
+
+func connect(t *testing.T, params string) (*cassandraio.Client, string) {
+	t.Helper()
+	c, ks := dial(t, "io", params)
+	ctx := context.Background()
 	if err := c.EnsureSchema(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package cassandraio_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -83,19 +82,8 @@ var (
 // batch_users. extra statements (formatted with the keyspace) run last.
 func oldKeyspace(t *testing.T, ddl []string, version int, extra ...string) (*cassandraio.Client, string) {
 	t.Helper()
-	addr := servicetest.Addr(t, "LUMEN_TEST_CASSANDRA")
-	keyspaceSeq++
-	ks := fmt.Sprintf("lumen_migrate_%d_%d", os.Getpid(), keyspaceSeq)
-	cfg, err := cassandraio.ParseURL(fmt.Sprintf("cassandra://%s/%s?consistency=ONE", addr, ks))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, ks := dial(t, "migrate", "")
 	ctx := context.Background()
-	c, err := cassandraio.Connect(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
 	t.Cleanup(func() { // runs before Close
 		if err := c.Session().Query("DROP KEYSPACE IF EXISTS " + ks).Exec(); err != nil {
 			t.Logf("drop keyspace %s: %v", ks, err)

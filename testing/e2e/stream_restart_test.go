@@ -14,6 +14,7 @@ import (
 	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/serving"
 	"github.com/lumenhq/lumen/testing/gen"
+	"github.com/lumenhq/lumen/testing/kafkatest"
 	"github.com/lumenhq/lumen/transforms"
 )
 
@@ -98,7 +99,7 @@ func awaitReady(t *testing.T, brokers []string, prefix string, st serving.Store)
 // its windows empty, and its rows (a new run) add to the first run's, so
 // every speed bucket, minute, hour and day, is exactly A + C.
 func TestStreamRestart(t *testing.T) {
-	brokers, prefix := kafkaCluster(t, 3)
+	brokers, prefix := kafkatest.Cluster(t, 3)
 	store := sqliteURL(t)
 	st := openStore(t, store)
 	raw := t.TempDir()
@@ -129,21 +130,12 @@ func TestStreamRestart(t *testing.T) {
 	runBatch(t, "prism", pipelines.BatchConfig{Input: raw, Store: store, AsOf: asOf, WindowDays: 2})
 	all := sumTruths(a, b, c)
 	var diffs []string
-	ctx := context.Background()
 	n := 0
 	for k, want := range all.Counts {
 		if k.Gran == "minute" {
 			continue
 		}
-		g := transforms.Hour
-		if k.Gran == "day" {
-			g = transforms.Day
-		}
-		pts, err := st.Counts(ctx, serving.Batch, serving.CountQuery{Kind: k.Kind, AppID: k.App, Version: k.Version, Gran: g, From: k.Bucket, To: k.Bucket})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(pts) != 1 || pts[0].Count != want {
+		if pts := batchBucket(t, st, k); len(pts) != 1 || pts[0].Count != want {
 			diffs = append(diffs, fmt.Sprintf("%v: batch %v, want %d", k, pts, want))
 		}
 		n++

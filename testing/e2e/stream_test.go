@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"sort"
 	"testing"
 	"time"
@@ -12,8 +11,6 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/prism"
 	"github.com/linkedin/goavro/v2"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lumenhq/lumen/event"
@@ -22,50 +19,9 @@ import (
 	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/serving"
 	"github.com/lumenhq/lumen/testing/gen"
-	"github.com/lumenhq/lumen/testing/servicetest"
+	"github.com/lumenhq/lumen/testing/kafkatest"
 	"github.com/lumenhq/lumen/transforms"
 )
-
-// kafkaCluster returns the real broker of LUMEN_TEST_KAFKA if set, else an
-// in-process kfake cluster, and a topic prefix of the test's own with the
-// kinds' topics created with partitions each.
-func kafkaCluster(t *testing.T, partitions int32) (brokers []string, prefix string) {
-	t.Helper()
-	prefix = fmt.Sprintf("e2e-%d-%s.", time.Now().UnixNano()%1e9, t.Name())
-	if addr := os.Getenv("LUMEN_TEST_KAFKA"); addr != "" {
-		servicetest.Use(t, "kafka")
-		brokers = []string{addr}
-		t.Logf("real Kafka at %s", addr)
-	} else {
-		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.Close)
-		brokers = c.ListenAddrs()
-		t.Log("kfake (set LUMEN_TEST_KAFKA for a real broker)")
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	var topics []string
-	for _, k := range event.Kinds {
-		topics = append(topics, kafkaio.Topic(prefix, k))
-	}
-	topics = append(topics, kafkaio.DeadLetterTopic(prefix))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	resp, err := kadm.NewClient(cl).CreateTopics(ctx, partitions, 1, nil, topics...)
-	if err == nil {
-		err = resp.Error()
-	}
-	if err != nil {
-		t.Fatalf("create topics: %v", err)
-	}
-	return brokers, prefix
-}
 
 // produce generates cfg onto Kafka in arrival order and returns the truth
 // of what was sent; files, if not "", also receives the records in the raw
@@ -213,7 +169,7 @@ func joinFirst(s []string, n int) string {
 // undecodable messages are dead-lettered with their reason and cost no good
 // data.
 func TestStreamEndToEnd(t *testing.T) {
-	brokers, prefix := kafkaCluster(t, 3)
+	brokers, prefix := kafkatest.Cluster(t, 3)
 	cfg := gen.Config{Seed: 7, Start: time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC), Days: 2, Events: 60_000, Apps: 8,
 		OfflineShare: 0.1, SkewShare: 0.02, InvalidShare: 0.002}
 	tr := produce(t, brokers, prefix, cfg, false, 0, "")
@@ -342,7 +298,7 @@ func readDeadLetters(t *testing.T, brokers []string, prefix string, n int64) map
 // layer give identical hour and day counts and byte-identical merged day
 // sketches: the two layers share their transforms.
 func TestStreamSharedTransforms(t *testing.T) {
-	brokers, prefix := kafkaCluster(t, 3)
+	brokers, prefix := kafkatest.Cluster(t, 3)
 	cfg := gen.Config{Seed: 11, Start: time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC), Days: 2, WindowDays: 2, Events: 40_000, Apps: 6,
 		SkewShare: 0.02, Punctual: true, FilesPerHour: 6}
 	raw := t.TempDir()
@@ -383,14 +339,7 @@ func TestStreamSharedTransforms(t *testing.T) {
 		if k.Gran == "minute" {
 			continue
 		}
-		g := transforms.Hour
-		if k.Gran == "day" {
-			g = transforms.Day
-		}
-		pts, err := st.Counts(ctx, serving.Batch, serving.CountQuery{Kind: k.Kind, AppID: k.App, Version: k.Version, Gran: g, From: k.Bucket, To: k.Bucket})
-		if err != nil {
-			t.Fatal(err)
-		}
+		pts := batchBucket(t, st, k)
 		if len(pts) != 1 || pts[0].Count != speed[k] {
 			diffs = append(diffs, fmt.Sprintf("%v: batch %v, speed %d", k, pts, speed[k]))
 		}
@@ -409,4 +358,19 @@ func TestStreamSharedTransforms(t *testing.T) {
 	}
 	reportDiffs(t, "batch vs speed", diffs)
 	t.Logf("%d hour and day buckets agree; %d day sketches byte-identical", len(tr.Counts), sameSketches)
+}
+
+// batchBucket reads the batch rows of one hour or day bucket.
+func batchBucket(t *testing.T, st serving.Store, k gen.StreamKey) []serving.CountPoint {
+	t.Helper()
+	g := transforms.Hour
+	if k.Gran == "day" {
+		g = transforms.Day
+	}
+	pts, err := st.Counts(context.Background(), serving.Batch,
+		serving.CountQuery{Kind: k.Kind, AppID: k.App, Version: k.Version, Gran: g, From: k.Bucket, To: k.Bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pts
 }

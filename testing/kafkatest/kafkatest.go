@@ -1,0 +1,77 @@
+// Package kafkatest gives tests (and benchmarks) a Kafka to talk to: the
+// real broker of LUMEN_TEST_KAFKA when testing/services runs one, else an
+// in-process kfake cluster, with lumen's topics created under a prefix of
+// the caller's own.
+package kafkatest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/lumenhq/lumen/event"
+	"github.com/lumenhq/lumen/io/kafkaio"
+	"github.com/lumenhq/lumen/testing/servicetest"
+)
+
+// Cluster returns the brokers of LUMEN_TEST_KAFKA if set, else of an
+// in-process kfake cluster closed with the test, and a topic prefix of the
+// test's own under which the three kind topics and the dead-letter topic
+// exist with partitions each.
+func Cluster(t *testing.T, partitions int32) (brokers []string, prefix string) {
+	t.Helper()
+	prefix = Prefix(strings.ReplaceAll(t.Name(), "/", "_"))
+	if addr := os.Getenv("LUMEN_TEST_KAFKA"); addr != "" {
+		servicetest.Use(t, "kafka")
+		brokers = []string{addr}
+		t.Logf("real Kafka at %s", addr)
+	} else {
+		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		brokers = c.ListenAddrs()
+		t.Log("kfake (set LUMEN_TEST_KAFKA for a real broker)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := CreateTopics(ctx, brokers, prefix, partitions); err != nil {
+		t.Fatal(err)
+	}
+	return brokers, prefix
+}
+
+// Prefix is a topic prefix unique to this moment, naming its user.
+func Prefix(name string) string {
+	return fmt.Sprintf("%s-%d.", name, time.Now().UnixNano()%1e9)
+}
+
+// CreateTopics creates the three kind topics under prefix and the
+// dead-letter topic, with partitions each.
+func CreateTopics(ctx context.Context, brokers []string, prefix string, partitions int32) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	topics := []string{kafkaio.DeadLetterTopic(prefix)}
+	for _, k := range event.Kinds {
+		topics = append(topics, kafkaio.Topic(prefix, k))
+	}
+	resp, err := kadm.NewClient(cl).CreateTopics(ctx, partitions, 1, nil, topics...)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("kafkatest: create topics under %s: %w", prefix, err)
+	}
+	return nil
+}
