@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
-	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/prism"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -241,7 +240,9 @@ func runStream(brokers []string, prefix, store string, start kafkaio.StartPositi
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
-		prism.Execute(ctx, p)
+		if err := pipelines.RunStream(ctx, p); err != nil {
+			fmt.Fprintln(os.Stderr, "bench stream:", err)
+		}
 		close(done)
 	}()
 	return func() {

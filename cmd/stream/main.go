@@ -29,7 +29,6 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	beamlog "github.com/apache/beam/sdks/v2/go/pkg/beam/log"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners"
-	"github.com/apache/beam/sdks/v2/go/pkg/beam/x/beamx"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/lumenhq/lumen/event"
@@ -87,7 +86,8 @@ func main() {
 		time.AfterFunc(*runFor, cancel)
 	}
 	if !*verbose {
-		slog.SetDefault(slog.New(&quietHandler{Handler: slog.Default().Handler(), ctx: ctx}))
+		// prism logs its progress at INFO; the live table is the progress.
+		slog.SetLogLoggerLevel(slog.LevelWarn)
 	}
 	if err := run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "stream:", err)
@@ -134,7 +134,7 @@ func run(ctx context.Context) error {
 		return err
 	}
 	done := make(chan error, 1)
-	go func() { done <- beamx.Run(ctx, p) }()
+	go func() { done <- pipelines.RunStream(ctx, p) }()
 	if demo != nil {
 		go demo.feed(ctx)
 	}
@@ -253,30 +253,6 @@ func drawTable(ctx context.Context, w io.Writer, st serving.Store, watch []strin
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
-}
-
-// quietHandler drops two kinds of prism (2.77) log noise: the SDK's
-// "couldn't find plan in finalizing map" for bundles that had nothing to
-// finalize, and the bundle errors every in-flight bundle reports when the
-// job is cancelled on shutdown. --verbose shows everything.
-type quietHandler struct {
-	slog.Handler
-	ctx context.Context
-}
-
-func (h *quietHandler) Handle(ctx context.Context, r slog.Record) error {
-	if h.ctx.Err() != nil || strings.Contains(r.Message, "couldn't find plan in finalizing map") {
-		return nil
-	}
-	return h.Handler.Handle(ctx, r)
-}
-
-func (h *quietHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return &quietHandler{Handler: h.Handler.WithAttrs(as), ctx: h.ctx}
-}
-
-func (h *quietHandler) WithGroup(name string) slog.Handler {
-	return &quietHandler{Handler: h.Handler.WithGroup(name), ctx: h.ctx}
 }
 
 func isTerminal(f *os.File) bool {

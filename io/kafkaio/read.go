@@ -11,7 +11,6 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/graph/mtime"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/sdf"
-	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/typex"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/io/rtrackers/offsetrange"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -23,7 +22,7 @@ import (
 )
 
 func init() {
-	register.DoFn8x2[context.Context, *watermarkEstimator, typex.BundleFinalization, *sdf.LockRTracker, TopicPartition,
+	register.DoFn7x2[context.Context, *watermarkEstimator, *sdf.LockRTracker, TopicPartition,
 		func(beam.EventTime, event.Event), func(deadletter.Record), func(beam.EventTime, string, event.Event),
 		sdf.ProcessContinuation, error](&readFn{})
 	register.Emitter2[beam.EventTime, event.Event]()
@@ -171,16 +170,16 @@ func (f *readFn) WatermarkEstimatorState(w *watermarkEstimator) WatermarkState {
 
 // ProcessElement reads from the restriction's start until it has read for
 // MaxBundleTime or MaxBundleRecords, or caught up, then checkpoints.
-func (f *readFn) ProcessElement(ctx context.Context, we *watermarkEstimator, bf typex.BundleFinalization, rt *sdf.LockRTracker,
+func (f *readFn) ProcessElement(ctx context.Context, we *watermarkEstimator, rt *sdf.LockRTracker,
 	tp TopicPartition, emit func(beam.EventTime, event.Event), emitDead func(deadletter.Record),
 	emitLate func(beam.EventTime, string, event.Event)) (sdf.ProcessContinuation, error) {
-	// prism (2.77) asks every bundle of a stage that can finalize to
-	// finalize, and the SDK logs an error for each that registered nothing.
-	bf.RegisterCallback(time.Minute, func() error { return nil })
 	rest := rt.GetRestriction().(offsetrange.Restriction)
 	if rest.Start >= rest.End {
 		return sdf.StopProcessing(), nil
 	}
+	counters := newReadCounters(tp)
+	defer counters.flush(ctx)
+	f.commit(ctx, tp, we, rest.Start, counters)
 	f.client.AddConsumePartitions(map[string]map[int32]kgo.Offset{tp.Topic: {tp.Partition: kgo.NewOffset().At(rest.Start)}})
 	defer f.client.RemoveConsumePartitions(map[string][]int32{tp.Topic: {tp.Partition}})
 
@@ -189,10 +188,7 @@ func (f *readFn) ProcessElement(ctx context.Context, we *watermarkEstimator, bf 
 	wmAtStart := we.state.WatermarkMs
 	horizon := f.Cfg.LateHorizon.Milliseconds()
 	last := rest.Start - 1
-	hw := int64(-1) // this partition's high watermark, once a fetch reports it
 	var n int
-	counters := newReadCounters(tp)
-	defer counters.flush(ctx)
 	for {
 		// Short polls: prism (2.77) runs at most 8 bundles at once, and a
 		// reader bundle waiting on Kafka holds one of them.
@@ -217,8 +213,8 @@ func (f *readFn) ProcessElement(ctx context.Context, we *watermarkEstimator, bf 
 		got := 0
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 			if p.Topic == tp.Topic && p.Partition == tp.Partition && p.HighWatermark >= 0 {
-				hw = p.HighWatermark
-				f.endHint.Store(hw)
+				we.state.EndOffset = p.HighWatermark
+				f.endHint.Store(p.HighWatermark)
 			}
 		})
 		stop := false
@@ -236,23 +232,72 @@ func (f *readFn) ProcessElement(ctx context.Context, we *watermarkEstimator, bf 
 		})
 		n += got
 		if stop || last >= rest.End-1 {
-			f.finalize(bf, tp, last)
 			return sdf.StopProcessing(), nil
 		}
-		if got == 0 && last+1 >= hw {
-			// Caught up: idle until more arrives, and let the watermark
-			// move on with the clock.
-			we.idle(time.Now())
-			f.finalize(bf, tp, last)
-			return sdf.ResumeProcessingIn(f.Cfg.IdleDelay), nil
+		if got == 0 {
+			if we.state.EndOffset < 0 {
+				// Fetches report the end offset only with records: ask.
+				f.learnEndOffset(ctx, tp, we)
+			}
+			if we.caughtUp(last + 1) {
+				// Caught up: idle until more arrives, and let the
+				// watermark move on with the clock.
+				we.idle(time.Now())
+				return sdf.ResumeProcessingIn(f.Cfg.IdleDelay), nil
+			}
 		}
 		// Checkpoint on time, volume, or a big jump in event time, which
 		// keeps the runner's view of lateness close to ours.
 		if time.Now().After(deadline) || n >= f.Cfg.MaxBundleRecords || we.state.WatermarkMs-wmAtStart > int64(30*time.Minute/time.Millisecond) {
-			f.finalize(bf, tp, last)
 			return sdf.ResumeProcessingIn(0), nil
 		}
 	}
+}
+
+// learnEndOffset asks the broker for a partition's end offset, which a
+// fetch reports only when it returns records (an empty partition, or one
+// read to its end in an earlier bundle, never does). On an error the end
+// stays unknown and the partition keeps polling, which is safe.
+func (f *readFn) learnEndOffset(ctx context.Context, tp TopicPartition, we *watermarkEstimator) {
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	lo, err := f.admin.ListEndOffsets(lctx, tp.Topic)
+	if err != nil {
+		return
+	}
+	if end, err := lookup(lo, tp); err == nil {
+		we.state.EndOffset = end
+		f.endHint.Store(end)
+	}
+}
+
+// commit commits the position a restriction starts at to the group, if
+// configured to. A resumed restriction exists only once the runner has
+// durably committed the bundle that checkpointed it, with its output, so
+// its start is safe to commit on any runner: this is Kafka's "commit what
+// the pipeline has persisted" without Beam's bundle finalization, which
+// the Go SDK (2.77) runs only for the first bundle of each reused plan.
+// Each bundle's reads are committed when the next one starts, so a
+// restart from the committed offsets reads again at most the last bundle
+// before the stop (none if it was idle). A failed commit is counted and
+// retried by the next bundle.
+func (f *readFn) commit(ctx context.Context, tp TopicPartition, we *watermarkEstimator, at int64, c *readCounters) {
+	if !f.Cfg.CommitOffsets || at <= we.state.Committed {
+		return
+	}
+	var os kadm.Offsets
+	os.Add(kadm.Offset{Topic: tp.Topic, Partition: tp.Partition, At: at, LeaderEpoch: -1})
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := f.admin.CommitOffsets(cctx, f.Cfg.Group, os)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		c.commitErrors++
+		return
+	}
+	we.state.Committed = at
 }
 
 func (f *readFn) handle(r *kgo.Record, tp TopicPartition, kind event.Kind, kindOK bool, we *watermarkEstimator, horizon int64,
@@ -288,31 +333,11 @@ func (f *readFn) handle(r *kgo.Record, tp TopicPartition, kind event.Kind, kindO
 	emit(mtime.FromMilliseconds(ms), ev)
 }
 
-// finalize commits the position to the group once the runner has
-// persisted the bundle, if configured to.
-func (f *readFn) finalize(bf typex.BundleFinalization, tp TopicPartition, last int64) {
-	if !f.Cfg.CommitOffsets || last < 0 {
-		return
-	}
-	admin, group := f.admin, f.Cfg.Group
-	bf.RegisterCallback(5*time.Minute, func() error {
-		var os kadm.Offsets
-		os.Add(kadm.Offset{Topic: tp.Topic, Partition: tp.Partition, At: last + 1, LeaderEpoch: -1})
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		resp, err := admin.CommitOffsets(ctx, group, os)
-		if err != nil {
-			return err
-		}
-		return resp.Error()
-	})
-}
-
 // readCounters batches Beam metric updates for one ProcessElement.
 type readCounters struct {
-	tp                         TopicPartition
-	records, late, fetchErrors int64
-	dead                       map[string]int64
+	tp                                       TopicPartition
+	records, late, fetchErrors, commitErrors int64
+	dead                                     map[string]int64
 }
 
 func newReadCounters(tp TopicPartition) *readCounters {
@@ -327,6 +352,9 @@ func (c *readCounters) flush(ctx context.Context) {
 	}
 	if c.fetchErrors > 0 {
 		beam.NewCounter(ns, "fetch_errors").Inc(ctx, c.fetchErrors)
+	}
+	if c.commitErrors > 0 {
+		beam.NewCounter(ns, "commit_errors").Inc(ctx, c.commitErrors)
 	}
 	for reason, n := range c.dead {
 		beam.NewCounter(ns, "deadletter_"+reason).Inc(ctx, n)

@@ -17,8 +17,9 @@ type ReadConfig struct {
 	StartTimeMs int64
 	// Group names the consumer group for StartCommitted and CommitOffsets.
 	Group string
-	// CommitOffsets commits each partition's position to Group once a
-	// bundle is finalized (the runner has persisted its output).
+	// CommitOffsets commits each partition's position to Group once the
+	// runner has persisted what was read before it: when the next bundle
+	// of the partition starts.
 	CommitOffsets bool
 	// Bounded reads to the end offsets found when a partition is first
 	// seen, or, if EndTimeMs > 0, to the first offset at or after it, then

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/deadletter"
@@ -78,12 +79,6 @@ func newReadFn(t *testing.T, brokers []string, cfg ReadConfig) *readFn {
 	return f
 }
 
-type noFinalize struct{ callbacks []func() error }
-
-func (b *noFinalize) RegisterCallback(_ time.Duration, fn func() error) {
-	b.callbacks = append(b.callbacks, fn)
-}
-
 type collected struct {
 	events []event.Event
 	times  []int64
@@ -92,11 +87,10 @@ type collected struct {
 }
 
 // process runs one ProcessElement call on a restriction, as a runner would.
-func process(t *testing.T, f *readFn, tp TopicPartition, r offsetrange.Restriction, we *watermarkEstimator, c *collected) (sdf.ProcessContinuation, *sdf.LockRTracker, *noFinalize) {
+func process(t *testing.T, f *readFn, tp TopicPartition, r offsetrange.Restriction, we *watermarkEstimator, c *collected) (sdf.ProcessContinuation, *sdf.LockRTracker) {
 	t.Helper()
 	rt := f.CreateTracker(r)
-	bf := &noFinalize{}
-	pc, err := f.ProcessElement(context.Background(), we, bf, rt, tp,
+	pc, err := f.ProcessElement(context.Background(), we, rt, tp,
 		func(ts beam.EventTime, e event.Event) {
 			c.events = append(c.events, e)
 			c.times = append(c.times, int64(ts))
@@ -106,7 +100,7 @@ func process(t *testing.T, f *readFn, tp TopicPartition, r offsetrange.Restricti
 	if err != nil {
 		t.Fatal(err)
 	}
-	return pc, rt, bf
+	return pc, rt
 }
 
 func TestStartPositions(t *testing.T) {
@@ -186,7 +180,7 @@ func TestSplitAndResume(t *testing.T) {
 	c := &collected{}
 	checkpoints := 0
 	for len(c.events) < 250 && checkpoints < 50 {
-		pc, rt, _ := process(t, f, tp, r, we, c)
+		pc, rt := process(t, f, tp, r, we, c)
 		if !pc.ShouldResume() {
 			t.Fatalf("unbounded read stopped")
 		}
@@ -239,7 +233,7 @@ func TestDeadLetters(t *testing.T) {
 	tp := TopicPartition{Topic: topic}
 	r, _ := f.CreateInitialRestriction(ctx, tp)
 	c := &collected{}
-	pc, _, _ := process(t, f, tp, r, f.CreateWatermarkEstimator(initialWatermarkState("test", TopicPartition{})), c)
+	pc, _ := process(t, f, tp, r, f.CreateWatermarkEstimator(initialWatermarkState("test", TopicPartition{})), c)
 	if pc.ShouldResume() {
 		t.Error("bounded read did not stop")
 	}
@@ -311,7 +305,7 @@ func TestIdlePartitionWatermark(t *testing.T) {
 	r, _ := f.CreateInitialRestriction(ctx, busy)
 	process(t, f, busy, r, wBusy, &collected{})
 	r, _ = f.CreateInitialRestriction(ctx, idle)
-	pc, _, _ := process(t, f, idle, r, wIdle, &collected{})
+	pc, _ := process(t, f, idle, r, wIdle, &collected{})
 	if !pc.ShouldResume() {
 		t.Fatal("idle partition stopped")
 	}
@@ -365,3 +359,109 @@ var (
 	badTimestamps      int
 	_                  = math.MaxInt64
 )
+
+// A replay of history whose fetches are slow to come back: the first polls
+// of a bundle return nothing while the partition's end offset is still
+// unknown. That is not being caught up, so the watermark must stay with
+// the events (weeks old) until they are all read, and none is late; once
+// the reader is at the end, it idles and the watermark follows the clock.
+func TestSlowFetchIsNotIdle(t *testing.T) {
+	c, brokers := cluster(t, 1)
+	old := time.Now().UTC().Add(-21 * 24 * time.Hour).Truncate(time.Hour)
+	var evs []event.Event
+	for i := 0; i < 300; i++ {
+		evs = append(evs, ev(event.AppLoad, i, old.Add(time.Duration(i)*time.Second)))
+	}
+	produceTo(t, brokers, 0, evs)
+	// Every fetch answers 300 ms late, after the reader's first 100 ms poll.
+	c.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		time.Sleep(300 * time.Millisecond)
+		return nil, nil, false
+	})
+	f := newReadFn(t, brokers, ReadConfig{Start: StartEarliest, MaxBundleRecords: 100, MaxBundleTime: 2 * time.Second})
+	tp := TopicPartition{Topic: Topic(prefix, event.AppLoad)}
+	r, _ := f.CreateInitialRestriction(context.Background(), tp)
+	we := f.CreateWatermarkEstimator(f.InitialWatermarkEstimatorState(0, r, tp))
+	got := &collected{}
+	for bundles := 0; len(got.events) < len(evs); bundles++ {
+		if bundles == 20 {
+			t.Fatalf("read %d of %d events in 20 bundles", len(got.events), len(evs))
+		}
+		_, rt := process(t, f, tp, r, we, got)
+		if wm := we.own(); wm.After(old.Add(time.Hour)) {
+			t.Fatalf("after %d events the watermark is %v: a partition still holding weeks-old events went idle", len(got.events), wm)
+		}
+		_, residual, _ := rt.TrySplit(0)
+		r = residual.(offsetrange.Restriction)
+		we = f.CreateWatermarkEstimator(f.WatermarkEstimatorState(we))
+	}
+	if len(got.late) != 0 || !reflect.DeepEqual(got.events, evs) {
+		t.Errorf("read %d events (%d late), want the %d produced in order, none late", len(got.events), len(got.late), len(evs))
+	}
+	// Now at the end: an empty poll against the known end offset is idle.
+	if pc, _ := process(t, f, tp, r, we, got); !pc.ShouldResume() || time.Since(we.own()) > 3*time.Minute {
+		t.Errorf("caught-up partition: resume %v, watermark %v, want about now - 2m", pc.ShouldResume(), we.own())
+	}
+}
+
+// A partition that never had a record is caught up from the start: its end
+// offset (0) comes from the broker, since no fetch reports it.
+func TestEmptyPartitionIdles(t *testing.T) {
+	_, brokers := cluster(t, 1)
+	f := newReadFn(t, brokers, ReadConfig{Start: StartEarliest})
+	tp := TopicPartition{Topic: Topic(prefix, event.AppLoad)}
+	r, _ := f.CreateInitialRestriction(context.Background(), tp)
+	we := f.CreateWatermarkEstimator(f.InitialWatermarkEstimatorState(0, r, tp))
+	pc, _ := process(t, f, tp, r, we, &collected{})
+	if !pc.ShouldResume() || we.state.EndOffset != 0 || time.Since(we.own()) > 3*time.Minute {
+		t.Errorf("empty partition: resume %v, end offset %d, watermark %v; want idle at about now - 2m", pc.ShouldResume(), we.state.EndOffset, we.own())
+	}
+}
+
+// With CommitOffsets, a bundle commits where its restriction starts: what
+// the bundles before it read, which the runner persisted before it could
+// resume the restriction. Nothing read by a bundle is committed before
+// the next one starts.
+func TestCommitsWhatWasPersisted(t *testing.T) {
+	_, brokers := cluster(t, 1)
+	var evs []event.Event
+	for i := 0; i < 150; i++ {
+		evs = append(evs, ev(event.AppLoad, i, t0.Add(time.Duration(i)*time.Second)))
+	}
+	produceTo(t, brokers, 0, evs)
+	const group = "lumen-commit-test"
+	f := newReadFn(t, brokers, ReadConfig{Start: StartCommitted, Group: group, CommitOffsets: true, MaxBundleRecords: 60})
+	tp := TopicPartition{Topic: Topic(prefix, event.AppLoad)}
+	admin := kadm.NewClient(kgoClient(t, brokers))
+	committed := func() int64 {
+		os, err := admin.FetchOffsets(context.Background(), group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, ok := os.Lookup(tp.Topic, tp.Partition)
+		if !ok {
+			return -1
+		}
+		return o.At
+	}
+	r, _ := f.CreateInitialRestriction(context.Background(), tp)
+	we := f.CreateWatermarkEstimator(f.InitialWatermarkEstimatorState(0, r, tp))
+	var want []int64
+	var seen []int64
+	for i := 0; i < 3; i++ {
+		want = append(want, r.Start)
+		_, rt := process(t, f, tp, r, we, &collected{})
+		seen = append(seen, committed())
+		_, residual, _ := rt.TrySplit(0)
+		r = residual.(offsetrange.Restriction)
+		we = f.CreateWatermarkEstimator(f.WatermarkEstimatorState(we))
+	}
+	if !reflect.DeepEqual(seen, want) {
+		t.Errorf("committed after each bundle: %v, want each bundle's start %v", seen, want)
+	}
+	// A restart from the committed offset reads again only the last bundle.
+	if r2, _ := newReadFn(t, brokers, ReadConfig{Start: StartCommitted, Group: group}).CreateInitialRestriction(context.Background(), tp); r2.Start != 120 {
+		t.Errorf("restart at %d, want 120", r2.Start)
+	}
+}

@@ -8,13 +8,22 @@ import (
 )
 
 // WatermarkState is a partition's watermark estimator state, carried across
-// checkpoints.
+// checkpoints with the partition's restriction (so it moves with the
+// restriction to whichever worker resumes it).
 type WatermarkState struct {
 	ReadID      string // the Read this partition belongs to
 	Topic       string
 	Partition   int32
 	MaxEventMs  int64 // newest event time seen
 	WatermarkMs int64 // the partition's watermark, never decreasing
+	// EndOffset is the partition's high watermark (the offset the next
+	// produced record gets) as the broker last reported it; -1 while
+	// unknown. The partition is caught up, and may idle, only when
+	// everything before a known EndOffset has been read.
+	EndOffset int64
+	// Committed is the offset last committed to the consumer group by
+	// this Read; -1 for none.
+	Committed int64
 }
 
 // watermarkEstimator estimates a partition's watermark as DESIGN §3 says:
@@ -42,7 +51,8 @@ func newWatermarkEstimator(s WatermarkState, bound time.Duration) *watermarkEsti
 // known about a partition until it is read.
 func initialWatermarkState(readID string, tp TopicPartition) WatermarkState {
 	min := mtime.MinTimestamp.Milliseconds()
-	return WatermarkState{ReadID: readID, Topic: tp.Topic, Partition: tp.Partition, MaxEventMs: min, WatermarkMs: min}
+	return WatermarkState{ReadID: readID, Topic: tp.Topic, Partition: tp.Partition, MaxEventMs: min, WatermarkMs: min,
+		EndOffset: -1, Committed: -1}
 }
 
 // CurrentWatermark implements sdf.WatermarkEstimator.
@@ -61,8 +71,19 @@ func (w *watermarkEstimator) observe(ms int64) {
 	}
 }
 
-// idle is called when the partition is caught up.
+// idle is called when the partition is caught up to a known end offset:
+// whatever arrives next is new, so the watermark may follow the clock.
 func (w *watermarkEstimator) idle(now time.Time) { w.advance(now.UnixMilli() - w.bound) }
+
+// caughtUp reports whether everything before the partition's known end
+// offset has been read, next being the next offset to read. An unknown end
+// offset is never caught up: a poll that returns nothing may only mean the
+// first fetch has not come back yet, and idling then would move the
+// watermark of a partition full of history to the wall clock, making every
+// event behind it late.
+func (w *watermarkEstimator) caughtUp(next int64) bool {
+	return w.state.EndOffset >= 0 && next >= w.state.EndOffset
+}
 
 func (w *watermarkEstimator) advance(ms int64) {
 	if ms > w.state.WatermarkMs {

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
-	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/prism"
 
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/kafkaio"
@@ -28,15 +27,12 @@ func startStream(t *testing.T, cfg pipelines.StreamConfig) (stop func()) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() {
-		_, err := prism.Execute(ctx, p)
-		done <- err
-	}()
+	go func() { done <- pipelines.RunStream(ctx, p) }()
 	return func() {
 		cancel()
 		select {
 		case err := <-done:
-			if err != nil && ctx.Err() == nil {
+			if err != nil {
 				t.Errorf("stream: %v", err)
 			}
 		case <-time.After(time.Minute):
