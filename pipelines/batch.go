@@ -13,6 +13,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
+	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/avroio"
 	"github.com/lumenhq/lumen/io/deadletter"
@@ -22,9 +23,9 @@ import (
 
 func init() {
 	register.DoFn3x1[context.Context, []byte, func(avroio.WorkUnit), error](&planFn{})
-	register.DoFn5x1[context.Context, avroio.WorkUnit, func(string, deadletter.Record), func(KindStats), func(transforms.AppKey, transforms.Agg), error](&readAggregateFn{})
+	register.DoFn5x1[context.Context, avroio.WorkUnit, func(string, deadletter.Record), func(KindStats), func(aggregate.AppKey, aggregate.Agg), error](&readAggregateFn{})
 	register.Emitter1[avroio.WorkUnit]()
-	register.Emitter2[transforms.AppKey, transforms.Agg]()
+	register.Emitter2[aggregate.AppKey, aggregate.Agg]()
 	register.Emitter2[string, deadletter.Record]()
 	register.Emitter1[KindStats]()
 }
@@ -44,7 +45,7 @@ func BuildBatch(s beam.Scope, cfg BatchConfig) error {
 		return err
 	}
 	s = s.Scope("pipelines.Batch")
-	window := transforms.NewDayWindow(cfg.AsOf, cfg.WindowDays)
+	window := aggregate.NewDayWindow(cfg.AsOf, cfg.WindowDays)
 
 	files := fileSetup{S3: cfg.S3}
 	units := beam.ParDo(s, &planFn{fileSetup: files, Root: cfg.Input, First: window.First, Last: window.Last, Opts: cfg.Plan}, beam.Impulse(s))
@@ -54,8 +55,8 @@ func BuildBatch(s beam.Scope, cfg BatchConfig) error {
 		MaxCells: cfg.MaxBundleCells,
 	}, units)
 
-	merged := transforms.MergePartials(s, partials)
-	counts := WriteCounts(s, cfg.Store, serving.Batch, transforms.CountRows(s, merged, transforms.Hour, transforms.Day))
+	merged := transforms.MergePartials(s, partials, aggregate.Combine{Gran: aggregate.Hour, Precision: cfg.Precision})
+	counts := WriteCounts(s, cfg.Store, serving.Batch, transforms.CountRows(s, merged, aggregate.Hour, aggregate.Day))
 	users := WriteUsers(s, cfg.Store, serving.Batch, transforms.UserRows(s, merged))
 	deadWritten := WriteDeadLetters(s, avroio.DeadLetterDir(cfg.DeadLetterRoot, "batch", cfg.AsOf.Format(time.DateOnly)), cfg.S3, dead)
 
@@ -104,19 +105,19 @@ type readAggregateFn struct {
 	Opts        avroio.ReadOptions
 	MaxCells    int
 
-	partials *transforms.Partials
+	partials *aggregate.Partials
 	files    [event.HandledException + 1]KindStats
 }
 
-func (f *readAggregateFn) StartBundle(_ context.Context, _ func(string, deadletter.Record), _ func(KindStats), _ func(transforms.AppKey, transforms.Agg)) error {
+func (f *readAggregateFn) StartBundle(_ context.Context, _ func(string, deadletter.Record), _ func(KindStats), _ func(aggregate.AppKey, aggregate.Agg)) error {
 	// A failed bundle never reaches FinishBundle: start clean every time.
-	f.partials = transforms.NewPartials(transforms.DayWindow{First: f.First, Last: f.Last}, transforms.Hour, f.Precision)
+	f.partials = aggregate.NewPartials(aggregate.DayWindow{First: f.First, Last: f.Last}, aggregate.Hour, f.Precision)
 	f.files = [event.HandledException + 1]KindStats{}
 	return nil
 }
 
 func (f *readAggregateFn) ProcessElement(ctx context.Context, u avroio.WorkUnit,
-	emitDead func(string, deadletter.Record), emitStats func(KindStats), emitPartial func(transforms.AppKey, transforms.Agg)) error {
+	emitDead func(string, deadletter.Record), emitStats func(KindStats), emitPartial func(aggregate.AppKey, aggregate.Agg)) error {
 	sink := &aggregateSink{p: f.partials, unitName: fmt.Sprintf("unit-%05d", u.ID), emitDead: emitDead}
 	rs, err := avroio.ReadUnit(ctx, u, f.Opts, sink)
 	if err != nil {
@@ -149,7 +150,7 @@ func (f *readAggregateFn) ProcessElement(ctx context.Context, u avroio.WorkUnit,
 	return nil
 }
 
-func (f *readAggregateFn) FinishBundle(ctx context.Context, _ func(string, deadletter.Record), emitStats func(KindStats), emitPartial func(transforms.AppKey, transforms.Agg)) error {
+func (f *readAggregateFn) FinishBundle(ctx context.Context, _ func(string, deadletter.Record), emitStats func(KindStats), emitPartial func(aggregate.AppKey, aggregate.Agg)) error {
 	f.drain(ctx, emitStats, emitPartial)
 	return nil
 }
@@ -162,9 +163,9 @@ func (f *readAggregateFn) maxCells() int {
 }
 
 // drain emits the partials and stats gathered so far and starts afresh.
-func (f *readAggregateFn) drain(ctx context.Context, emitStats func(KindStats), emitPartial func(transforms.AppKey, transforms.Agg)) {
+func (f *readAggregateFn) drain(ctx context.Context, emitStats func(KindStats), emitPartial func(aggregate.AppKey, aggregate.Agg)) {
 	byKind := f.partials.Drain(emitPartial)
-	var tot transforms.Stats
+	var tot aggregate.Stats
 	for _, k := range event.Kinds {
 		st := f.files[k]
 		st.Kind = k
@@ -183,7 +184,7 @@ func (f *readAggregateFn) drain(ctx context.Context, emitStats func(KindStats), 
 // aggregateSink feeds a unit's events into Partials and keys its dead
 // letters by unit, so each unit's dead letters land in one file.
 type aggregateSink struct {
-	p        *transforms.Partials
+	p        *aggregate.Partials
 	unitName string
 	emitDead func(string, deadletter.Record)
 	dead     map[event.Kind]map[string]int64

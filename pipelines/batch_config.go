@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/lumenhq/lumen/aggregate/hll"
 	"github.com/lumenhq/lumen/io/avroio"
 	"github.com/lumenhq/lumen/io/s3fs"
-	"github.com/lumenhq/lumen/transforms/hll"
 )
 
 // BatchConfig configures one batch run (DESIGN §3).

@@ -10,9 +10,9 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
+	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/serving"
-	"github.com/lumenhq/lumen/transforms"
 )
 
 func init() {
@@ -30,7 +30,7 @@ type KindStats struct {
 	Kind        event.Kind
 	Files       int64
 	Bytes       int64
-	Placement   transforms.Stats
+	Placement   aggregate.Stats
 	DeadLetters map[string]int64 // by reason
 }
 

@@ -9,10 +9,11 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/options/jobopts"
 
+	"github.com/lumenhq/lumen/aggregate"
+	"github.com/lumenhq/lumen/aggregate/hll"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/kafkaio"
 	"github.com/lumenhq/lumen/transforms"
-	"github.com/lumenhq/lumen/transforms/hll"
 )
 
 // StreamConfig configures the speed layer (DESIGN §3, streaming).
@@ -125,16 +126,18 @@ func disablePrismSplits() {
 
 // StreamOutputs are the speed layer's rows before they are written.
 type StreamOutputs struct {
-	Minutes, Hours, Days beam.PCollection // transforms.CountRow
-	Users                beam.PCollection // transforms.UserRow
-	Late, TooLate        beam.PCollection // transforms.LateRow
+	Minutes, Hours, Days beam.PCollection // aggregate.CountRow
+	Users                beam.PCollection // aggregate.UserRow
+	Late, TooLate        beam.PCollection // aggregate.LateRow
 }
 
 // StreamAggregates computes the speed layer from timestamped events (and
 // events the reader found beyond the lateness horizon), writes it to
 // cfg.Store, and returns the rows. Tests drive it with TestStream.
 //
-// Minute windows group events per (kind, app) and fire every cfg.Every:
+// Events are pre-aggregated per (kind, app) and minute in each reader
+// bundle (transforms.Partials); minute windows merge those partials with
+// the batch's combine and fire every cfg.Every:
 // early and on-time panes are deltas that Totals accumulates into minute,
 // hour and day totals and today's sketches (hours and days cascade from the
 // minutes, so every granularity drops exactly the events the minutes drop);
@@ -144,18 +147,19 @@ type StreamOutputs struct {
 func StreamAggregates(s beam.Scope, events, tooLate beam.PCollection, cfg StreamConfig) StreamOutputs {
 	cfg.EnsureDefaults()
 	disablePrismSplits()
-	keyed := transforms.KeyByApp(s, events)
+	fn := aggregate.Combine{Gran: aggregate.Minute, Precision: cfg.Precision}
+	partials := transforms.Partials(s, events, time.Minute, fn)
 	lateness := cfg.LateHorizon + time.Hour
-	deltas, late := transforms.PaneDeltas(s, keyed, transforms.WindowConfig{
-		Size: time.Minute, Every: cfg.Every, AllowedLateness: lateness, Precision: cfg.Precision})
+	deltas, late := transforms.PaneDeltas(s, partials, transforms.WindowConfig{
+		Size: time.Minute, Combine: fn, Every: cfg.Every, AllowedLateness: lateness})
 	out := StreamOutputs{
-		Minutes: transforms.CountRows(s, transforms.Totals(s, deltas, time.Minute, lateness, false), transforms.Minute),
-		Hours:   transforms.CountRows(s, transforms.Totals(s, deltas, time.Hour, lateness, false), transforms.Hour),
-		Late:    transforms.LateRowsOf(s, late, transforms.Minute, transforms.Hour),
-		TooLate: transforms.TooLateRows(s, tooLate, transforms.Minute, transforms.Hour),
+		Minutes: transforms.CountRows(s, transforms.Totals(s, deltas, time.Minute, lateness, false), aggregate.Minute),
+		Hours:   transforms.CountRows(s, transforms.Totals(s, deltas, time.Hour, lateness, false), aggregate.Hour),
+		Late:    transforms.LateRowsOf(s, late, aggregate.Minute, aggregate.Hour),
+		TooLate: transforms.TooLateRows(s, tooLate, aggregate.Minute, aggregate.Hour),
 	}
 	days := transforms.Totals(s, deltas, 24*time.Hour, lateness, true)
-	out.Days = transforms.CountRows(s, days, transforms.Day)
+	out.Days = transforms.CountRows(s, days, aggregate.Day)
 	out.Users = transforms.UserRows(s, days)
 	for _, rows := range []beam.PCollection{out.Minutes, out.Hours, out.Days} {
 		WriteSpeedCounts(s, cfg.Store, cfg.Run, rows)

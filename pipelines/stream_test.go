@@ -14,9 +14,9 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/teststream"
 
+	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/serving"
-	"github.com/lumenhq/lumen/transforms"
 )
 
 func TestMain(m *testing.M) { ptest.MainWithDefault(m, "prism") }
@@ -54,7 +54,7 @@ var (
 	minuteRows   = map[string]bool{}
 )
 
-func recordMinuteRow(r transforms.CountRow) {
+func recordMinuteRow(r aggregate.CountRow) {
 	minuteRowsMu.Lock()
 	defer minuteRowsMu.Unlock()
 	minuteRows[fmt.Sprintf("%s/%s/%s/%s=%d", r.Kind, r.AppID, r.AppVersion, time.UnixMilli(r.Bucket).UTC().Format("15:04"), r.Count)] = true
@@ -74,7 +74,7 @@ func newStreamCase() *streamCase {
 	return &streamCase{c: teststream.NewConfig(), speed: map[string]int64{}, late: map[string]int64{}, devices: map[string]map[string]bool{}}
 }
 
-func bucketKey(k event.Kind, app, version string, g transforms.Granularity, t time.Time) string {
+func bucketKey(k event.Kind, app, version string, g aggregate.Granularity, t time.Time) string {
 	return fmt.Sprintf("%s/%s/%s/%s/%s", k, app, version, g, t.UTC().Format(time.RFC3339))
 }
 
@@ -94,12 +94,12 @@ func (sc *streamCase) add(t time.Time, k event.Kind, app, version string, device
 		if late {
 			m = sc.late
 		}
-		for _, v := range []string{version, transforms.AllVersions} {
-			m[bucketKey(k, app, v, transforms.Minute, t.Truncate(time.Minute))]++
-			m[bucketKey(k, app, v, transforms.Hour, t.Truncate(time.Hour))]++
+		for _, v := range []string{version, aggregate.AllVersions} {
+			m[bucketKey(k, app, v, aggregate.Minute, t.Truncate(time.Minute))]++
+			m[bucketKey(k, app, v, aggregate.Hour, t.Truncate(time.Hour))]++
 			if !late {
-				m[bucketKey(k, app, v, transforms.Day, t.Truncate(24*time.Hour))]++
-				dk := bucketKey(k, app, v, transforms.Day, t.Truncate(24*time.Hour))
+				m[bucketKey(k, app, v, aggregate.Day, t.Truncate(24*time.Hour))]++
+				dk := bucketKey(k, app, v, aggregate.Day, t.Truncate(24*time.Hour))
 				if sc.devices[dk] == nil {
 					sc.devices[dk] = map[string]bool{}
 				}
@@ -158,9 +158,9 @@ func TestStreamAggregates(t *testing.T) {
 		{Kind: event.Crash, AppID: "a", AppVersion: "0.9", Platform: "ios", DeviceID: []byte("y"), EventTime: base.Add(-20 * time.Hour).UnixMilli(), ReceivedTime: base.UnixMilli(), Signature: "s"},
 	}
 	for _, e := range tooLate {
-		for _, v := range []string{e.AppVersion, transforms.AllVersions} {
-			sc.late[bucketKey(e.Kind, e.AppID, v, transforms.Minute, e.EventAt().Truncate(time.Minute))]++
-			sc.late[bucketKey(e.Kind, e.AppID, v, transforms.Hour, e.EventAt().Truncate(time.Hour))]++
+		for _, v := range []string{e.AppVersion, aggregate.AllVersions} {
+			sc.late[bucketKey(e.Kind, e.AppID, v, aggregate.Minute, e.EventAt().Truncate(time.Minute))]++
+			sc.late[bucketKey(e.Kind, e.AppID, v, aggregate.Hour, e.EventAt().Truncate(time.Hour))]++
 		}
 	}
 
@@ -182,8 +182,8 @@ func TestStreamAggregates(t *testing.T) {
 	ctx := context.Background()
 	for _, k := range event.Kinds {
 		for _, app := range []string{"a", "b"} {
-			for _, v := range []string{"0.9", "1.0", "1.1", "2.0", transforms.AllVersions} {
-				for _, g := range []transforms.Granularity{transforms.Minute, transforms.Hour, transforms.Day} {
+			for _, v := range []string{"0.9", "1.0", "1.1", "2.0", aggregate.AllVersions} {
+				for _, g := range []aggregate.Granularity{aggregate.Minute, aggregate.Hour, aggregate.Day} {
 					q := serving.CountQuery{Kind: k, AppID: app, Version: v, Gran: g, From: base.AddDate(0, 0, -1), To: base.AddDate(0, 0, 1)}
 					pts, err := st.Counts(ctx, serving.Speed, q)
 					if err != nil {
@@ -192,7 +192,7 @@ func TestStreamAggregates(t *testing.T) {
 					for _, p := range pts {
 						got[bucketKey(k, app, v, g, p.Bucket)] = p.Count
 					}
-					if g == transforms.Day {
+					if g == aggregate.Day {
 						continue
 					}
 					pts, err = st.Late(ctx, q)
@@ -208,7 +208,7 @@ func TestStreamAggregates(t *testing.T) {
 					t.Fatal(err)
 				}
 				for _, r := range rows {
-					gotDevices[bucketKey(k, app, v, transforms.Day, r.DayTime())] = r.Estimate
+					gotDevices[bucketKey(k, app, v, aggregate.Day, r.DayTime())] = r.Estimate
 				}
 			}
 		}

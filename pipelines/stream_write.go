@@ -9,14 +9,14 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/graph/window"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
+	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/serving"
-	"github.com/lumenhq/lumen/transforms"
 )
 
 func init() {
-	register.DoFn3x1[context.Context, transforms.CountRow, func(string, int64), error](&streamCountsFn{})
-	register.DoFn3x1[context.Context, transforms.UserRow, func(string, int64), error](&streamUsersFn{})
-	register.DoFn3x1[context.Context, transforms.LateRow, func(string, int64), error](&streamLateFn{})
+	register.DoFn3x1[context.Context, aggregate.CountRow, func(string, int64), error](&streamCountsFn{})
+	register.DoFn3x1[context.Context, aggregate.UserRow, func(string, int64), error](&streamUsersFn{})
+	register.DoFn3x1[context.Context, aggregate.LateRow, func(string, int64), error](&streamLateFn{})
 	register.Emitter2[string, int64]()
 	register.Function2x1(sumInt64)
 	register.Function2x0(dropAck)
@@ -33,7 +33,7 @@ func init() {
 
 // WriteSpeedCounts upserts speed count rows of a stream run.
 //
-//	rows: PCollection<transforms.CountRow> → ()
+//	rows: PCollection<aggregate.CountRow> → ()
 func WriteSpeedCounts(s beam.Scope, store, run string, rows beam.PCollection) {
 	s = s.Scope("pipelines.WriteSpeedCounts")
 	drainAcks(s, beam.ParDo(s, &streamCountsFn{streamWriter: streamWriter{rowWriter: rowWriter{Store: store, Layer: serving.Speed}, Run: run}}, rows))
@@ -41,7 +41,7 @@ func WriteSpeedCounts(s beam.Scope, store, run string, rows beam.PCollection) {
 
 // WriteSpeedUsers upserts speed sketch rows.
 //
-//	rows: PCollection<transforms.UserRow> → ()
+//	rows: PCollection<aggregate.UserRow> → ()
 func WriteSpeedUsers(s beam.Scope, store, run string, rows beam.PCollection) {
 	s = s.Scope("pipelines.WriteSpeedUsers")
 	drainAcks(s, beam.ParDo(s, &streamUsersFn{streamWriter: streamWriter{rowWriter: rowWriter{Store: store, Layer: serving.Speed}, Run: run}}, rows))
@@ -50,7 +50,7 @@ func WriteSpeedUsers(s beam.Scope, store, run string, rows beam.PCollection) {
 // WriteLate records late rows, and counts late events per kind and app in
 // Beam metrics (lumen.stream.late_dropped).
 //
-//	rows: PCollection<transforms.LateRow> → ()
+//	rows: PCollection<aggregate.LateRow> → ()
 func WriteLate(s beam.Scope, store, run string, rows beam.PCollection) {
 	s = s.Scope("pipelines.WriteLate")
 	drainAcks(s, beam.ParDo(s, &streamLateFn{streamWriter: streamWriter{rowWriter: rowWriter{Store: store, Layer: serving.Speed}, Run: run}}, rows))
@@ -97,30 +97,30 @@ func (w *streamWriter) FinishBundle(ctx context.Context, _ func(string, int64)) 
 
 type streamCountsFn struct{ streamWriter }
 
-func (f *streamCountsFn) ProcessElement(ctx context.Context, r transforms.CountRow, emit func(string, int64)) error {
+func (f *streamCountsFn) ProcessElement(ctx context.Context, r aggregate.CountRow, emit func(string, int64)) error {
 	f.ack(emit)
 	f.n++
-	return f.w.WriteCounts(ctx, []transforms.CountRow{r})
+	return f.w.WriteCounts(ctx, []aggregate.CountRow{r})
 }
 
 type streamUsersFn struct{ streamWriter }
 
-func (f *streamUsersFn) ProcessElement(ctx context.Context, r transforms.UserRow, emit func(string, int64)) error {
+func (f *streamUsersFn) ProcessElement(ctx context.Context, r aggregate.UserRow, emit func(string, int64)) error {
 	f.ack(emit)
 	f.n++
-	return f.w.WriteUsers(ctx, []transforms.UserRow{r})
+	return f.w.WriteUsers(ctx, []aggregate.UserRow{r})
 }
 
 type streamLateFn struct{ streamWriter }
 
-func (f *streamLateFn) ProcessElement(ctx context.Context, r transforms.LateRow, emit func(string, int64)) error {
+func (f *streamLateFn) ProcessElement(ctx context.Context, r aggregate.LateRow, emit func(string, int64)) error {
 	f.ack(emit)
 	f.n++
-	if r.Gran == transforms.Minute && r.AppVersion == transforms.AllVersions {
+	if r.Gran == aggregate.Minute && r.AppVersion == aggregate.AllVersions {
 		// Each late event is in exactly one all-versions minute row.
 		beam.NewCounter("lumen.stream.late_dropped", fmt.Sprintf("%s/%s", r.Kind, r.AppID)).Inc(ctx, r.Count)
 	}
 	// Pane indexes start again in a new run: keep the runs' rows apart.
 	r.Source = f.Run + "|" + r.Source
-	return f.w.WriteLate(ctx, []transforms.LateRow{r})
+	return f.w.WriteLate(ctx, []aggregate.LateRow{r})
 }

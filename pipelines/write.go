@@ -7,14 +7,14 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
+	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/serving"
-	"github.com/lumenhq/lumen/transforms"
 )
 
 func init() {
 	// The int64 emitter declares the output FinishBundle writes to.
-	register.DoFn3x1[context.Context, transforms.CountRow, func(int64), error](&writeCountsFn{})
-	register.DoFn3x1[context.Context, transforms.UserRow, func(int64), error](&writeUsersFn{})
+	register.DoFn3x1[context.Context, aggregate.CountRow, func(int64), error](&writeCountsFn{})
+	register.DoFn3x1[context.Context, aggregate.UserRow, func(int64), error](&writeUsersFn{})
 }
 
 // writeBatch is how many rows a writer hands the store at a time.
@@ -23,7 +23,7 @@ const writeBatch = 2000
 // WriteCounts upserts count rows into one layer of the store and returns the
 // number of rows each bundle wrote.
 //
-//	rows: PCollection<transforms.CountRow> → PCollection<int64>
+//	rows: PCollection<aggregate.CountRow> → PCollection<int64>
 func WriteCounts(s beam.Scope, store string, layer serving.Layer, rows beam.PCollection) beam.PCollection {
 	s = s.Scope("pipelines.WriteCounts")
 	return beam.ParDo(s, &writeCountsFn{rowWriter: rowWriter{Store: store, Layer: layer}}, rows)
@@ -32,7 +32,7 @@ func WriteCounts(s beam.Scope, store string, layer serving.Layer, rows beam.PCol
 // WriteUsers upserts daily sketch rows into one layer of the store and
 // returns the number of rows each bundle wrote.
 //
-//	rows: PCollection<transforms.UserRow> → PCollection<int64>
+//	rows: PCollection<aggregate.UserRow> → PCollection<int64>
 func WriteUsers(s beam.Scope, store string, layer serving.Layer, rows beam.PCollection) beam.PCollection {
 	s = s.Scope("pipelines.WriteUsers")
 	return beam.ParDo(s, &writeUsersFn{rowWriter: rowWriter{Store: store, Layer: layer}}, rows)
@@ -90,10 +90,10 @@ func (r *rowWriter) Teardown() error {
 
 type writeCountsFn struct {
 	rowWriter
-	buf []transforms.CountRow
+	buf []aggregate.CountRow
 }
 
-func (f *writeCountsFn) ProcessElement(ctx context.Context, row transforms.CountRow, _ func(int64)) error {
+func (f *writeCountsFn) ProcessElement(ctx context.Context, row aggregate.CountRow, _ func(int64)) error {
 	f.buf = append(f.buf, row)
 	if len(f.buf) >= writeBatch {
 		return f.flush(ctx)
@@ -119,10 +119,10 @@ func (f *writeCountsFn) FinishBundle(ctx context.Context, emit func(int64)) erro
 
 type writeUsersFn struct {
 	rowWriter
-	buf []transforms.UserRow
+	buf []aggregate.UserRow
 }
 
-func (f *writeUsersFn) ProcessElement(ctx context.Context, row transforms.UserRow, _ func(int64)) error {
+func (f *writeUsersFn) ProcessElement(ctx context.Context, row aggregate.UserRow, _ func(int64)) error {
 	f.buf = append(f.buf, row)
 	if len(f.buf) >= writeBatch {
 		return f.flush(ctx)

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/lumenhq/lumen/aggregate"
+	"github.com/lumenhq/lumen/aggregate/hll"
 	"github.com/lumenhq/lumen/event"
-	"github.com/lumenhq/lumen/transforms"
-	"github.com/lumenhq/lumen/transforms/hll"
 )
 
 // Querier answers queries over both layers: completed batch days come from
@@ -36,7 +36,7 @@ func (q *Querier) BatchCutoff(ctx context.Context, kind event.Kind) (time.Time, 
 // Counts returns the counts of cq over both layers, ascending by bucket, one
 // point per bucket that has events.
 func (q *Querier) Counts(ctx context.Context, cq CountQuery) ([]CountPoint, error) {
-	if cq.Gran == transforms.Minute {
+	if cq.Gran == aggregate.Minute {
 		return q.Store.Counts(ctx, Speed, cq)
 	}
 	cut, ok, err := q.BatchCutoff(ctx, cq.Kind)
@@ -86,7 +86,7 @@ func (q *Querier) Users(ctx context.Context, uq UserQuery) (UsersResult, error) 
 	}
 	var res UsersResult
 	var merged *hll.Sketch
-	add := func(rows []transforms.UserRow) error {
+	add := func(rows []aggregate.UserRow) error {
 		for _, r := range rows {
 			s := new(hll.Sketch)
 			if err := s.UnmarshalBinary(r.Sketch); err != nil {

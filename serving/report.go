@@ -6,8 +6,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
-	"github.com/lumenhq/lumen/transforms"
 )
 
 // AppReport is what a person wants to know about an app over a range of
@@ -36,7 +36,7 @@ func (r AppReport) CrashFree() float64 {
 func (q *Querier) Report(ctx context.Context, app, version string, from, to time.Time) (AppReport, error) {
 	r := AppReport{AppID: app, Version: version}
 	sum := func(k event.Kind) (int64, error) {
-		pts, err := q.Counts(ctx, CountQuery{Kind: k, AppID: app, Version: version, Gran: transforms.Day, From: from, To: to})
+		pts, err := q.Counts(ctx, CountQuery{Kind: k, AppID: app, Version: version, Gran: aggregate.Day, From: from, To: to})
 		var n int64
 		for _, p := range pts {
 			n += p.Count
@@ -74,7 +74,7 @@ func (q *Querier) TopApps(ctx context.Context, n int, from, to time.Time) (apps 
 		return nil, nil, err
 	}
 	for _, id := range ids {
-		r, err := q.Report(ctx, id, transforms.AllVersions, from, to)
+		r, err := q.Report(ctx, id, aggregate.AllVersions, from, to)
 		if err != nil {
 			return nil, nil, err
 		}

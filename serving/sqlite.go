@@ -11,8 +11,8 @@ import (
 
 	_ "modernc.org/sqlite" // pure-Go SQLite: the embedded default needs no cgo and no server
 
+	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
-	"github.com/lumenhq/lumen/transforms"
 )
 
 func init() { Register("sqlite", openSQLite) }
@@ -183,14 +183,14 @@ type sqliteWriter struct {
 	s      *sqliteStore
 	layer  Layer
 	run    string
-	counts []transforms.CountRow
-	users  []transforms.UserRow
-	late   []transforms.LateRow
+	counts []aggregate.CountRow
+	users  []aggregate.UserRow
+	late   []aggregate.LateRow
 }
 
 const sqliteFlushRows = 100000
 
-func (w *sqliteWriter) WriteCounts(ctx context.Context, rows []transforms.CountRow) error {
+func (w *sqliteWriter) WriteCounts(ctx context.Context, rows []aggregate.CountRow) error {
 	w.counts = append(w.counts, rows...)
 	if len(w.counts)+len(w.users) >= sqliteFlushRows {
 		return w.Flush(ctx)
@@ -198,7 +198,7 @@ func (w *sqliteWriter) WriteCounts(ctx context.Context, rows []transforms.CountR
 	return nil
 }
 
-func (w *sqliteWriter) WriteUsers(ctx context.Context, rows []transforms.UserRow) error {
+func (w *sqliteWriter) WriteUsers(ctx context.Context, rows []aggregate.UserRow) error {
 	w.users = append(w.users, rows...)
 	if len(w.counts)+len(w.users) >= sqliteFlushRows {
 		return w.Flush(ctx)
@@ -211,7 +211,7 @@ func (w *sqliteWriter) WriteUsers(ctx context.Context, rows []transforms.UserRow
 // rows/s single, several times that batched).
 const sqliteRowsPerStatement = 64
 
-func (w *sqliteWriter) WriteLate(ctx context.Context, rows []transforms.LateRow) error {
+func (w *sqliteWriter) WriteLate(ctx context.Context, rows []aggregate.LateRow) error {
 	if w.layer != Speed {
 		return fmt.Errorf("serving: late rows belong to the speed layer")
 	}
@@ -264,7 +264,7 @@ func (w *sqliteWriter) Flush(ctx context.Context) error {
 		var periods periodCache
 		err := upsertBatched(ctx, tx, table, cols, update, len(w.users), func(i int, args []any) []any {
 			r := &w.users[i]
-			args = append(args, r.Kind.String(), r.AppID, periods.get(transforms.Day, r.Day), r.Day, r.AppVersion, r.Sketch, r.Estimate, r.Events)
+			args = append(args, r.Kind.String(), r.AppID, periods.get(aggregate.Day, r.Day), r.Day, r.AppVersion, r.Sketch, r.Estimate, r.Events)
 			if speed {
 				args = append(args, w.run, expires)
 			}
@@ -330,17 +330,17 @@ func upsertBatched(ctx context.Context, tx *sql.Tx, table, cols, update string, 
 // periodCache remembers the last bucket's period: rows arrive sorted, so
 // most share it, and formatting a date per row showed up in profiles.
 type periodCache struct {
-	gran   transforms.Granularity
+	gran   aggregate.Granularity
 	lo, hi int64
 	period string
 }
 
-func (c *periodCache) get(g transforms.Granularity, bucket int64) string {
+func (c *periodCache) get(g aggregate.Granularity, bucket int64) string {
 	if g != c.gran || bucket < c.lo || bucket >= c.hi || c.period == "" {
 		t := time.UnixMilli(bucket).UTC()
 		c.gran, c.period = g, Period(g, t)
 		var start, end time.Time
-		if g == transforms.Minute {
+		if g == aggregate.Minute {
 			start = time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
 			end = start.AddDate(0, 0, 1)
 		} else {
@@ -381,12 +381,12 @@ func (s *sqliteStore) Counts(ctx context.Context, layer Layer, q CountQuery) ([]
 	return out, rows.Err()
 }
 
-func (s *sqliteStore) Users(ctx context.Context, layer Layer, q UserQuery) ([]transforms.UserRow, error) {
+func (s *sqliteStore) Users(ctx context.Context, layer Layer, q UserQuery) ([]aggregate.UserRow, error) {
 	table, live := "batch_users", ""
 	if layer == Speed {
 		table, live = "speed_users", fmt.Sprintf(" AND expires > %d", time.Now().UnixMilli())
 	}
-	periods := Periods(transforms.Day, q.From, q.To)
+	periods := Periods(aggregate.Day, q.From, q.To)
 	rows, err := s.db.QueryContext(ctx, `SELECT day, sketch, estimate, events FROM `+table+`
 		WHERE kind = ? AND app_id = ? AND period IN (`+placeholders(len(periods))+`)
 		AND day >= ? AND day <= ? AND app_version = ?`+live+` ORDER BY day`,
@@ -395,9 +395,9 @@ func (s *sqliteStore) Users(ctx context.Context, layer Layer, q UserQuery) ([]tr
 		return nil, fmt.Errorf("serving: sqlite users: %w", err)
 	}
 	defer rows.Close()
-	var out []transforms.UserRow
+	var out []aggregate.UserRow
 	for rows.Next() {
-		r := transforms.UserRow{Kind: q.Kind, AppID: q.AppID, AppVersion: q.Version}
+		r := aggregate.UserRow{Kind: q.Kind, AppID: q.AppID, AppVersion: q.Version}
 		if err := rows.Scan(&r.Day, &r.Sketch, &r.Estimate, &r.Events); err != nil {
 			return nil, err
 		}
@@ -435,7 +435,7 @@ func (s *sqliteStore) Late(ctx context.Context, q CountQuery) ([]CountPoint, err
 }
 
 func (s *sqliteStore) Apps(ctx context.Context, kind event.Kind, from, to time.Time) ([]string, error) {
-	periods := Periods(transforms.Day, from, to)
+	periods := Periods(aggregate.Day, from, to)
 	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT app_id FROM batch_counts
 		WHERE kind = ? AND granularity = 'day' AND period IN (`+placeholders(len(periods))+`)
 		ORDER BY app_id`, append([]any{kind.String()}, anys(periods)...)...)
@@ -446,7 +446,7 @@ func (s *sqliteStore) Apps(ctx context.Context, kind event.Kind, from, to time.T
 }
 
 func (s *sqliteStore) Versions(ctx context.Context, kind event.Kind, app string, from, to time.Time) ([]string, error) {
-	periods := Periods(transforms.Day, from, to)
+	periods := Periods(aggregate.Day, from, to)
 	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT app_version FROM batch_counts
 		WHERE kind = ? AND app_id = ? AND granularity = 'day' AND period IN (`+placeholders(len(periods))+`)
 		AND app_version != '' ORDER BY app_version`,

@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/serving"
 	"github.com/lumenhq/lumen/serving/storetest"
-	"github.com/lumenhq/lumen/transforms"
 )
 
 func TestSQLiteConformance(t *testing.T) {
@@ -70,7 +70,7 @@ func TestSQLiteMigratesFromVersion2(t *testing.T) {
 	}
 	defer st.Close()
 	day := time.UnixMilli(1795651200000).UTC()
-	pts, err := st.Counts(ctx, serving.Batch, serving.CountQuery{Kind: event.Crash, AppID: "a", Gran: transforms.Day, From: day, To: day})
+	pts, err := st.Counts(ctx, serving.Batch, serving.CountQuery{Kind: event.Crash, AppID: "a", Gran: aggregate.Day, From: day, To: day})
 	if err != nil || len(pts) != 1 || pts[0].Count != 7 {
 		t.Errorf("batch rows after migration: %v, %v", pts, err)
 	}
@@ -78,7 +78,7 @@ func TestSQLiteMigratesFromVersion2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.WriteCounts(ctx, []transforms.CountRow{{Kind: event.Crash, AppID: "a", Gran: transforms.Day, Bucket: day.UnixMilli(), Count: 3}}); err != nil {
+	if err := w.WriteCounts(ctx, []aggregate.CountRow{{Kind: event.Crash, AppID: "a", Gran: aggregate.Day, Bucket: day.UnixMilli(), Count: 3}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Close(ctx); err != nil {

@@ -15,9 +15,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lumenhq/lumen/aggregate"
+	"github.com/lumenhq/lumen/aggregate/hll"
 	"github.com/lumenhq/lumen/event"
-	"github.com/lumenhq/lumen/transforms"
-	"github.com/lumenhq/lumen/transforms/hll"
 )
 
 // Layer selects the batch tables or the speed tables.
@@ -49,7 +49,7 @@ type Store interface {
 	// Counts returns one layer's count rows of q, ascending by bucket.
 	Counts(ctx context.Context, layer Layer, q CountQuery) ([]CountPoint, error)
 	// Users returns one layer's daily sketch rows of q, ascending by day.
-	Users(ctx context.Context, layer Layer, q UserQuery) ([]transforms.UserRow, error)
+	Users(ctx context.Context, layer Layer, q UserQuery) ([]aggregate.UserRow, error)
 	// Late returns how many events of q's buckets the speed layer dropped
 	// as late ("they will arrive with tonight's batch"), ascending.
 	Late(ctx context.Context, q CountQuery) ([]CountPoint, error)
@@ -95,8 +95,8 @@ func NewWriterOptions(opts ...WriterOption) WriterOptions {
 // MergeRunRows merges sketch rows of the same day (rows sorted by day),
 // one per stream run, into one row per day: the union of the sketches and
 // the sum of their events.
-func MergeRunRows(rows []transforms.UserRow) ([]transforms.UserRow, error) {
-	var out []transforms.UserRow
+func MergeRunRows(rows []aggregate.UserRow) ([]aggregate.UserRow, error) {
+	var out []aggregate.UserRow
 	var cur *hll.Sketch
 	flush := func() error {
 		if cur == nil {
@@ -147,11 +147,11 @@ func MergeRunRows(rows []transforms.UserRow) ([]transforms.UserRow, error) {
 // with a smaller count, and a sketch row one built from fewer events: the
 // stored value is always the newest total.
 type RowWriter interface {
-	WriteCounts(ctx context.Context, rows []transforms.CountRow) error
-	WriteUsers(ctx context.Context, rows []transforms.UserRow) error
+	WriteCounts(ctx context.Context, rows []aggregate.CountRow) error
+	WriteUsers(ctx context.Context, rows []aggregate.UserRow) error
 	// WriteLate records events the speed layer dropped as late (speed
 	// layer only). A bucket's late total is the sum over row sources.
-	WriteLate(ctx context.Context, rows []transforms.LateRow) error
+	WriteLate(ctx context.Context, rows []aggregate.LateRow) error
 	// Flush makes every write so far durable in the store.
 	Flush(ctx context.Context) error
 	// Close flushes and releases the writer.
@@ -171,7 +171,7 @@ type CountQuery struct {
 	Kind     event.Kind
 	AppID    string
 	Version  string
-	Gran     transforms.Granularity
+	Gran     aggregate.Granularity
 	From, To time.Time
 }
 
@@ -212,19 +212,19 @@ type BatchRun struct {
 
 // Period returns the partition period of a bucket (DESIGN §2): a day for
 // minutes, a month for hours and days. It bounds partition sizes.
-func Period(g transforms.Granularity, bucket time.Time) string {
+func Period(g aggregate.Granularity, bucket time.Time) string {
 	bucket = bucket.UTC()
-	if g == transforms.Minute {
+	if g == aggregate.Minute {
 		return bucket.Format(time.DateOnly)
 	}
 	return bucket.Format("2006-01")
 }
 
 // Periods lists the periods of granularity g that intersect [from, to].
-func Periods(g transforms.Granularity, from, to time.Time) []string {
+func Periods(g aggregate.Granularity, from, to time.Time) []string {
 	var out []string
 	from, to = from.UTC(), to.UTC()
-	if g == transforms.Minute {
+	if g == aggregate.Minute {
 		for d := from.Truncate(24 * time.Hour); !d.After(to); d = d.AddDate(0, 0, 1) {
 			out = append(out, Period(g, d))
 		}

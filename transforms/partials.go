@@ -1,145 +1,84 @@
 package transforms
 
 import (
+	"time"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/graph/mtime"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+
+	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
-	"github.com/lumenhq/lumen/transforms/hll"
 )
 
-// Stats counts how events were placed by Partials. It is additive.
-type Stats struct {
-	Events      int64 // events offered
-	Counted     int64 // events aggregated
-	ClockSkew   int64 // bucketed by received_time because event_time was ahead
-	TooOld      int64 // bucket day before the window
-	AfterWindow int64 // bucket day after the window
+func init() {
+	register.DoFn3x0[beam.EventTime, event.Event, func(beam.EventTime, aggregate.AppKey, aggregate.Agg)](&partialsFn{})
+	register.Emitter3[beam.EventTime, aggregate.AppKey, aggregate.Agg]()
 }
 
-// Add adds o to s.
-func (s *Stats) Add(o Stats) {
-	s.Events += o.Events
-	s.Counted += o.Counted
-	s.ClockSkew += o.ClockSkew
-	s.TooOld += o.TooOld
-	s.AfterWindow += o.AfterWindow
-}
-
-// Partials is the batch layer's map-side combine: it buckets events
-// (BucketTime), keeps those whose bucket falls in the run's DayWindow, and
-// accumulates them per (kind, app, version, bucket). Draining it yields one
-// Agg per AppKey, which are shuffled and merged with the same Agg.Merge the
-// streaming combine uses. Not safe for concurrent use.
+// Partials is the speed layer's map-side pre-aggregation, the streaming
+// counterpart of the batch's aggregate.Partials: within each bundle it
+// adds the events of each AppKey and fixed event-time window of size to
+// one partial Agg with fn.AddEvent, and emits the partials when the bundle
+// ends (or early, past maxCells), each timestamped with the newest event
+// time in it. Windowed with the same size downstream, a partial lands in
+// its events' window, and a runner judges it on time or late exactly as it
+// would have judged each of its events: they reach the window together, in
+// one bundle's output. Only partials cross the shuffle, never single
+// events (DESIGN §7a: an element crossing prism's shuffle costs ~10 µs).
 //
-// It is the hottest code in the batch layer, so it keeps one map whose cell
-// holds both the count and a pointer to the day's sketch: an event costs one
-// map lookup, and the Aggs are assembled only when draining.
-type Partials struct {
-	gran      Granularity
-	precision uint8
-	first     int64
-	end       int64
-	cells     map[hotKey]*hotCell
-	days      map[dayKey]*hll.Sketch
-	stats     [event.HandledException + 1]Stats // by kind
+//	events: PCollection<event.Event> (timestamped with their bucket time) → PCollection<KV<aggregate.AppKey, aggregate.Agg>>
+func Partials(s beam.Scope, events beam.PCollection, size time.Duration, fn aggregate.Combine) beam.PCollection {
+	s = s.Scope("transforms.Partials")
+	return beam.ParDo(s, &partialsFn{SizeMs: size.Milliseconds(), Fn: fn}, events)
 }
 
-type hotKey struct {
-	kind    event.Kind
-	app     string
-	version string
-	bucket  int64
+// maxPartialCells bounds a bundle's partials (count cells and sketches)
+// before they are emitted early.
+const maxPartialCells = 200_000
+
+type partialsFn struct {
+	SizeMs int64
+	Fn     aggregate.Combine
+
+	open  map[windowKey]*partial
+	cells int
 }
 
-type dayKey struct {
-	kind    event.Kind
-	app     string
-	version string
-	day     int64
+type windowKey struct {
+	key   aggregate.AppKey
+	start int64
 }
 
-type hotCell struct {
-	n      int64
-	sketch *hll.Sketch // the cell's day; nil without sketches
+type partial struct {
+	agg    aggregate.Agg
+	newest int64 // ms
 }
 
-// NewPartials returns an empty Partials for a run over window, counting per
-// gran and sketching at precision.
-func NewPartials(window DayWindow, gran Granularity, precision uint8) *Partials {
-	return &Partials{
-		gran: gran, precision: precision,
-		first: window.First.UnixMilli(), end: window.Last.AddDate(0, 0, 1).UnixMilli(),
-		cells: map[hotKey]*hotCell{}, days: map[dayKey]*hll.Sketch{},
+func (f *partialsFn) StartBundle(func(beam.EventTime, aggregate.AppKey, aggregate.Agg)) {
+	f.open, f.cells = map[windowKey]*partial{}, 0
+}
+
+func (f *partialsFn) ProcessElement(ts beam.EventTime, e event.Event, emit func(beam.EventTime, aggregate.AppKey, aggregate.Agg)) {
+	ms := int64(ts)
+	k := windowKey{aggregate.AppKey{Kind: e.Kind, AppID: e.AppID}, ms - ((ms%f.SizeMs)+f.SizeMs)%f.SizeMs}
+	p := f.open[k]
+	if p == nil {
+		p = &partial{agg: f.Fn.CreateAccumulator(), newest: ms}
+		f.open[k] = p
 	}
-}
-
-// Add places and aggregates one valid event (e.Kind must be valid). e is
-// not retained.
-func (p *Partials) Add(e *event.Event) {
-	st := &p.stats[e.Kind]
-	st.Events++
-	ms, skewed := BucketTime(e)
-	if skewed {
-		st.ClockSkew++
-	}
-	switch {
-	case ms < p.first:
-		st.TooOld++
-		return
-	case ms >= p.end:
-		st.AfterWindow++
-		return
-	}
-	st.Counted++
-	k := hotKey{e.Kind, e.AppID, e.AppVersion, p.gran.Truncate(ms)}
-	c := p.cells[k]
-	if c == nil {
-		c = &hotCell{}
-		if p.precision > 0 {
-			dk := dayKey{e.Kind, e.AppID, e.AppVersion, Day.Truncate(ms)}
-			c.sketch = p.days[dk]
-			if c.sketch == nil {
-				c.sketch = hll.MustNew(p.precision)
-				p.days[dk] = c.sketch
-			}
-		}
-		p.cells[k] = c
-	}
-	c.n++
-	if c.sketch != nil {
-		c.sketch.AddHash(hll.Hash(e.DeviceID))
+	before := p.agg.Cells()
+	f.Fn.AddEvent(p.agg, &e)
+	f.cells += p.agg.Cells() - before
+	p.newest = max(p.newest, ms)
+	if f.cells > maxPartialCells {
+		f.FinishBundle(emit)
 	}
 }
 
-// Cells is the number of count cells and sketches held: a proxy for memory
-// (roughly 100 bytes a cell, more for a sketch), so a caller aggregating a
-// whole bundle can drain early instead of growing without bound.
-func (p *Partials) Cells() int { return len(p.cells) + len(p.days) }
-
-// Stats returns the placement counts of kind k so far.
-func (p *Partials) Stats(k event.Kind) Stats { return p.stats[k] }
-
-// Drain hands one Agg per AppKey to emit and empties p. It returns the
-// placement counts by kind (index event.Kind) and resets them.
-func (p *Partials) Drain(emit func(AppKey, Agg)) [event.HandledException + 1]Stats {
-	aggs := map[AppKey]Agg{}
-	agg := func(k AppKey) Agg {
-		a, ok := aggs[k]
-		if !ok {
-			a = NewAgg(p.gran, p.precision)
-			aggs[k] = a
-		}
-		return a
+func (f *partialsFn) FinishBundle(emit func(beam.EventTime, aggregate.AppKey, aggregate.Agg)) {
+	for k, p := range f.open {
+		emit(mtime.FromMilliseconds(p.newest), k.key, p.agg)
 	}
-	for k, c := range p.cells {
-		agg(AppKey{k.kind, k.app}).Counts[Cell{k.version, k.bucket}] += c.n
-	}
-	for k, s := range p.days {
-		agg(AppKey{k.kind, k.app}).Users[DayCell{k.version, k.day}] = s
-	}
-	for k, a := range aggs {
-		emit(k, a)
-	}
-	st := p.stats
-	p.cells, p.days = map[hotKey]*hotCell{}, map[dayKey]*hll.Sketch{}
-	p.stats = [event.HandledException + 1]Stats{}
-	return st
+	f.open, f.cells = map[windowKey]*partial{}, 0
 }

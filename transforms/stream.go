@@ -11,19 +11,20 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/typex"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
+	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
 )
 
 func init() {
-	register.DoFn6x1[typex.PaneInfo, typex.Window, AppKey, func(*event.Event) bool, func(AppKey, Agg), func(LateKey, Agg), error](&paneAggregateFn{})
-	register.Iter1[event.Event]()
-	register.Emitter2[AppKey, Agg]()
-	register.Emitter2[LateKey, Agg]()
-	register.DoFn3x1[LateKey, Agg, func(LateRow), error](&lateRowsFn{})
+	register.DoFn6x1[typex.PaneInfo, typex.Window, aggregate.AppKey, func(*aggregate.Agg) bool, func(aggregate.AppKey, aggregate.Agg), func(LateKey, aggregate.Agg), error](&paneMergeFn{})
+	register.Iter1[aggregate.Agg]()
+	register.Emitter2[aggregate.AppKey, aggregate.Agg]()
+	register.Emitter2[LateKey, aggregate.Agg]()
+	register.DoFn3x1[LateKey, aggregate.Agg, func(aggregate.LateRow), error](&lateRowsFn{})
 	register.Function2x2(countsOnly)
-	register.DoFn4x1[state.Provider, AppKey, Agg, func(AppKey, Agg), error](&totalsFn{})
-	register.Emitter1[LateRow]()
-	register.DoFn3x1[string, event.Event, func(LateRow), error](&tooLateRowsFn{})
+	register.DoFn4x1[state.Provider, aggregate.AppKey, aggregate.Agg, func(aggregate.AppKey, aggregate.Agg), error](&totalsFn{})
+	register.Emitter1[aggregate.LateRow]()
+	register.DoFn3x1[string, event.Event, func(aggregate.LateRow), error](&tooLateRowsFn{})
 }
 
 // LateKey identifies one late pane of one window of one AppKey.
@@ -38,58 +39,67 @@ type LateKey struct {
 type WindowConfig struct {
 	// Size of the fixed event-time windows (1 minute in lumen's speed layer).
 	Size time.Duration
+	// Combine merges a window's partials; its granularity is the window's
+	// size (a minute window's events share one bucket per version).
+	Combine aggregate.Combine
 	// Every fires early and late panes this often (processing time).
 	Every time.Duration
 	// AllowedLateness keeps windows open for late panes this long after
 	// they close (the horizon within which late events are counted).
 	AllowedLateness time.Duration
-	// Precision of the daily sketches carried in the deltas; 0 skips them.
-	Precision uint8
 }
 
-// PaneDeltas windows keyed events into fixed event-time windows and
-// aggregates each pane with the shared Agg (DESIGN §3's streaming
-// semantics). Panes are discarding, so every pane is a delta: early and
-// on-time panes (events within the watermark) go to deltas, late panes
-// (events behind the watermark, which the speed layer drops and counts) go
-// to late, keyed by window and pane index so writing them is idempotent.
+// PaneDeltas windows partial aggregates (Partials) into fixed event-time
+// windows and merges each pane's partials with the shared combine
+// (DESIGN §3's streaming semantics). Panes are discarding, so every pane is
+// a delta: early and on-time panes (within the watermark) go to deltas,
+// late panes (behind the watermark, which the speed layer drops and
+// counts) go to late, keyed by window and pane index so writing them is
+// idempotent.
 //
-// It groups with GroupByKey rather than a combine because the Go SDK
-// reports pane timing reliably only on grouped output.
+// It is beam.CombinePerKey(aggregate.Combine) in all but name: a
+// GroupByKey whose values are merged with the Combine's own methods. The
+// runner's CombinePerKey cannot be used because on prism (2.77) its
+// output carries no pane timing (every pane reports early, index 0; see
+// TestPrismCombineLosesPaneTiming), so late panes could not be told from
+// on-time ones.
 //
-//	keyed: PCollection<KV<AppKey, event.Event>> → PCollection<KV<AppKey, Agg>>, PCollection<KV<LateKey, Agg>>
-func PaneDeltas(s beam.Scope, keyed beam.PCollection, cfg WindowConfig) (deltas, late beam.PCollection) {
+//	partials: PCollection<KV<aggregate.AppKey, aggregate.Agg>> → PCollection<KV<aggregate.AppKey, aggregate.Agg>>, PCollection<KV<LateKey, aggregate.Agg>>
+func PaneDeltas(s beam.Scope, partials beam.PCollection, cfg WindowConfig) (deltas, late beam.PCollection) {
 	s = s.Scope("transforms.PaneDeltas")
-	w := beam.WindowInto(s, window.NewFixedWindows(cfg.Size), keyed,
+	w := beam.WindowInto(s, window.NewFixedWindows(cfg.Size), partials,
 		beam.Trigger(trigger.AfterEndOfWindow().
 			EarlyFiring(trigger.Repeat(trigger.AfterProcessingTime().PlusDelay(cfg.Every))).
 			LateFiring(trigger.Repeat(trigger.AfterProcessingTime().PlusDelay(cfg.Every)))),
 		beam.AllowedLateness(cfg.AllowedLateness), beam.PanesDiscard())
-	gran := Minute
-	if cfg.Size >= time.Hour {
-		gran = Hour
-	}
-	return beam.ParDo2(s, &paneAggregateFn{Gran: gran, Precision: cfg.Precision}, beam.GroupByKey(s, w))
+	return beam.ParDo2(s, &paneMergeFn{Fn: cfg.Combine}, beam.GroupByKey(s, w))
 }
 
-type paneAggregateFn struct {
-	Gran      Granularity
-	Precision uint8
+// paneMergeFn is the combine of one pane: aggregate.Combine's methods over
+// the pane's partials (freshly decoded by the GroupByKey, so adopting them
+// is safe).
+type paneMergeFn struct {
+	Fn aggregate.Combine
 }
 
-func (f *paneAggregateFn) ProcessElement(pn typex.PaneInfo, w typex.Window, k AppKey, evs func(*event.Event) bool,
-	emitDelta func(AppKey, Agg), emitLate func(LateKey, Agg)) error {
-	a := NewAgg(f.Gran, f.Precision)
-	var e event.Event
-	for evs(&e) {
-		ms, _ := BucketTime(&e)
-		a.Add(&e, ms)
+func (f *paneMergeFn) ProcessElement(pn typex.PaneInfo, w typex.Window, k aggregate.AppKey, partials func(*aggregate.Agg) bool,
+	emitDelta func(aggregate.AppKey, aggregate.Agg), emitLate func(LateKey, aggregate.Agg)) error {
+	acc := f.Fn.CreateAccumulator()
+	var p aggregate.Agg
+	for partials(&p) {
+		var err error
+		if acc, err = f.Fn.AddInput(acc, p); err != nil {
+			return fmt.Errorf("transforms: pane of %v: %w", k, err)
+		}
+		p = aggregate.Agg{}
 	}
+	delta := f.Fn.ExtractOutput(acc)
 	if pn.Timing == typex.PaneLate {
-		emitLate(LateKey{Kind: k.Kind, AppID: k.AppID, WindowStart: w.MaxTimestamp().Milliseconds() + 1 - int64(f.Gran.Millis()), Pane: pn.Index}, a)
+		start := w.MaxTimestamp().Milliseconds() + 1 - f.Fn.Gran.Millis()
+		emitLate(LateKey{Kind: k.Kind, AppID: k.AppID, WindowStart: start, Pane: pn.Index}, delta)
 		return nil
 	}
-	emitDelta(k, a)
+	emitDelta(k, delta)
 	return nil
 }
 
@@ -118,25 +128,25 @@ func Totals(s beam.Scope, deltas beam.PCollection, size, lateness time.Duration,
 		deltas = beam.ParDo(s, countsOnly, deltas)
 	}
 	w := beam.WindowInto(s, window.NewFixedWindows(size), deltas, beam.AllowedLateness(lateness))
-	return beam.ParDo(s, &totalsFn{Total: state.MakeValueState[Agg]("total")}, w)
+	return beam.ParDo(s, &totalsFn{Total: state.MakeValueState[aggregate.Agg]("total")}, w)
 }
 
 // countsOnly drops an Agg's sketches.
-func countsOnly(k AppKey, a Agg) (AppKey, Agg) {
-	return k, Agg{Gran: a.Gran, Counts: a.Counts}
+func countsOnly(k aggregate.AppKey, a aggregate.Agg) (aggregate.AppKey, aggregate.Agg) {
+	return k, a.CountsOnly()
 }
 
 type totalsFn struct {
-	Total state.Value[Agg]
+	Total state.Value[aggregate.Agg]
 }
 
-func (f *totalsFn) ProcessElement(sp state.Provider, k AppKey, delta Agg, emit func(AppKey, Agg)) error {
+func (f *totalsFn) ProcessElement(sp state.Provider, k aggregate.AppKey, delta aggregate.Agg, emit func(aggregate.AppKey, aggregate.Agg)) error {
 	total, ok, err := f.Total.Read(sp)
 	if err != nil {
 		return err
 	}
 	if !ok {
-		total = NewAgg(delta.Gran, delta.Precision)
+		total = aggregate.NewAgg(delta.Gran, delta.Precision)
 	}
 	if total, err = total.MergeCopy(delta); err != nil {
 		return err
@@ -152,15 +162,15 @@ func (f *totalsFn) ProcessElement(sp state.Provider, k AppKey, delta Agg, emit f
 // LateRowsOf renders late panes as late rows at each granularity.
 //
 //	late: PCollection<KV<LateKey, Agg>> → PCollection<LateRow>
-func LateRowsOf(s beam.Scope, late beam.PCollection, grans ...Granularity) beam.PCollection {
+func LateRowsOf(s beam.Scope, late beam.PCollection, grans ...aggregate.Granularity) beam.PCollection {
 	s = s.Scope("transforms.LateRows")
 	return beam.ParDo(s, &lateRowsFn{Grans: grans}, late)
 }
 
-type lateRowsFn struct{ Grans []Granularity }
+type lateRowsFn struct{ Grans []aggregate.Granularity }
 
-func (f *lateRowsFn) ProcessElement(k LateKey, a Agg, emit func(LateRow)) error {
-	rows, err := a.LateRows(AppKey{k.Kind, k.AppID}, fmt.Sprintf("pane/%d/%d", k.WindowStart, k.Pane), f.Grans...)
+func (f *lateRowsFn) ProcessElement(k LateKey, a aggregate.Agg, emit func(aggregate.LateRow)) error {
+	rows, err := a.LateRows(aggregate.AppKey{Kind: k.Kind, AppID: k.AppID}, fmt.Sprintf("pane/%d/%d", k.WindowStart, k.Pane), f.Grans...)
 	if err != nil {
 		return err
 	}
@@ -175,18 +185,17 @@ func (f *lateRowsFn) ProcessElement(k LateKey, a Agg, emit func(LateRow)) error 
 // late rows at each granularity.
 //
 //	events: PCollection<KV<string, event.Event>> → PCollection<LateRow>
-func TooLateRows(s beam.Scope, events beam.PCollection, grans ...Granularity) beam.PCollection {
+func TooLateRows(s beam.Scope, events beam.PCollection, grans ...aggregate.Granularity) beam.PCollection {
 	s = s.Scope("transforms.TooLateRows")
 	return beam.ParDo(s, &tooLateRowsFn{Grans: grans}, events)
 }
 
-type tooLateRowsFn struct{ Grans []Granularity }
+type tooLateRowsFn struct{ Grans []aggregate.Granularity }
 
-func (f *tooLateRowsFn) ProcessElement(id string, e event.Event, emit func(LateRow)) error {
-	a := NewAgg(Minute, 0)
-	ms, _ := BucketTime(&e)
-	a.Add(&e, ms)
-	rows, err := a.LateRows(AppKey{e.Kind, e.AppID}, id, f.Grans...)
+func (f *tooLateRowsFn) ProcessElement(id string, e event.Event, emit func(aggregate.LateRow)) error {
+	fn := aggregate.Combine{Gran: aggregate.Minute}
+	a := fn.AddEvent(fn.CreateAccumulator(), &e)
+	rows, err := a.LateRows(aggregate.AppKey{Kind: e.Kind, AppID: e.AppID}, id, f.Grans...)
 	if err != nil {
 		return err
 	}

@@ -1,22 +1,30 @@
 package transforms
 
 import (
-	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/graph/mtime"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/graph/window"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/passert"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
 
+	"github.com/lumenhq/lumen/aggregate"
+	"github.com/lumenhq/lumen/aggregate/hll"
 	"github.com/lumenhq/lumen/event"
-	"github.com/lumenhq/lumen/transforms/hll"
 )
 
 func TestMain(m *testing.M) { ptest.MainWithDefault(m, "prism") }
+
+func init() {
+	register.Function1x3(splitPair)
+	register.Function4x0(partialOutsideWindow)
+	register.Emitter1[string]()
+}
 
 var day0 = time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
 
@@ -41,10 +49,15 @@ func genEvents(n int, seed uint64) []event.Event {
 	return out
 }
 
-// exactCounts is the ground truth, computed without transforms' code: each
-// event counts once for its version and once for all versions, in the
-// bucket of min(event_time, received_time).
-func exactCounts(evs []event.Event, g Granularity) []CountRow {
+// bucketOf is the bucket time of DESIGN §3, computed here without
+// aggregate's code: the earlier of event and received time.
+func bucketOf(e event.Event) time.Time {
+	return time.UnixMilli(min(e.EventTime, e.ReceivedTime)).UTC()
+}
+
+// exactCounts is the ground truth: each event counts once for its version
+// and once for all versions, in its bucket at g.
+func exactCounts(evs []event.Event, g aggregate.Granularity) []any {
 	type key struct {
 		k      event.Kind
 		app, v string
@@ -52,181 +65,154 @@ func exactCounts(evs []event.Event, g Granularity) []CountRow {
 	}
 	m := map[key]int64{}
 	for _, e := range evs {
-		t := e.EventTime
-		if e.ReceivedTime < t {
-			t = e.ReceivedTime
-		}
-		b := time.UnixMilli(t).UTC().Truncate(g.Duration()).UnixMilli()
+		b := bucketOf(e).Truncate(g.Duration()).UnixMilli()
 		m[key{e.Kind, e.AppID, e.AppVersion, b}]++
 		m[key{e.Kind, e.AppID, "", b}]++
 	}
-	var rows []CountRow
+	var rows []any
 	for k, n := range m {
-		rows = append(rows, CountRow{Kind: k.k, AppID: k.app, AppVersion: k.v, Gran: g, Bucket: k.b, Count: n})
+		rows = append(rows, aggregate.CountRow{Kind: k.k, AppID: k.app, AppVersion: k.v, Gran: g, Bucket: k.b, Count: n})
 	}
 	return rows
 }
 
-func TestCountPerBucket(t *testing.T) {
-	evs := genEvents(3000, 1)
-	for _, g := range []Granularity{Minute, Hour, Day} {
-		t.Run(g.String(), func(t *testing.T) {
-			p, s := beam.NewPipelineWithRoot()
-			in := beam.CreateList(s, evs)
-			rows := CountPerBucket(s, in, g)
-			passert.Equals(s, rows, toAny(exactCounts(evs, g))...)
-			ptest.RunAndValidate(t, p)
-		})
-	}
-}
-
-// DistinctDevices on 400 possible devices per key is within the sparse
-// range, where the estimate is exact.
-func TestDistinctDevices(t *testing.T) {
-	evs := genEvents(3000, 2)
+// exactUsers is the ground truth of the daily sketches: below a few
+// thousand devices a p=14 sketch is sparse and its estimate exact, and its
+// bytes are those of a sketch of the same devices built in any order.
+func exactUsers(evs []event.Event) []any {
 	type key struct {
 		k      event.Kind
 		app, v string
 		d      int64
 	}
-	exact := map[key]map[string]bool{}
+	devices := map[key]map[string]bool{}
 	events := map[key]int64{}
 	for _, e := range evs {
-		t, _ := BucketTime(&e)
-		d := Day.Truncate(t)
+		d := bucketOf(e).Truncate(24 * time.Hour).UnixMilli()
 		for _, v := range []string{e.AppVersion, ""} {
 			k := key{e.Kind, e.AppID, v, d}
-			if exact[k] == nil {
-				exact[k] = map[string]bool{}
+			if devices[k] == nil {
+				devices[k] = map[string]bool{}
 			}
-			exact[k][string(e.DeviceID)] = true
+			devices[k][string(e.DeviceID)] = true
 			events[k]++
 		}
 	}
 	var want []any
-	for k, devs := range exact {
+	for k, devs := range devices {
 		sk := hll.MustNew(14)
 		for d := range devs {
 			sk.Add([]byte(d))
 		}
 		b, _ := sk.MarshalBinary()
-		want = append(want, UserRow{Kind: k.k, AppID: k.app, AppVersion: k.v, Day: k.d, Sketch: b, Estimate: int64(len(devs)), Events: events[k]})
+		want = append(want, aggregate.UserRow{Kind: k.k, AppID: k.app, AppVersion: k.v, Day: k.d, Sketch: b, Estimate: int64(len(devs)), Events: events[k]})
 	}
-	p, s := beam.NewPipelineWithRoot()
-	rows := DistinctDevices(s, beam.CreateList(s, evs), 14)
-	passert.Equals(s, rows, want...)
-	ptest.RunAndValidate(t, p)
+	return want
 }
 
-// Partials built map-side over arbitrary splits of the input, merged with
-// MergePartials, give exactly the rows of the per-event combine.
-func TestMergePartialsMatchesAggregate(t *testing.T) {
-	evs := genEvents(5000, 3)
-	// Skew correction can move events to the day before day0.
-	w := DayWindow{First: day0.AddDate(0, 0, -1), Last: day0.AddDate(0, 0, 3)}
+// batchPartials pre-aggregates evs the batch's way, in chunks (as work
+// units would), and encodes the partials, so decoding them in a pipeline
+// exercises the coder as a shuffle does.
+func batchPartials(t *testing.T, evs []event.Event, chunk int) []aggPair {
+	t.Helper()
+	w := aggregate.DayWindow{First: day0.AddDate(0, 0, -1), Last: day0.AddDate(0, 0, 3)}
 	var parts []aggPair
-	for lo := 0; lo < len(evs); lo += 700 {
-		p := NewPartials(w, Hour, 14)
-		for i := lo; i < min(lo+700, len(evs)); i++ {
+	for lo := 0; lo < len(evs); lo += chunk {
+		p := aggregate.NewPartials(w, aggregate.Hour, 14)
+		for i := lo; i < min(lo+chunk, len(evs)); i++ {
 			p.Add(&evs[i])
 		}
-		p.Drain(func(k AppKey, a Agg) {
-			b, err := EncodeAgg(a)
+		p.Drain(func(k aggregate.AppKey, a aggregate.Agg) {
+			b, err := aggregate.EncodeAgg(a)
 			if err != nil {
 				t.Fatal(err)
 			}
 			parts = append(parts, aggPair{K: k, V: b})
 		})
 	}
-	p, s := beam.NewPipelineWithRoot()
-	merged := MergePartials(s, beam.ParDo(s, splitPair, beam.CreateList(s, parts)))
-	viaPartials := CountRows(s, merged, Hour, Day)
-	viaEvents := CountRows(s, Aggregate(s, KeyByApp(s, beam.CreateList(s, evs)), AggregateConfig{Gran: Hour, Precision: 14}), Hour, Day)
-	passert.Equals(s, viaPartials, viaEvents)
-	passert.Equals(s, UserRows(s, merged), UserRows(s, Aggregate(s, KeyByApp(s, beam.CreateList(s, evs)), AggregateConfig{Gran: Day, Precision: 14})))
-	ptest.RunAndValidate(t, p)
+	return parts
 }
 
-// aggPair carries an encoded partial into a test pipeline; decoding it
-// there also exercises the coder as a shuffle would.
+// aggPair carries an encoded partial into a test pipeline.
 type aggPair struct {
-	K AppKey
+	K aggregate.AppKey
 	V []byte
 }
 
-func splitPair(p aggPair) (AppKey, Agg, error) {
-	a, err := DecodeAgg(p.V)
+func splitPair(p aggPair) (aggregate.AppKey, aggregate.Agg, error) {
+	a, err := aggregate.DecodeAgg(p.V)
 	return p.K, a, err
 }
 
-func init() { register.Function1x3(splitPair) }
-
-func toAny[T any](xs []T) []any {
-	out := make([]any, len(xs))
-	for i, x := range xs {
-		out[i] = x
-	}
-	return out
-}
-
-func TestAggCoderRoundTrip(t *testing.T) {
-	evs := genEvents(2000, 4)
-	a := NewAgg(Minute, 12)
-	for i := range evs {
-		ms, _ := BucketTime(&evs[i])
-		a.Add(&evs[i], ms)
-	}
-	b, err := EncodeAgg(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a2, err := DecodeAgg(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r1, _ := a.CountRows(AppKey{event.Crash, "x"}, Minute, Hour)
-	r2, _ := a2.CountRows(AppKey{event.Crash, "x"}, Minute, Hour)
-	if fmt.Sprint(r1) != fmt.Sprint(r2) {
-		t.Error("count rows differ after round trip")
-	}
-	u1, _ := a.UserRows(AppKey{event.Crash, "x"})
-	u2, _ := a2.UserRows(AppKey{event.Crash, "x"})
-	for i := range u1 {
-		if !bytes.Equal(u1[i].Sketch, u2[i].Sketch) {
-			t.Fatal("sketch bytes differ after round trip")
-		}
-	}
-	for i := 0; i < len(b); i++ {
-		if _, err := DecodeAgg(b[:i]); err == nil {
-			t.Fatalf("decoding a %d-byte prefix of %d succeeded", i, len(b))
-		}
+// MergePartials over partials of arbitrary chunks gives exactly the counts
+// and byte-identical sketches of the ground truth, however the input was
+// split: the batch's combine, end to end through a shuffle.
+func TestMergePartials(t *testing.T) {
+	evs := genEvents(5000, 3)
+	for _, chunk := range []int{5000, 700, 37} {
+		t.Run(fmt.Sprintf("chunk=%d", chunk), func(t *testing.T) {
+			p, s := beam.NewPipelineWithRoot()
+			partials := beam.ParDo(s, splitPair, beam.CreateList(s, batchPartials(t, evs, chunk)))
+			merged := MergePartials(s, partials, aggregate.Combine{Gran: aggregate.Hour, Precision: 14})
+			passert.Equals(s, CountRows(s, merged, aggregate.Hour), exactCounts(evs, aggregate.Hour)...)
+			passert.Equals(s, CountRows(s, merged, aggregate.Day), exactCounts(evs, aggregate.Day)...)
+			passert.Equals(s, UserRows(s, merged), exactUsers(evs)...)
+			ptest.RunAndValidate(t, p)
+		})
 	}
 }
 
-func TestPlacement(t *testing.T) {
-	w := NewDayWindow(time.Date(2026, 11, 30, 17, 0, 0, 0, time.UTC), 30)
-	if w.First != time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC) || w.Days() != 30 {
-		t.Fatalf("window %v (%d days)", w, w.Days())
+// CountRows refuses a granularity finer than the Agg's, and the pipeline
+// fails with the reason rather than writing wrong rows.
+func TestCountRowsFinerThanAggFails(t *testing.T) {
+	p, s := beam.NewPipelineWithRoot()
+	partials := beam.ParDo(s, splitPair, beam.CreateList(s, batchPartials(t, genEvents(10, 1), 10)))
+	CountRows(s, partials, aggregate.Minute)
+	if err := ptest.Run(p); err == nil {
+		t.Fatal("minute rows from hour partials did not fail")
 	}
-	cases := []struct {
-		t    time.Time
-		want Placement
-	}{
-		{time.Date(2026, 10, 31, 23, 59, 59, 999e6, time.UTC), TooOld},
-		{time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), InWindow},
-		{time.Date(2026, 11, 30, 23, 59, 59, 999e6, time.UTC), InWindow},
-		{time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC), AfterWindow},
+}
+
+// The stream's pre-aggregation: events timestamped with their bucket
+// time, pre-aggregated per bundle, then merged per minute window, give the
+// exact minute counts and sketches; every partial is timestamped inside
+// the window of its events.
+func TestPartials(t *testing.T) {
+	evs := genEvents(3000, 5)
+	p, s := beam.NewPipelineWithRoot()
+	timed := beam.ParDo(s, timestampAtBucket, beam.CreateList(s, evs))
+	fn := aggregate.Combine{Gran: aggregate.Minute, Precision: 14}
+	partials := Partials(s, timed, time.Minute, fn)
+	passert.Empty(s, beam.ParDo(s, partialOutsideWindow, partials))
+	merged := MergePartials(s, beam.WindowInto(s, window.NewFixedWindows(time.Minute), partials), fn)
+	merged = beam.WindowInto(s, window.NewGlobalWindows(), merged)
+	passert.Equals(s, CountRows(s, merged, aggregate.Minute), exactCounts(evs, aggregate.Minute)...)
+	ptest.RunAndValidate(t, p)
+}
+
+// timestampAtBucket stamps an event with its bucket time, as the Kafka
+// reader does.
+func timestampAtBucket(e event.Event, emit func(beam.EventTime, event.Event)) {
+	ms, _ := e.BucketTime()
+	emit(mtime.FromMilliseconds(ms), e)
+}
+
+// partialOutsideWindow reports a partial whose timestamp is not in the
+// minute of its counts.
+func partialOutsideWindow(ts beam.EventTime, k aggregate.AppKey, a aggregate.Agg, bad func(string)) {
+	rows, err := a.CountRows(k, aggregate.Minute)
+	if err != nil {
+		bad(err.Error())
+		return
 	}
-	for _, c := range cases {
-		if got := w.Place(c.t.UnixMilli()); got != c.want {
-			t.Errorf("Place(%v) = %v, want %v", c.t, got, c.want)
+	for _, r := range rows {
+		if aggregate.Minute.Truncate(int64(ts)) != r.Bucket {
+			bad(fmt.Sprintf("%v stamped %v", r, ts))
 		}
 	}
-	e := event.Event{EventTime: 2000, ReceivedTime: 1000}
-	if ms, skew := BucketTime(&e); ms != 1000 || !skew {
-		t.Errorf("skewed event bucketed at %d (skew %v)", ms, skew)
-	}
-	if Hour.Truncate(-1) != -3_600_000 {
-		t.Error("Truncate must floor")
-	}
+}
+
+func init() {
+	register.Function2x0(timestampAtBucket)
+	register.Emitter2[beam.EventTime, event.Event]()
 }

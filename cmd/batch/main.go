@@ -22,6 +22,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/x/beamx"
 
+	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/avroio"
 	"github.com/lumenhq/lumen/io/cassandraio"
@@ -29,7 +30,6 @@ import (
 	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/serving"
 	_ "github.com/lumenhq/lumen/serving/cassandrastore" // cassandra:// stores
-	"github.com/lumenhq/lumen/transforms"
 )
 
 var (
@@ -175,7 +175,7 @@ func runDays(ctx context.Context) ([]time.Time, error) {
 
 func runOne(ctx context.Context, st serving.Store, cfg pipelines.BatchConfig) error {
 	cfg.EnsureDefaults()
-	window := transforms.NewDayWindow(cfg.AsOf, cfg.WindowDays)
+	window := aggregate.NewDayWindow(cfg.AsOf, cfg.WindowDays)
 	p, s := beam.NewPipelineWithRoot()
 	if err := pipelines.BuildBatch(s, cfg); err != nil {
 		return err

@@ -9,17 +9,17 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/avroio"
 	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/serving"
-	"github.com/lumenhq/lumen/transforms"
 )
 
 // printSummary reads the run back from the store, so what it prints is what
 // a query would answer.
 func printSummary(ctx context.Context, w io.Writer, st serving.Store, cfg pipelines.BatchConfig, took time.Duration) error {
-	window := transforms.NewDayWindow(cfg.AsOf, cfg.WindowDays)
+	window := aggregate.NewDayWindow(cfg.AsOf, cfg.WindowDays)
 	total := map[string]int64{}
 	var runCounters map[string]int64
 	for _, k := range event.Kinds {

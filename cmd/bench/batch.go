@@ -16,12 +16,12 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/prism"
 	"github.com/linkedin/goavro/v2"
 
+	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/avroio"
 	"github.com/lumenhq/lumen/io/deadletter"
 	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/testing/gen"
-	"github.com/lumenhq/lumen/transforms"
 )
 
 func benchBatch(ctx context.Context, args []string) error {
@@ -53,7 +53,7 @@ func benchBatch(ctx context.Context, args []string) error {
 		return err
 	}
 	asOf := cfg.AsOf()
-	window := transforms.NewDayWindow(asOf, 30)
+	window := aggregate.NewDayWindow(asOf, 30)
 	fmt.Printf("dataset: %s, %d files, %.0f MiB, %s codec, GOMAXPROCS=%d\n", root, files, float64(bytes)/(1<<20), *codec, runtime.GOMAXPROCS(0))
 
 	type result struct {
@@ -180,8 +180,8 @@ func ensureDataset(root string, cfg gen.Config) (files, bytes int64, err error) 
 	return sum.Files, sum.Bytes, os.WriteFile(marker, b, 0o644)
 }
 
-func goavroBaseline(files []avroio.FileSplit, w transforms.DayWindow) (int64, error) {
-	p := transforms.NewPartials(w, transforms.Hour, 14)
+func goavroBaseline(files []avroio.FileSplit, w aggregate.DayWindow) (int64, error) {
+	p := aggregate.NewPartials(w, aggregate.Hour, 14)
 	var n int64
 	for _, f := range files {
 		fh, err := os.Open(f.Path)
@@ -214,7 +214,7 @@ func goavroBaseline(files []avroio.FileSplit, w transforms.DayWindow) (int64, er
 	return n, nil
 }
 
-type partialsSink struct{ p *transforms.Partials }
+type partialsSink struct{ p *aggregate.Partials }
 
 func (s partialsSink) Events(evs []event.Event) {
 	for i := range evs {
@@ -223,10 +223,10 @@ func (s partialsSink) Events(evs []event.Event) {
 }
 func (partialsSink) DeadLetter(deadletter.Record) {}
 
-func readerOnly(ctx context.Context, files []avroio.FileSplit, w transforms.DayWindow) (int64, error) {
+func readerOnly(ctx context.Context, files []avroio.FileSplit, w aggregate.DayWindow) (int64, error) {
 	var n int64
 	for _, u := range avroio.Pack(files, avroio.PlanOptions{}) {
-		st, err := avroio.ReadUnit(ctx, u, avroio.ReadOptions{}, partialsSink{transforms.NewPartials(w, transforms.Hour, 14)})
+		st, err := avroio.ReadUnit(ctx, u, avroio.ReadOptions{}, partialsSink{aggregate.NewPartials(w, aggregate.Hour, 14)})
 		if err != nil {
 			return n, err
 		}

@@ -25,12 +25,12 @@ import (
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/avroio"
 	"github.com/lumenhq/lumen/io/deadletter"
 	"github.com/lumenhq/lumen/io/s3fs"
 	"github.com/lumenhq/lumen/testing/gen"
-	"github.com/lumenhq/lumen/transforms"
 )
 
 // benchS3 reads the production small-files shape from S3 with lumen's
@@ -89,7 +89,7 @@ func benchS3(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(os.Stderr, "uploaded %d objects (%.0f MiB) in %.0fs\n", nfiles, float64(nbytes)/(1<<20), time.Since(t0).Seconds())
 
-	window := transforms.NewDayWindow(cfg.AsOf(), cfg.WindowDays)
+	window := aggregate.NewDayWindow(cfg.AsOf(), cfg.WindowDays)
 	files, err := avroio.ListWindow(ctx, root, window.First, window.Last, avroio.PlanOptions{})
 	if err != nil {
 		return err
@@ -251,7 +251,7 @@ func readUnits(ctx context.Context, units []avroio.WorkUnit, n int) (files, recs
 	g, ctx := errgroup.WithContext(ctx)
 	for w := 0; w < n; w++ {
 		g.Go(func() error {
-			p := transforms.NewPartials(transforms.NewDayWindow(time.Date(2026, 10, 30, 0, 0, 0, 0, time.UTC), 30), transforms.Hour, 14)
+			p := aggregate.NewPartials(aggregate.NewDayWindow(time.Date(2026, 10, 30, 0, 0, 0, 0, time.UTC), 30), aggregate.Hour, 14)
 			for {
 				i := int(next.Add(1) - 1)
 				if i >= len(units) {

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -16,31 +18,37 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/kafkaio"
 	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/serving"
 	"github.com/lumenhq/lumen/testing/gen"
 	"github.com/lumenhq/lumen/testing/kafkatest"
-	"github.com/lumenhq/lumen/transforms"
 )
 
 // benchStream measures the speed layer on prism against Kafka:
-//   - sustained throughput: a backlog of live-stamped events read from the
-//     earliest offset until the store has counted every one, next to a
-//     plain franz-go consumer decoding the same backlog (the baseline);
-//   - latency at a steady rate: marker events (each of an app of its own)
+//   - catch-up: a backlog of historical events (days old, in event-time
+//     order) read from the earliest offset until the store has counted
+//     every one, next to a plain franz-go consumer decoding the same
+//     backlog (the baseline): a dense one (--dense events over one hour of
+//     event time, the target shape) and a sparse one (--sparse events over
+//     a day, a few per window);
+//   - latency at steady rates: marker events (each of an app of its own)
 //     are produced among the generated traffic, and the store is polled
-//     until each is visible; p50, p99 and max over the markers.
+//     until each is visible; p50, p99 and max over the markers, per rate.
 func benchStream(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench stream", flag.ContinueOnError)
 	addr := fs.String("kafka", os.Getenv("LUMEN_TEST_KAFKA"), "Kafka broker host:port (default $LUMEN_TEST_KAFKA; empty: in-process kfake)")
-	backlog := fs.Int("backlog", 300_000, "Events in the throughput backlog.")
-	rate := fs.Float64("rate", 5000, "Events/s of the latency run.")
-	dur := fs.Duration("duration", 60*time.Second, "Length of the latency run.")
+	dense := fs.Int("dense", 5_000_000, "Events in the dense catch-up backlog (one hour of event time); 0 skips it.")
+	sparse := fs.Int("sparse", 300_000, "Events in the sparse catch-up backlog (one day of event time); 0 skips it.")
+	rates := fs.String("rates", "5000", "Events/s of the latency runs, comma-separated; empty skips them.")
+	dur := fs.Duration("duration", 60*time.Second, "Length of each latency run.")
 	markers := fs.Float64("markers", 4, "Latency markers per second.")
 	every := fs.Duration("every", 2*time.Second, "The stream's early-firing interval.")
-	apps := fs.Int("apps", 20, "Generated apps.")
+	apps := fs.Int("apps", 50, "Generated apps.")
+	partitions := fs.Int("partitions", 3, "Partitions per topic.")
+	profile := fs.String("cpuprofile", "", "Write a CPU profile of the first catch-up's stream here.")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -58,97 +66,154 @@ func benchStream(ctx context.Context, args []string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	fmt.Printf("bench stream: %s, prism, 3 partitions per topic, every %v\n", where, *every)
+	fmt.Printf("bench stream: %s, prism, %d partitions per topic, every %v, %d apps\n", where, *partitions, *every, *apps)
 
-	// 1. Throughput over a backlog.
-	var n int64
-	var base, took time.Duration
-	tally := newTally()
-	if *backlog > 0 {
-		if n, base, took, err = benchBacklog(ctx, brokers, dir, tally, *backlog, *apps, *every); err != nil {
+	// 1. Catch-up over historical backlogs.
+	past := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -3)
+	var rows []catchUp
+	for _, b := range []struct {
+		name   string
+		events int
+		span   time.Duration
+	}{{"dense: 1 hour of event time", *dense, time.Hour}, {"sparse: 1 day of event time", *sparse, 0}} {
+		if b.events == 0 {
+			continue
+		}
+		cfg := gen.Config{Seed: 5, Start: past, Days: 1, Events: b.events, Apps: *apps, Punctual: true, Span: b.span}
+		r, err := benchCatchUp(ctx, brokers, int32(*partitions), dir, b.name, cfg, *every, *profile)
+		if err != nil {
 			return err
+		}
+		rows = append(rows, r)
+		*profile = "" // the first backlog's
+	}
+
+	// 2. Latency at steady rates.
+	var lats []latencyRun
+	if *rates != "" {
+		for _, f := range strings.Split(*rates, ",") {
+			rate, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+			if err != nil || rate <= 0 {
+				return fmt.Errorf("--rates: %q", f)
+			}
+			l, err := benchLatency(ctx, brokers, int32(*partitions), dir, rate, *dur, *markers, *apps, *every)
+			if err != nil {
+				return err
+			}
+			lats = append(lats, l)
 		}
 	}
 
-	// 2. Latency at a steady rate.
-	prefix := kafkatest.Prefix("bench-b")
-	if err := kafkatest.CreateTopics(ctx, brokers, prefix, 3); err != nil {
-		return err
-	}
-	store := "sqlite:" + filepath.Join(dir, "b.db")
-	st2, err := serving.Open(ctx, store)
-	if err != nil {
-		return err
-	}
-	defer st2.Close()
-	stop, err := runStream(brokers, prefix, store, kafkaio.StartLatest, *every)
-	if err != nil {
-		return err
-	}
-	defer stop()
-	lat, steady, err := measureLatency(ctx, brokers, prefix, st2, *rate, *dur, *markers, *apps)
-	if err != nil {
-		return err
-	}
-
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	if *backlog > 0 {
-		fmt.Fprintln(tw, "run\tevents\tseconds\tevents/s\tvs baseline\t")
-		fmt.Fprintf(tw, "baseline: franz-go consume + decode\t%d\t%.1f\t%.0f\t1.00x\t\n", n, base.Seconds(), float64(n)/base.Seconds())
-		fmt.Fprintf(tw, "stream on prism, backlog to store\t%d\t%.1f\t%.0f\t%.2fx\t\n", tally.valid.Load(), took.Seconds(),
-			float64(tally.valid.Load())/took.Seconds(), (float64(tally.valid.Load())/took.Seconds())/(float64(n)/base.Seconds()))
-		tw.Flush()
+	if len(rows) > 0 {
 		fmt.Println()
+		tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "catch-up from earliest (historical)\tevents\tconsumer ev/s\tstream s\tstream ev/s\tvs consumer\tlate\texact\t")
+		for _, r := range rows {
+			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.1f\t%.0f\t%.3fx\t%d\t%v\t\n", r.name, r.events, r.baseRate(), r.took.Seconds(),
+				r.rate(), r.rate()/r.baseRate(), r.late, r.exact)
+		}
+		tw.Flush()
 	}
-	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "latency run\trate ev/s\tmarkers\tp50\tp99\tmax\tall counted\t")
-	fmt.Fprintf(tw, "produce → visible in store\t%.0f\t%d\t%.2fs\t%.2fs\t%.2fs\t%v\t\n", *rate, len(lat),
-		pct(lat, 50).Seconds(), pct(lat, 99).Seconds(), slices.Max(lat).Seconds(), steady)
-	return tw.Flush()
+	if len(lats) > 0 {
+		fmt.Println()
+		tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "live: produce → visible in store\trate ev/s\tmarkers\tp50\tp99\tmax\tall counted\t")
+		for _, l := range lats {
+			fmt.Fprintf(tw, "live-stamped traffic\t%.0f\t%d\t%.2fs\t%.2fs\t%.2fs\t%v\t\n", l.rate, len(l.lat),
+				pct(l.lat, 50).Seconds(), pct(l.lat, 99).Seconds(), slices.Max(l.lat).Seconds(), l.counted)
+		}
+		tw.Flush()
+	}
+	return nil
 }
 
-// benchBacklog produces a backlog, consumes it with the baseline, then
-// runs the stream over it from the earliest offset until the store has
+// catchUp is one catch-up measurement.
+type catchUp struct {
+	name       string
+	events     int64
+	base, took time.Duration
+	late       int64
+	exact      bool
+}
+
+func (c catchUp) rate() float64     { return float64(c.events) / c.took.Seconds() }
+func (c catchUp) baseRate() float64 { return float64(c.events) / c.base.Seconds() }
+
+// benchCatchUp produces cfg's events onto fresh topics in arrival order
+// (not re-stamped: a replay of the past), consumes them with the baseline,
+// then runs the stream from the earliest offset until the store has
 // counted every event.
-func benchBacklog(ctx context.Context, brokers []string, dir string, tally *tally, backlog, apps int, every time.Duration) (n int64, base, took time.Duration, err error) {
-	prefix := kafkatest.Prefix("bench-a")
-	if err := kafkatest.CreateTopics(ctx, brokers, prefix, 3); err != nil {
-		return 0, 0, 0, err
+func benchCatchUp(ctx context.Context, brokers []string, partitions int32, dir, name string, cfg gen.Config, every time.Duration, profile string) (catchUp, error) {
+	r := catchUp{name: name}
+	prefix := kafkatest.Prefix("bench-catchup")
+	if err := kafkatest.CreateTopics(ctx, brokers, prefix, partitions); err != nil {
+		return r, err
 	}
-	cfg := gen.Config{Seed: 5, Start: time.Now().UTC().Truncate(24 * time.Hour), Days: 1, Events: backlog, Apps: apps, Punctual: true}
 	cfg.EnsureDefaults()
+	tally := newTally()
 	t0 := time.Now()
-	if err := sendGen(ctx, brokers, prefix, cfg, 0, tally); err != nil {
-		return 0, 0, 0, err
+	if err := sendGen(ctx, brokers, prefix, cfg, 0, false, tally); err != nil {
+		return r, err
 	}
-	fmt.Printf("backlog: %d events produced in %.1fs\n", tally.valid.Load(), time.Since(t0).Seconds())
+	r.events = tally.valid.Load()
+	fmt.Printf("%s: %d events produced in %.1fs\n", name, r.events, time.Since(t0).Seconds())
 
 	baseStart := time.Now()
-	n, err = consumeAll(ctx, brokers, prefix, tally.valid.Load())
-	if err != nil {
-		return 0, 0, 0, err
+	if _, err := consumeAll(ctx, brokers, prefix, r.events); err != nil {
+		return r, err
 	}
-	base = time.Since(baseStart)
+	r.base = time.Since(baseStart)
 
-	store := "sqlite:" + filepath.Join(dir, "a.db")
+	store := "sqlite:" + filepath.Join(dir, prefix+"db")
 	st, err := serving.Open(ctx, store)
 	if err != nil {
-		return 0, 0, 0, err
+		return r, err
 	}
 	defer st.Close()
+	stopProfile := startProfile(profile)
 	streamStart := time.Now()
 	stop, err := runStream(brokers, prefix, store, kafkaio.StartEarliest, every)
 	if err != nil {
-		return 0, 0, 0, err
+		return r, err
 	}
-	ok := waitCounted(ctx, st, tally, 10*time.Minute)
-	took = time.Since(streamStart)
+	r.exact = waitCounted(ctx, st, tally, cfg.Start, 10*time.Minute)
+	r.took = time.Since(streamStart)
+	stopProfile()
+	r.late = lateCount(ctx, st, tally, cfg.Start)
 	stop()
-	if !ok {
-		return 0, 0, 0, fmt.Errorf("the stream did not count the backlog within 10 minutes")
+	fmt.Printf("%s: the stream counted them in %.1fs\n", name, r.took.Seconds())
+	if !r.exact {
+		return r, fmt.Errorf("%s: the stream did not count the backlog exactly within 10 minutes", name)
 	}
+	return r, nil
+}
 
-	return n, base, took, nil
+// latencyRun is one latency measurement.
+type latencyRun struct {
+	rate    float64
+	lat     []time.Duration
+	counted bool
+}
+
+func benchLatency(ctx context.Context, brokers []string, partitions int32, dir string, rate float64, d time.Duration, markers float64, apps int, every time.Duration) (latencyRun, error) {
+	l := latencyRun{rate: rate}
+	prefix := kafkatest.Prefix(fmt.Sprintf("bench-live%.0f", rate))
+	if err := kafkatest.CreateTopics(ctx, brokers, prefix, partitions); err != nil {
+		return l, err
+	}
+	store := "sqlite:" + filepath.Join(dir, prefix+"db")
+	st, err := serving.Open(ctx, store)
+	if err != nil {
+		return l, err
+	}
+	defer st.Close()
+	stop, err := runStream(brokers, prefix, store, kafkaio.StartLatest, every)
+	if err != nil {
+		return l, err
+	}
+	defer stop()
+	l.lat, l.counted, err = measureLatency(ctx, brokers, prefix, st, rate, d, markers, apps)
+	return l, err
 }
 
 func pct(d []time.Duration, p float64) time.Duration {
@@ -186,14 +251,15 @@ func (t *tally) Record(r *gen.Record) error {
 
 func (t *tally) DayDone(time.Time) error { return nil }
 
-// sendGen sends cfg live-stamped at rate (0: unlimited).
-func sendGen(ctx context.Context, brokers []string, prefix string, cfg gen.Config, rate float64, then gen.Sink) error {
+// sendGen sends cfg at rate (0: unlimited), re-stamped to the wall clock
+// if live.
+func sendGen(ctx context.Context, brokers []string, prefix string, cfg gen.Config, rate float64, live bool, then gen.Sink) error {
 	p, err := kafkaio.NewProducer(brokers, prefix)
 	if err != nil {
 		return err
 	}
 	defer p.Close()
-	ks := gen.NewKafkaSink(ctx, p, rate, true, then)
+	ks := gen.NewKafkaSink(ctx, p, rate, live, then)
 	if err := gen.Generate(cfg, ks); err != nil {
 		return err
 	}
@@ -255,17 +321,16 @@ func runStream(brokers []string, prefix, store string, start kafkaio.StartPositi
 }
 
 // counted sums the speed layer's day counts (all versions) per kind and app
-// of the tally, and reports whether they equal what was sent.
-func counted(ctx context.Context, st serving.Store, t *tally) (int64, bool) {
-	now := time.Now().UTC()
+// of the tally, around day, and reports whether they equal what was sent.
+func counted(ctx context.Context, st serving.Store, t *tally, day time.Time) (int64, bool) {
 	var total int64
 	all := true
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for k, apps := range t.byApp {
 		for app, want := range apps {
-			pts, err := st.Counts(ctx, serving.Speed, serving.CountQuery{Kind: k, AppID: app, Version: transforms.AllVersions,
-				Gran: transforms.Day, From: now.AddDate(0, 0, -2), To: now.AddDate(0, 0, 1)})
+			pts, err := st.Counts(ctx, serving.Speed, serving.CountQuery{Kind: k, AppID: app, Version: aggregate.AllVersions,
+				Gran: aggregate.Day, From: day.AddDate(0, 0, -2), To: day.AddDate(0, 0, 2)})
 			if err != nil {
 				return total, false
 			}
@@ -280,10 +345,28 @@ func counted(ctx context.Context, st serving.Store, t *tally) (int64, bool) {
 	return total, all
 }
 
-func waitCounted(ctx context.Context, st serving.Store, t *tally, limit time.Duration) bool {
+// lateCount sums the late drops (all versions, per minute) of the tally's
+// kinds and apps around day.
+func lateCount(ctx context.Context, st serving.Store, t *tally, day time.Time) int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var n int64
+	for k, apps := range t.byApp {
+		for app := range apps {
+			pts, _ := st.Late(ctx, serving.CountQuery{Kind: k, AppID: app, Version: aggregate.AllVersions,
+				Gran: aggregate.Hour, From: day.AddDate(0, 0, -2), To: day.AddDate(0, 0, 2)})
+			for _, p := range pts {
+				n += p.Count
+			}
+		}
+	}
+	return n
+}
+
+func waitCounted(ctx context.Context, st serving.Store, t *tally, day time.Time, limit time.Duration) bool {
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
-		if _, ok := counted(ctx, st, t); ok {
+		if _, ok := counted(ctx, st, t, day); ok {
 			return true
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -309,8 +392,8 @@ func measureLatency(ctx context.Context, brokers []string, prefix string, st ser
 		p.Flush(ctx)
 	}
 	visible := func(app string, at time.Time) bool {
-		pts, err := st.Counts(ctx, serving.Speed, serving.CountQuery{Kind: event.AppLoad, AppID: app, Version: transforms.AllVersions,
-			Gran: transforms.Minute, From: at.Add(-time.Minute), To: at.Add(time.Minute)})
+		pts, err := st.Counts(ctx, serving.Speed, serving.CountQuery{Kind: event.AppLoad, AppID: app, Version: aggregate.AllVersions,
+			Gran: aggregate.Minute, From: at.Add(-time.Minute), To: at.Add(time.Minute)})
 		return err == nil && len(pts) > 0
 	}
 	ready := false
@@ -340,7 +423,7 @@ func measureLatency(ctx context.Context, brokers []string, prefix string, st ser
 		cfg := gen.Config{Seed: 9, Start: time.Now().UTC().Truncate(24 * time.Hour), Days: 1,
 			Events: int(rate * d.Seconds()), Apps: apps, Punctual: true}
 		cfg.EnsureDefaults()
-		genDone <- sendGen(ctx, brokers, prefix, cfg, rate, tally)
+		genDone <- sendGen(ctx, brokers, prefix, cfg, rate, true, tally)
 	}()
 	go func() {
 		tick := time.NewTicker(time.Duration(float64(time.Second) / perSec))
@@ -391,5 +474,5 @@ func measureLatency(ctx context.Context, brokers []string, prefix string, st ser
 		lat = append(lat, m.seen.Sub(m.at))
 	}
 	fmt.Printf("latency run: %d events and %d markers sent at %.0f/s\n", tally.valid.Load(), len(ms), rate)
-	return lat, waitCounted(ctx, st, tally, 60*time.Second), nil
+	return lat, waitCounted(ctx, st, tally, time.Now().UTC(), 60*time.Second), nil
 }

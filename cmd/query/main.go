@@ -21,11 +21,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/cassandraio"
 	"github.com/lumenhq/lumen/serving"
 	_ "github.com/lumenhq/lumen/serving/cassandrastore" // cassandra:// stores
-	"github.com/lumenhq/lumen/transforms"
 )
 
 const usage = `usage:
@@ -79,7 +79,7 @@ func run(ctx context.Context, cmd string, args []string, out io.Writer) error {
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
-		g, err := transforms.ParseGranularity(*gran)
+		g, err := aggregate.ParseGranularity(*gran)
 		if err != nil {
 			return fmt.Errorf("--granularity: %w", err)
 		}
@@ -153,7 +153,7 @@ type countJSON struct {
 	Count  int64  `json:"count"`
 }
 
-func counts(ctx context.Context, c common, g transforms.Granularity, out io.Writer) error {
+func counts(ctx context.Context, c common, g aggregate.Granularity, out io.Writer) error {
 	k, err := c.validate()
 	from, ferr := parseTime("from", c.from, false)
 	to, terr := parseTime("to", c.to, true)

@@ -31,6 +31,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/cassandraio"
 	"github.com/lumenhq/lumen/io/kafkaio"
@@ -38,7 +39,6 @@ import (
 	"github.com/lumenhq/lumen/serving"
 	_ "github.com/lumenhq/lumen/serving/cassandrastore" // cassandra:// stores
 	"github.com/lumenhq/lumen/testing/gen"
-	"github.com/lumenhq/lumen/transforms"
 )
 
 var (
@@ -203,7 +203,7 @@ func drawTable(ctx context.Context, w io.Writer, st serving.Store, watch []strin
 	for _, k := range event.Kinds {
 		counted[k] = map[time.Time]int64{}
 		for _, app := range watch {
-			q := serving.CountQuery{Kind: k, AppID: app, Version: transforms.AllVersions, Gran: transforms.Minute, From: first, To: now}
+			q := serving.CountQuery{Kind: k, AppID: app, Version: aggregate.AllVersions, Gran: aggregate.Minute, From: first, To: now}
 			pts, err := st.Counts(ctx, serving.Speed, q)
 			if err != nil {
 				return err

@@ -14,10 +14,10 @@ import (
 	"slices"
 	"time"
 
+	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/cassandraio"
 	"github.com/lumenhq/lumen/serving"
-	"github.com/lumenhq/lumen/transforms"
 )
 
 func init() { serving.Register("cassandra", Open) }
@@ -121,7 +121,7 @@ func (r *rowWriter) argsTS(total int64, a ...any) []any {
 
 // index records that (kind, app, version) has rows in a month.
 func (r *rowWriter) index(ctx context.Context, k event.Kind, app, version string, t time.Time) error {
-	key := indexKey{k, serving.Period(transforms.Day, t), app, version}
+	key := indexKey{k, serving.Period(aggregate.Day, t), app, version}
 	if r.indexed[key] {
 		return nil
 	}
@@ -132,7 +132,7 @@ func (r *rowWriter) index(ctx context.Context, k event.Kind, app, version string
 	})
 }
 
-func (r *rowWriter) WriteCounts(ctx context.Context, rows []transforms.CountRow) error {
+func (r *rowWriter) WriteCounts(ctx context.Context, rows []aggregate.CountRow) error {
 	for i := range rows {
 		row := &rows[i]
 		t := row.BucketTime()
@@ -146,7 +146,7 @@ func (r *rowWriter) WriteCounts(ctx context.Context, rows []transforms.CountRow)
 		if err != nil {
 			return err
 		}
-		if row.AppVersion != transforms.AllVersions {
+		if row.AppVersion != aggregate.AllVersions {
 			if err := r.index(ctx, row.Kind, row.AppID, row.AppVersion, t); err != nil {
 				return err
 			}
@@ -155,11 +155,11 @@ func (r *rowWriter) WriteCounts(ctx context.Context, rows []transforms.CountRow)
 	return nil
 }
 
-func (r *rowWriter) WriteUsers(ctx context.Context, rows []transforms.UserRow) error {
+func (r *rowWriter) WriteUsers(ctx context.Context, rows []aggregate.UserRow) error {
 	for i := range rows {
 		row := &rows[i]
 		t := row.DayTime()
-		period := serving.Period(transforms.Day, t)
+		period := serving.Period(aggregate.Day, t)
 		err := r.w.Write(ctx, cassandraio.Mutation{
 			Stmt:      r.userStmt,
 			Args:      r.argsTS(row.Day*1000+row.Events, row.Kind.String(), row.AppID, row.AppVersion, period, t, row.Sketch, row.Estimate, row.Events),
@@ -173,7 +173,7 @@ func (r *rowWriter) WriteUsers(ctx context.Context, rows []transforms.UserRow) e
 	return nil
 }
 
-func (r *rowWriter) WriteLate(ctx context.Context, rows []transforms.LateRow) error {
+func (r *rowWriter) WriteLate(ctx context.Context, rows []aggregate.LateRow) error {
 	if r.layer != serving.Speed {
 		return fmt.Errorf("cassandrastore: late rows belong to the speed layer")
 	}
@@ -232,17 +232,17 @@ func (s *Store) Counts(ctx context.Context, layer serving.Layer, q serving.Count
 	return out, nil
 }
 
-func (s *Store) Users(ctx context.Context, layer serving.Layer, q serving.UserQuery) ([]transforms.UserRow, error) {
+func (s *Store) Users(ctx context.Context, layer serving.Layer, q serving.UserQuery) ([]aggregate.UserRow, error) {
 	stmt := fmt.Sprintf("SELECT day, sketch, estimate, events FROM %s.%s WHERE kind = ? AND app_id = ? AND app_version = ? AND period = ? AND day >= ? AND day <= ?",
 		s.ks, table(layer, "users"))
-	var out []transforms.UserRow
-	for _, p := range serving.Periods(transforms.Day, q.From, q.To) {
+	var out []aggregate.UserRow
+	for _, p := range serving.Periods(aggregate.Day, q.From, q.To) {
 		it := s.c.Query(ctx, stmt, q.Kind.String(), q.AppID, q.Version, p, q.From, q.To).Iter()
 		var day time.Time
 		var sketch []byte
 		var est, events int64
 		for it.Scan(&day, &sketch, &est, &events) {
-			out = append(out, transforms.UserRow{Kind: q.Kind, AppID: q.AppID, AppVersion: q.Version,
+			out = append(out, aggregate.UserRow{Kind: q.Kind, AppID: q.AppID, AppVersion: q.Version,
 				Day: day.UnixMilli(), Sketch: slices.Clone(sketch), Estimate: est, Events: events})
 		}
 		if err := it.Close(); err != nil {
@@ -280,7 +280,7 @@ func (s *Store) Late(ctx context.Context, q serving.CountQuery) ([]serving.Count
 // index reads app_index for kind over the months of [from, to].
 func (s *Store) indexRows(ctx context.Context, kind event.Kind, from, to time.Time, fn func(app, version string)) error {
 	stmt := fmt.Sprintf("SELECT app_id, app_version FROM %s.app_index WHERE layer = ? AND kind = ? AND period = ?", s.ks)
-	for _, p := range serving.Periods(transforms.Day, from, to) {
+	for _, p := range serving.Periods(aggregate.Day, from, to) {
 		it := s.c.Query(ctx, stmt, serving.Batch.String(), kind.String(), p).Iter()
 		var app, version string
 		for it.Scan(&app, &version) {

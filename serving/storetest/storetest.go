@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lumenhq/lumen/aggregate"
+	"github.com/lumenhq/lumen/aggregate/hll"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/serving"
-	"github.com/lumenhq/lumen/transforms"
-	"github.com/lumenhq/lumen/transforms/hll"
 )
 
 // Run runs the suite; open returns a fresh, empty store each call.
@@ -47,7 +47,7 @@ var (
 
 func hour(i int) int64 { return t0.Add(time.Duration(i) * time.Hour).UnixMilli() }
 
-func write(t *testing.T, st serving.Store, layer serving.Layer, counts []transforms.CountRow, users []transforms.UserRow) {
+func write(t *testing.T, st serving.Store, layer serving.Layer, counts []aggregate.CountRow, users []aggregate.UserRow) {
 	t.Helper()
 	w, err := st.NewWriter(ctx, layer)
 	if err != nil {
@@ -64,17 +64,17 @@ func write(t *testing.T, st serving.Store, layer serving.Layer, counts []transfo
 	}
 }
 
-func countRows(app, version string, n int, scale int64) []transforms.CountRow {
-	var rows []transforms.CountRow
+func countRows(app, version string, n int, scale int64) []aggregate.CountRow {
+	var rows []aggregate.CountRow
 	for i := 0; i < n; i++ {
-		rows = append(rows, transforms.CountRow{Kind: event.Crash, AppID: app, AppVersion: version, Gran: transforms.Hour, Bucket: hour(i), Count: scale * int64(i+1)})
+		rows = append(rows, aggregate.CountRow{Kind: event.Crash, AppID: app, AppVersion: version, Gran: aggregate.Hour, Bucket: hour(i), Count: scale * int64(i+1)})
 	}
 	return rows
 }
 
 func points(t *testing.T, st serving.Store, layer serving.Layer, app, version string, from, to time.Time) []serving.CountPoint {
 	t.Helper()
-	pts, err := st.Counts(ctx, layer, serving.CountQuery{Kind: event.Crash, AppID: app, Version: version, Gran: transforms.Hour, From: from, To: to})
+	pts, err := st.Counts(ctx, layer, serving.CountQuery{Kind: event.Crash, AppID: app, Version: version, Gran: aggregate.Hour, From: from, To: to})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,10 +125,10 @@ func sketchOf(ids ...string) ([]byte, int64) {
 }
 
 func testUsers(t *testing.T, st serving.Store) {
-	var rows []transforms.UserRow
+	var rows []aggregate.UserRow
 	for d := 0; d < 4; d++ {
 		b, est := sketchOf(fmt.Sprint("dev", d), fmt.Sprint("dev", d+1))
-		rows = append(rows, transforms.UserRow{Kind: event.AppLoad, AppID: "a", AppVersion: "", Day: t0.Truncate(24*time.Hour).AddDate(0, 0, d).UnixMilli(), Sketch: b, Estimate: est})
+		rows = append(rows, aggregate.UserRow{Kind: event.AppLoad, AppID: "a", AppVersion: "", Day: t0.Truncate(24*time.Hour).AddDate(0, 0, d).UnixMilli(), Sketch: b, Estimate: est})
 	}
 	write(t, st, serving.Batch, nil, rows)
 	day0 := t0.Truncate(24 * time.Hour)
@@ -158,8 +158,8 @@ func testIndex(t *testing.T, st serving.Store) {
 	rows = append(rows, countRows("alpha", "1.1", 3, 1)...)
 	rows = append(rows, countRows("alpha", "", 3, 1)...)
 	for i := range rows {
-		rows[i].Gran = transforms.Day
-		rows[i].Bucket = transforms.Day.Truncate(rows[i].Bucket)
+		rows[i].Gran = aggregate.Day
+		rows[i].Bucket = aggregate.Day.Truncate(rows[i].Bucket)
 	}
 	write(t, st, serving.Batch, rows, nil)
 	apps, err := st.Apps(ctx, event.Crash, t0, t0)
@@ -229,9 +229,9 @@ func testLayers(t *testing.T, st serving.Store) {
 // Batch days come from batch tables, later days from speed tables.
 func testQuerier(t *testing.T, st serving.Store) {
 	day0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
-	var batch, speed []transforms.CountRow
+	var batch, speed []aggregate.CountRow
 	for d := 0; d < 4; d++ {
-		r := transforms.CountRow{Kind: event.AppLoad, AppID: "m", Gran: transforms.Day, Bucket: day0.AddDate(0, 0, d).UnixMilli(), Count: 100}
+		r := aggregate.CountRow{Kind: event.AppLoad, AppID: "m", Gran: aggregate.Day, Bucket: day0.AddDate(0, 0, d).UnixMilli(), Count: 100}
 		batch = append(batch, r)
 		r.Count = 1 // the speed layer's (stale) view
 		speed = append(speed, r)
@@ -242,7 +242,7 @@ func testQuerier(t *testing.T, st serving.Store) {
 		t.Fatal(err)
 	}
 	q := &serving.Querier{Store: st}
-	pts, err := q.Counts(ctx, serving.CountQuery{Kind: event.AppLoad, AppID: "m", Gran: transforms.Day, From: day0, To: day0.AddDate(0, 0, 4)})
+	pts, err := q.Counts(ctx, serving.CountQuery{Kind: event.AppLoad, AppID: "m", Gran: aggregate.Day, From: day0, To: day0.AddDate(0, 0, 4)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,17 +270,17 @@ func testHostileStrings(t *testing.T, st serving.Store) {
 // Speed panes may arrive out of order: a smaller total never overwrites a
 // larger one, for counts and for sketches.
 func testSpeedMonotone(t *testing.T, st serving.Store) {
-	row := func(n int64) transforms.CountRow {
-		return transforms.CountRow{Kind: event.AppLoad, AppID: "live", Gran: transforms.Minute, Bucket: t0.UnixMilli(), Count: n}
+	row := func(n int64) aggregate.CountRow {
+		return aggregate.CountRow{Kind: event.AppLoad, AppID: "live", Gran: aggregate.Minute, Bucket: t0.UnixMilli(), Count: n}
 	}
 	small, _ := sketchOf("a")
 	big, _ := sketchOf("a", "b", "c")
-	user := func(sk []byte, events int64) transforms.UserRow {
-		return transforms.UserRow{Kind: event.AppLoad, AppID: "live", Day: t0.Truncate(24 * time.Hour).UnixMilli(), Sketch: sk, Estimate: events, Events: events}
+	user := func(sk []byte, events int64) aggregate.UserRow {
+		return aggregate.UserRow{Kind: event.AppLoad, AppID: "live", Day: t0.Truncate(24 * time.Hour).UnixMilli(), Sketch: sk, Estimate: events, Events: events}
 	}
-	write(t, st, serving.Speed, []transforms.CountRow{row(10)}, []transforms.UserRow{user(big, 3)})
-	write(t, st, serving.Speed, []transforms.CountRow{row(7)}, []transforms.UserRow{user(small, 1)}) // a stale pane
-	pts, err := st.Counts(ctx, serving.Speed, serving.CountQuery{Kind: event.AppLoad, AppID: "live", Gran: transforms.Minute, From: t0, To: t0})
+	write(t, st, serving.Speed, []aggregate.CountRow{row(10)}, []aggregate.UserRow{user(big, 3)})
+	write(t, st, serving.Speed, []aggregate.CountRow{row(7)}, []aggregate.UserRow{user(small, 1)}) // a stale pane
+	pts, err := st.Counts(ctx, serving.Speed, serving.CountQuery{Kind: event.AppLoad, AppID: "live", Gran: aggregate.Minute, From: t0, To: t0})
 	if err != nil || len(pts) != 1 || pts[0].Count != 10 {
 		t.Errorf("after a stale pane: %v, %v (want 10)", pts, err)
 	}
@@ -288,8 +288,8 @@ func testSpeedMonotone(t *testing.T, st serving.Store) {
 	if len(users) != 1 || !bytes.Equal(users[0].Sketch, big) || users[0].Events != 3 {
 		t.Errorf("stale sketch overwrote the newer one: %+v", users)
 	}
-	write(t, st, serving.Speed, []transforms.CountRow{row(12)}, nil)
-	pts, _ = st.Counts(ctx, serving.Speed, serving.CountQuery{Kind: event.AppLoad, AppID: "live", Gran: transforms.Minute, From: t0, To: t0})
+	write(t, st, serving.Speed, []aggregate.CountRow{row(12)}, nil)
+	pts, _ = st.Counts(ctx, serving.Speed, serving.CountQuery{Kind: event.AppLoad, AppID: "live", Gran: aggregate.Minute, From: t0, To: t0})
 	if len(pts) != 1 || pts[0].Count != 12 {
 		t.Errorf("a newer total was not written: %v", pts)
 	}
@@ -297,25 +297,25 @@ func testSpeedMonotone(t *testing.T, st serving.Store) {
 
 // Late rows are summed over their sources; rewriting a source is idempotent.
 func testLate(t *testing.T, st serving.Store) {
-	late := func(source string, n int64) transforms.LateRow {
-		return transforms.LateRow{Kind: event.Crash, AppID: "a", Gran: transforms.Minute, Bucket: t0.UnixMilli(), Source: source, Count: n}
+	late := func(source string, n int64) aggregate.LateRow {
+		return aggregate.LateRow{Kind: event.Crash, AppID: "a", Gran: aggregate.Minute, Bucket: t0.UnixMilli(), Source: source, Count: n}
 	}
 	w, err := st.NewWriter(ctx, serving.Speed)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.WriteLate(ctx, []transforms.LateRow{late("pane/1/1", 3), late("pane/1/2", 4), late("lumen.crash/0/77", 1), late("pane/1/1", 3)}); err != nil {
+	if err := w.WriteLate(ctx, []aggregate.LateRow{late("pane/1/1", 3), late("pane/1/2", 4), late("lumen.crash/0/77", 1), late("pane/1/1", 3)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	pts, err := st.Late(ctx, serving.CountQuery{Kind: event.Crash, AppID: "a", Gran: transforms.Minute, From: t0.Add(-time.Hour), To: t0.Add(time.Hour)})
+	pts, err := st.Late(ctx, serving.CountQuery{Kind: event.Crash, AppID: "a", Gran: aggregate.Minute, From: t0.Add(-time.Hour), To: t0.Add(time.Hour)})
 	if err != nil || len(pts) != 1 || pts[0].Count != 8 || !pts[0].Bucket.Equal(t0) {
 		t.Errorf("late = %v, %v (want 8 at %v)", pts, err, t0)
 	}
 	bw, _ := st.NewWriter(ctx, serving.Batch)
-	if err := bw.WriteLate(ctx, []transforms.LateRow{late("x", 1)}); err == nil {
+	if err := bw.WriteLate(ctx, []aggregate.LateRow{late("x", 1)}); err == nil {
 		t.Error("batch writer accepted late rows")
 	}
 }
@@ -331,10 +331,10 @@ func testSpeedRuns(t *testing.T, st serving.Store) {
 			t.Fatal(err)
 		}
 		sk, _ := sketchOf(devices...)
-		if err := w.WriteCounts(ctx, []transforms.CountRow{{Kind: event.Crash, AppID: "r", Gran: transforms.Hour, Bucket: t0.UnixMilli(), Count: n}}); err != nil {
+		if err := w.WriteCounts(ctx, []aggregate.CountRow{{Kind: event.Crash, AppID: "r", Gran: aggregate.Hour, Bucket: t0.UnixMilli(), Count: n}}); err != nil {
 			t.Fatal(err)
 		}
-		if err := w.WriteUsers(ctx, []transforms.UserRow{{Kind: event.Crash, AppID: "r", Day: day.UnixMilli(), Sketch: sk, Estimate: int64(len(devices)), Events: int64(len(devices))}}); err != nil {
+		if err := w.WriteUsers(ctx, []aggregate.UserRow{{Kind: event.Crash, AppID: "r", Day: day.UnixMilli(), Sketch: sk, Estimate: int64(len(devices)), Events: int64(len(devices))}}); err != nil {
 			t.Fatal(err)
 		}
 		if err := w.Close(ctx); err != nil {
@@ -344,7 +344,7 @@ func testSpeedRuns(t *testing.T, st serving.Store) {
 	writeRun("run-1", 10, "a", "b")
 	writeRun("run-2", 4, "b", "c")
 	writeRun("run-2", 3, "b") // a stale total of run 2
-	pts, err := st.Counts(ctx, serving.Speed, serving.CountQuery{Kind: event.Crash, AppID: "r", Gran: transforms.Hour, From: t0, To: t0})
+	pts, err := st.Counts(ctx, serving.Speed, serving.CountQuery{Kind: event.Crash, AppID: "r", Gran: aggregate.Hour, From: t0, To: t0})
 	if err != nil || len(pts) != 1 || pts[0].Count != 14 {
 		t.Errorf("counts over two runs = %v, %v (want 10 + 4)", pts, err)
 	}

@@ -15,11 +15,11 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/direct"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/prism"
 
+	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/serving"
 	"github.com/lumenhq/lumen/testing/gen"
-	"github.com/lumenhq/lumen/transforms"
 )
 
 // runBatch builds and runs one batch run on the named runner.
@@ -120,7 +120,7 @@ func snapshot(t testing.TB, st serving.Store, from, to time.Time) map[string]str
 	ctx := context.Background()
 	snap := map[string]string{}
 	for _, s := range allSeries(t, st, from, to) {
-		for _, g := range []transforms.Granularity{transforms.Hour, transforms.Day} {
+		for _, g := range []aggregate.Granularity{aggregate.Hour, aggregate.Day} {
 			pts, err := st.Counts(ctx, serving.Batch, serving.CountQuery{Kind: s.kind, AppID: s.app, Version: s.version, Gran: g, From: from, To: to.AddDate(0, 0, 1).Add(-time.Millisecond)})
 			if err != nil {
 				t.Fatal(err)
@@ -181,7 +181,7 @@ func checkAgainstTruth(t *testing.T, st serving.Store, tr *gen.Truth) {
 	}
 	got := map[string]int64{}
 	for s := range seriesSet {
-		for _, g := range []transforms.Granularity{transforms.Hour, transforms.Day} {
+		for _, g := range []aggregate.Granularity{aggregate.Hour, aggregate.Day} {
 			pts, err := q.Counts(ctx, serving.CountQuery{Kind: s.kind, AppID: s.app, Version: s.version, Gran: g, From: first, To: last})
 			if err != nil {
 				t.Fatal(err)
@@ -250,7 +250,7 @@ func checkAgainstTruth(t *testing.T, st serving.Store, tr *gen.Truth) {
 	t.Logf("users: %d estimates compared (%d with >= 1000 devices, worst error %.2f%%; %d below 100)", checked, big, 100*worst, small)
 
 	// Run counters.
-	var c transforms.Stats
+	var c aggregate.Stats
 	dead := map[string]int64{}
 	for _, k := range event.Kinds {
 		runs, err := st.Runs(ctx, k)

@@ -8,13 +8,13 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 
+	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/kafkaio"
 	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/serving"
 	"github.com/lumenhq/lumen/testing/gen"
 	"github.com/lumenhq/lumen/testing/kafkatest"
-	"github.com/lumenhq/lumen/transforms"
 )
 
 // startStream runs the speed layer unbounded in the background; stop
@@ -71,8 +71,8 @@ func awaitReady(t *testing.T, brokers []string, prefix string, st serving.Store)
 		time.Sleep(500 * time.Millisecond)
 		ready := true
 		for _, k := range event.Kinds {
-			pts, err := st.Counts(ctx, serving.Speed, serving.CountQuery{Kind: k, AppID: probeApp, Version: transforms.AllVersions,
-				Gran: transforms.Day, From: now.Add(-24 * time.Hour), To: now.Add(time.Hour)})
+			pts, err := st.Counts(ctx, serving.Speed, serving.CountQuery{Kind: k, AppID: probeApp, Version: aggregate.AllVersions,
+				Gran: aggregate.Day, From: now.Add(-24 * time.Hour), To: now.Add(time.Hour)})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/linkedin/goavro/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/deadletter"
 	"github.com/lumenhq/lumen/io/kafkaio"
@@ -20,7 +21,6 @@ import (
 	"github.com/lumenhq/lumen/serving"
 	"github.com/lumenhq/lumen/testing/gen"
 	"github.com/lumenhq/lumen/testing/kafkatest"
-	"github.com/lumenhq/lumen/transforms"
 )
 
 // produce generates cfg onto Kafka in arrival order and returns the truth
@@ -84,7 +84,7 @@ func runStreamBounded(t *testing.T, cfg pipelines.StreamConfig) {
 
 // speedState reads, through the Store interface, the speed counts and late
 // counts of every series of the truth at every granularity.
-func speedState(t *testing.T, st serving.Store, tr *gen.StreamTruth) (speed, late map[gen.StreamKey]int64, users map[gen.StreamKey]transforms.UserRow) {
+func speedState(t *testing.T, st serving.Store, tr *gen.StreamTruth) (speed, late map[gen.StreamKey]int64, users map[gen.StreamKey]aggregate.UserRow) {
 	t.Helper()
 	ctx := context.Background()
 	type series struct {
@@ -108,8 +108,8 @@ func speedState(t *testing.T, st serving.Store, tr *gen.StreamTruth) (speed, lat
 		}
 	}
 	speed, late = map[gen.StreamKey]int64{}, map[gen.StreamKey]int64{}
-	users = map[gen.StreamKey]transforms.UserRow{}
-	grans := map[string]transforms.Granularity{"minute": transforms.Minute, "hour": transforms.Hour, "day": transforms.Day}
+	users = map[gen.StreamKey]aggregate.UserRow{}
+	grans := map[string]aggregate.Granularity{"minute": aggregate.Minute, "hour": aggregate.Hour, "day": aggregate.Day}
 	for _, s := range ss {
 		for name, g := range grans {
 			q := serving.CountQuery{Kind: s.k, AppID: s.app, Version: s.v, Gran: g, From: s.from.AddDate(0, 0, -1), To: s.to.AddDate(0, 0, 2)}
@@ -120,7 +120,7 @@ func speedState(t *testing.T, st serving.Store, tr *gen.StreamTruth) (speed, lat
 			for _, p := range pts {
 				speed[gen.StreamKey{Kind: s.k, App: s.app, Version: s.v, Gran: name, Bucket: p.Bucket.UTC()}] = p.Count
 			}
-			if g == transforms.Day {
+			if g == aggregate.Day {
 				continue
 			}
 			if pts, err = st.Late(ctx, q); err != nil {
@@ -363,9 +363,9 @@ func TestStreamSharedTransforms(t *testing.T) {
 // batchBucket reads the batch rows of one hour or day bucket.
 func batchBucket(t *testing.T, st serving.Store, k gen.StreamKey) []serving.CountPoint {
 	t.Helper()
-	g := transforms.Hour
+	g := aggregate.Hour
 	if k.Gran == "day" {
-		g = transforms.Day
+		g = aggregate.Day
 	}
 	pts, err := st.Counts(context.Background(), serving.Batch,
 		serving.CountQuery{Kind: k.Kind, AppID: k.App, Version: k.Version, Gran: g, From: k.Bucket, To: k.Bucket})

@@ -52,6 +52,11 @@ type Config struct {
 	// Junk adds three damaged files (zero bytes, a foreign schema, a
 	// truncated block) whose records are not part of the truth.
 	Junk bool
+	// Span, if set, packs each day's activity into its first Span (events
+	// spread evenly over it) instead of a diurnal rhythm over 24 hours:
+	// dense traffic, e.g. millions of events in one hour for a catch-up
+	// benchmark.
+	Span time.Duration
 	// Punctual makes every event arrive within seconds of happening: no
 	// offline uploads, no network stragglers and no too-old events,
 	// whatever OfflineShare and TooOld say. A stream then sees no late
@@ -107,6 +112,9 @@ func (c *Config) Validate() error {
 		if v < 0 || v > 1 {
 			errs = append(errs, fmt.Errorf("%s: %v, want 0..1", name, v))
 		}
+	}
+	if c.Span < 0 || c.Span > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("span: %v, want 0..24h", c.Span))
 	}
 	if c.FilesPerHour < 1 {
 		errs = append(errs, fmt.Errorf("files_per_hour: %d, want >= 1", c.FilesPerHour))

@@ -79,6 +79,14 @@ type generator struct {
 	rec  Record
 }
 
+// timeOfDay samples when, in ms after midnight, an app is loaded.
+func (g *generator) timeOfDay() int64 {
+	if g.cfg.Span > 0 {
+		return g.rng.Int64N(g.cfg.Span.Milliseconds())
+	}
+	return diurnalOffset(g.rng)
+}
+
 func (g *generator) pickApp() *app {
 	u := g.rng.Float64()
 	for _, a := range g.m.apps {
@@ -109,7 +117,7 @@ func (g *generator) deviceDay(ai int, a *app, d *device, day int, dayStart int64
 		loads++
 	}
 	for l := 0; l < loads; l++ {
-		t := dayStart + diurnalOffset(rng)
+		t := dayStart + g.timeOfDay()
 		base := event.Event{AppID: a.id, AppVersion: v.name, Platform: d.platform, DeviceID: d.id}
 		ev := base
 		ev.Kind = event.AppLoad

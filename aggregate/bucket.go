@@ -8,7 +8,7 @@
 //
 // It is not for IO or for choosing windows and triggers: the pipelines do
 // that.
-package transforms
+package aggregate
 
 import (
 	"fmt"
@@ -44,8 +44,10 @@ func ParseGranularity(s string) (Granularity, error) {
 			return g, nil
 		}
 	}
-	return 0, fmt.Errorf("transforms: unknown granularity %q (want minute, hour or day)", s)
+	return 0, fmt.Errorf("aggregate: unknown granularity %q (want minute, hour or day)", s)
 }
+
+func (g Granularity) valid() bool { return g >= Minute && g <= Day }
 
 // Millis is the bucket length in milliseconds.
 func (g Granularity) Millis() int64 {
@@ -57,7 +59,7 @@ func (g Granularity) Millis() int64 {
 	case Day:
 		return 86_400_000
 	}
-	panic(fmt.Sprintf("transforms: Millis of %v", g))
+	panic(fmt.Sprintf("aggregate: Millis of %v", g))
 }
 
 // Duration is the bucket length.

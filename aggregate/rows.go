@@ -1,4 +1,4 @@
-package transforms
+package aggregate
 
 import (
 	"cmp"
@@ -6,8 +6,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/lumenhq/lumen/aggregate/hll"
 	"github.com/lumenhq/lumen/event"
-	"github.com/lumenhq/lumen/transforms/hll"
 )
 
 // CountRow is one count: events of a kind, app and version (AllVersions for
@@ -70,13 +70,13 @@ func (a Agg) CountRows(key AppKey, grans ...Granularity) ([]CountRow, error) {
 	var rows []CountRow
 	for _, g := range grans {
 		if g < a.Gran {
-			return nil, fmt.Errorf("transforms: %v rows from an Agg counted per %v", g, a.Gran)
+			return nil, fmt.Errorf("aggregate: %v rows from an Agg counted per %v", g, a.Gran)
 		}
-		sums := make(map[Cell]int64, len(a.Counts)/int(max(1, g-a.Gran+1)))
-		for c, n := range a.Counts {
+		sums := make(map[Cell]int64, len(a.cells)/int(max(1, g-a.Gran+1)))
+		for c, x := range a.cells {
 			b := g.Truncate(c.Bucket)
-			sums[Cell{c.Version, b}] += n
-			sums[Cell{AllVersions, b}] += n
+			sums[Cell{c.Version, b}] += x.n
+			sums[Cell{AllVersions, b}] += x.n
 		}
 		for c, n := range sums {
 			rows = append(rows, CountRow{Kind: key.Kind, AppID: key.AppID, AppVersion: c.Version, Gran: g, Bucket: c.Bucket, Count: n})
@@ -99,7 +99,7 @@ func (a Agg) UserRows(key AppKey) ([]UserRow, error) {
 	}
 	all := map[int64]*hll.Sketch{}
 	var rows []UserRow
-	for c, s := range a.Users {
+	for c, s := range a.days {
 		u := all[c.Day]
 		if u == nil {
 			u = hll.MustNew(a.Precision)
@@ -141,9 +141,9 @@ func userRow(key AppKey, version string, day int64, s *hll.Sketch, events int64)
 // one day.
 func (a Agg) dayEvents(version string, day int64) int64 {
 	var n int64
-	for c, k := range a.Counts {
+	for c, x := range a.cells {
 		if Day.Truncate(c.Bucket) == day && (version == AllVersions || c.Version == version) {
-			n += k
+			n += x.n
 		}
 	}
 	return n

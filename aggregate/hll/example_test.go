@@ -3,7 +3,7 @@ package hll_test
 import (
 	"fmt"
 
-	"github.com/lumenhq/lumen/transforms/hll"
+	"github.com/lumenhq/lumen/aggregate/hll"
 )
 
 // Two layers count the devices of overlapping days; the stored sketches
