@@ -60,6 +60,7 @@ type readFn struct {
 
 	dec     *event.Decoder
 	endHint atomic.Int64
+	listed  bool // the topics' partitions are known to the watermark registry
 }
 
 func (f *readFn) Setup() error {
@@ -76,7 +77,7 @@ func (f *readFn) CreateInitialRestriction(ctx context.Context, tp TopicPartition
 	if err := f.Setup(); err != nil { // the runner may not have called Setup on this instance
 		return offsetrange.Restriction{}, err
 	}
-	partitionWatermarks.register(initialWatermarkState(f.ReadID, tp))
+	f.knowPartitions(ctx, tp)
 	// A partition just created may not be in every broker's (or this
 	// client's) metadata yet: retry for a while before failing the job.
 	var start int64
@@ -108,6 +109,25 @@ func (f *readFn) CreateInitialRestriction(ctx context.Context, tp TopicPartition
 		end = max(end, start)
 	}
 	return offsetrange.Restriction{Start: start, End: end}, nil
+}
+
+// knowPartitions makes tp, and on the first call every partition of the
+// Read's topics, known to the watermark registry, so none of them can be
+// overtaken before its restriction exists (prism may read one topic's
+// partitions before it has even discovered another's).
+func (f *readFn) knowPartitions(ctx context.Context, tp TopicPartition) {
+	tps := []TopicPartition{tp}
+	if !f.listed {
+		if td, err := f.admin.ListTopics(ctx, f.Cfg.Topics...); err == nil {
+			for _, t := range td {
+				for p := range t.Partitions {
+					tps = append(tps, TopicPartition{Topic: t.Topic, Partition: p})
+				}
+			}
+			f.listed = true
+		}
+	}
+	partitionWatermarks.known(f.ReadID, tps)
 }
 
 func (f *readFn) startOffset(ctx context.Context, tp TopicPartition) (int64, error) {

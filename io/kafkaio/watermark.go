@@ -1,6 +1,7 @@
 package kafkaio
 
 import (
+	"math"
 	"sync"
 	"time"
 
@@ -33,17 +34,28 @@ type WatermarkState struct {
 // partition never holds the pipeline's watermark back.
 //
 // What it reports to the runner is the minimum over every partition of the
-// same Read known in this process. Runners that hold an SDF's output
-// watermark at the minimum over its restrictions lose nothing by it (the
-// value is never above this partition's own). Prism instead takes each
-// bundle's reported watermark in turn as the stage's, which would make the
-// pipeline's watermark the newest partition's rather than the oldest's.
+// same Read known in this process, each at the watermark it had when its
+// last bundle ended, published only once that bundle's output is persisted
+// (when the runner resumes the partition, it creates the estimator from
+// the checkpointed state: that is the moment). Runners that hold an SDF's
+// output watermark at the minimum over its restrictions lose nothing by it
+// (the value is never above this partition's own). Prism (2.77) instead
+// takes each bundle's reported watermark in turn as the stage's, which
+// would make the pipeline's watermark the newest partition's rather than
+// the oldest's; and a partition's watermark published while its bundle's
+// output was still in flight let a concurrent bundle of another partition
+// close windows that output then arrived late to (a dense catch-up lost
+// part of a minute that way).
 type watermarkEstimator struct {
 	state WatermarkState
 	bound int64
 }
 
+// newWatermarkEstimator resumes a partition from its checkpointed state,
+// which the runner has persisted with the output before it: so it is
+// published.
 func newWatermarkEstimator(s WatermarkState, bound time.Duration) *watermarkEstimator {
+	partitionWatermarks.publish(s)
 	return &watermarkEstimator{state: s, bound: bound.Milliseconds()}
 }
 
@@ -55,9 +67,10 @@ func initialWatermarkState(readID string, tp TopicPartition) WatermarkState {
 		EndOffset: -1, Committed: -1}
 }
 
-// CurrentWatermark implements sdf.WatermarkEstimator.
+// CurrentWatermark implements sdf.WatermarkEstimator: the minimum of the
+// published watermarks of the Read's partitions.
 func (w *watermarkEstimator) CurrentWatermark() time.Time {
-	return time.UnixMilli(partitionWatermarks.report(w.state))
+	return time.UnixMilli(partitionWatermarks.min(w.state.ReadID, w.state.WatermarkMs))
 }
 
 // own is this partition's watermark alone.
@@ -99,32 +112,49 @@ type watermarkRegistry struct {
 	reads map[string]map[TopicPartition]int64
 }
 
-// register makes a partition known (at its initial watermark) as soon as
-// its restriction exists, before it is first read.
-func (r *watermarkRegistry) register(s WatermarkState) {
+// publish raises a partition's published watermark to s's (never lowers
+// it), making the partition known if it was not.
+func (r *watermarkRegistry) publish(s WatermarkState) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	m := r.reads[s.ReadID]
+	r.publishLocked(s.ReadID, TopicPartition{Topic: s.Topic, Partition: s.Partition}, s.WatermarkMs)
+}
+
+func (r *watermarkRegistry) publishLocked(readID string, tp TopicPartition, ms int64) {
+	m := r.reads[readID]
 	if m == nil {
 		m = map[TopicPartition]int64{}
-		r.reads[s.ReadID] = m
+		r.reads[readID] = m
 	}
-	tp := TopicPartition{Topic: s.Topic, Partition: s.Partition}
-	if cur, ok := m[tp]; !ok || s.WatermarkMs > cur {
-		m[tp] = s.WatermarkMs
+	tp.New = false
+	if cur, ok := m[tp]; !ok || ms > cur {
+		m[tp] = ms
 	}
 }
 
-// report records a partition's watermark and returns the Read's minimum.
-func (r *watermarkRegistry) report(s WatermarkState) int64 {
-	r.register(s)
+// known makes partitions known at the minimum timestamp, before any of the
+// Read's partitions reports: a partition whose restriction does not exist
+// yet must still hold the watermark back.
+func (r *watermarkRegistry) known(readID string, tps []TopicPartition) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	min := s.WatermarkMs
-	for _, ms := range r.reads[s.ReadID] {
-		if ms < min {
-			min = ms
-		}
+	for _, tp := range tps {
+		r.publishLocked(readID, tp, mtime.MinTimestamp.Milliseconds())
 	}
-	return min
+}
+
+// min is the smallest published watermark of a Read's partitions, or
+// fallback if none is known.
+func (r *watermarkRegistry) min(readID string, fallback int64) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := r.reads[readID]
+	if len(m) == 0 {
+		return fallback
+	}
+	lo := int64(math.MaxInt64)
+	for _, ms := range m {
+		lo = min(lo, ms)
+	}
+	return lo
 }

@@ -1,0 +1,42 @@
+package kafkaio
+
+import (
+	"testing"
+	"time"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/graph/mtime"
+)
+
+// A partition's watermark counts for the Read only once the bundle that
+// advanced it is persisted, which the runner shows by resuming the
+// partition: a bundle of another partition that ends meanwhile must not
+// report it, or the runner could close windows that the first bundle's
+// output, still in flight, then reaches late.
+func TestWatermarkPublishedWhenPersisted(t *testing.T) {
+	const id = "test-published"
+	a, b := TopicPartition{Topic: "t", Partition: 0}, TopicPartition{Topic: "t", Partition: 1}
+	partitionWatermarks.known(id, []TopicPartition{a, b})
+	wa := newWatermarkEstimator(initialWatermarkState(id, a), 0)
+	wb := newWatermarkEstimator(initialWatermarkState(id, b), 0)
+	ms := func(d time.Duration) int64 { return t0.Add(d).UnixMilli() }
+
+	wa.observe(ms(10 * time.Minute)) // a's bundle reads to 10:10 and ends
+	wb.observe(ms(5 * time.Minute))  // b's bundle reads to 10:05 and ends
+	if got := wb.CurrentWatermark(); !got.Equal(mtime.MinTimestamp.ToTime()) {
+		t.Fatalf("before either bundle is persisted the Read's watermark is %v, want the minimum", got)
+	}
+	wa = newWatermarkEstimator(wa.state, 0) // a resumes: its output is persisted
+	if got := wb.CurrentWatermark(); !got.Equal(mtime.MinTimestamp.ToTime()) {
+		t.Fatalf("with b's output in flight the Read's watermark is %v, want the minimum", got)
+	}
+	wb = newWatermarkEstimator(wb.state, 0) // b resumes
+	if got := wa.CurrentWatermark().UnixMilli(); got != ms(5*time.Minute) {
+		t.Errorf("both persisted: watermark %v, want b's 10:05", time.UnixMilli(got).UTC())
+	}
+	// A partition never read holds everything back.
+	c := TopicPartition{Topic: "u", Partition: 0}
+	partitionWatermarks.known(id, []TopicPartition{c})
+	if got := wa.CurrentWatermark(); !got.Equal(mtime.MinTimestamp.ToTime()) {
+		t.Errorf("with a partition not yet read the watermark is %v, want the minimum", got)
+	}
+}
