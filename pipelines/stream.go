@@ -98,8 +98,8 @@ func BuildStream(s beam.Scope, cfg StreamConfig) error {
 		return err
 	}
 	s = s.Scope("pipelines.Stream")
-	events, dead, tooLate := kafkaio.Read(s, cfg.Kafka, cfg.TopicPrefix)
-	StreamAggregates(s, events, tooLate, cfg)
+	partials, dead, tooLate := kafkaio.ReadPartials(s, cfg.Kafka, cfg.TopicPrefix, time.Minute, cfg.Combine())
+	StreamAggregates(s, partials, tooLate, cfg)
 	if !cfg.NoDeadLetterTopic {
 		kafkaio.WriteDeadLetters(s, cfg.Kafka.Brokers, cfg.TopicPrefix, dead)
 	}
@@ -131,27 +131,30 @@ type StreamOutputs struct {
 	Late, TooLate        beam.PCollection // aggregate.LateRow
 }
 
-// StreamAggregates computes the speed layer from timestamped events (and
-// events the reader found beyond the lateness horizon), writes it to
-// cfg.Store, and returns the rows. Tests drive it with TestStream.
+// Combine is the speed layer's combine: the batch's, counting per minute.
+func (c StreamConfig) Combine() aggregate.Combine {
+	return aggregate.Combine{Gran: aggregate.Minute, Precision: c.Precision}
+}
+
+// StreamAggregates computes the speed layer from partial aggregates (per
+// (kind, app) and minute, timestamped inside their minute, as
+// kafkaio.ReadPartials makes them) and events the reader found beyond the
+// lateness horizon, writes it to cfg.Store, and returns the rows. Tests
+// drive it with TestStream.
 //
-// Events are pre-aggregated per (kind, app) and minute in each reader
-// bundle (transforms.Partials); minute windows merge those partials with
-// the batch's combine and fire every cfg.Every:
-// early and on-time panes are deltas that Totals accumulates into minute,
-// hour and day totals and today's sketches (hours and days cascade from the
-// minutes, so every granularity drops exactly the events the minutes drop);
-// late panes are the late counts.
+// Minute windows merge the partials with the batch's combine and fire
+// every cfg.Every: early and on-time panes are deltas that Totals
+// accumulates into minute, hour and day totals and today's sketches
+// (hours and days cascade from the minutes, so every granularity drops
+// exactly the events the minutes drop); late panes are the late counts.
 //
-//	events: PCollection<event.Event> (timestamped with event time), tooLate: PCollection<KV<string, event.Event>>
-func StreamAggregates(s beam.Scope, events, tooLate beam.PCollection, cfg StreamConfig) StreamOutputs {
+//	partials: PCollection<KV<aggregate.AppKey, aggregate.Agg>>, tooLate: PCollection<KV<string, event.Event>>
+func StreamAggregates(s beam.Scope, partials, tooLate beam.PCollection, cfg StreamConfig) StreamOutputs {
 	cfg.EnsureDefaults()
 	disablePrismSplits()
-	fn := aggregate.Combine{Gran: aggregate.Minute, Precision: cfg.Precision}
-	partials := transforms.Partials(s, events, time.Minute, fn)
 	lateness := cfg.LateHorizon + time.Hour
 	deltas, late := transforms.PaneDeltas(s, partials, transforms.WindowConfig{
-		Size: time.Minute, Combine: fn, Every: cfg.Every, AllowedLateness: lateness})
+		Size: time.Minute, Combine: cfg.Combine(), Every: cfg.Every, AllowedLateness: lateness})
 	out := StreamOutputs{
 		Minutes: transforms.CountRows(s, transforms.Totals(s, deltas, time.Minute, lateness, false), aggregate.Minute),
 		Hours:   transforms.CountRows(s, transforms.Totals(s, deltas, time.Hour, lateness, false), aggregate.Hour),

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/graph/mtime"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/graph/window"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/graph/window/trigger"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/state"
@@ -21,7 +22,7 @@ func init() {
 	register.Emitter2[aggregate.AppKey, aggregate.Agg]()
 	register.Emitter2[LateKey, aggregate.Agg]()
 	register.DoFn3x1[LateKey, aggregate.Agg, func(aggregate.LateRow), error](&lateRowsFn{})
-	register.Function2x2(countsOnly)
+	register.DoFn4x1[beam.EventTime, aggregate.AppKey, aggregate.Agg, func(beam.EventTime, aggregate.AppKey, aggregate.Agg), error](&bundleMergeFn{})
 	register.DoFn4x1[state.Provider, aggregate.AppKey, aggregate.Agg, func(aggregate.AppKey, aggregate.Agg), error](&totalsFn{})
 	register.Emitter1[aggregate.LateRow]()
 	register.DoFn3x1[string, event.Event, func(aggregate.LateRow), error](&tooLateRowsFn{})
@@ -115,7 +116,11 @@ func (f *paneMergeFn) ProcessElement(pn typex.PaneInfo, w typex.Window, k aggreg
 // a bundle of its own holding all the window's earlier input again, so a
 // day window fed once a minute re-merged ~1,440²/2 partials per key, and
 // its processing-time timers may fire after the window is collected and
-// fail the job. State costs one read and one write per delta on any runner.
+// fail the job. State costs one read and one write per element on any
+// runner (on prism a few hundred microseconds: both are calls to the
+// runner), so the deltas of one key and window that arrive in one bundle
+// are merged first: a catch-up that closes an hour's sixty minute windows
+// at once costs the hour's total one state update, not sixty.
 //
 // Deltas are the early and on-time panes of PaneDeltas, but prism may run
 // an early pane after the watermark has passed it, so the lateness must
@@ -124,16 +129,62 @@ func (f *paneMergeFn) ProcessElement(pn typex.PaneInfo, w typex.Window, k aggreg
 //	deltas: PCollection<KV<AppKey, Agg>> → PCollection<KV<AppKey, Agg>>
 func Totals(s beam.Scope, deltas beam.PCollection, size, lateness time.Duration, sketches bool) beam.PCollection {
 	s = s.Scope(fmt.Sprintf("transforms.Totals(%v)", size))
-	if !sketches {
-		deltas = beam.ParDo(s, countsOnly, deltas)
-	}
-	w := beam.WindowInto(s, window.NewFixedWindows(size), deltas, beam.AllowedLateness(lateness))
+	merged := beam.ParDo(s, &bundleMergeFn{SizeMs: size.Milliseconds(), Sketches: sketches}, deltas)
+	w := beam.WindowInto(s, window.NewFixedWindows(size), merged, beam.AllowedLateness(lateness))
 	return beam.ParDo(s, &totalsFn{Total: state.MakeValueState[aggregate.Agg]("total")}, w)
 }
 
-// countsOnly drops an Agg's sketches.
-func countsOnly(k aggregate.AppKey, a aggregate.Agg) (aggregate.AppKey, aggregate.Agg) {
-	return k, a.CountsOnly()
+// bundleMergeFn merges the deltas of each key and window of SizeMs that
+// arrive in one bundle, and emits one per key and window when the bundle
+// ends, timestamped with the newest delta's time. Deltas are shared with
+// the other granularities' totals, so they are copied, never adopted;
+// without Sketches only their counts are.
+type bundleMergeFn struct {
+	SizeMs   int64
+	Sketches bool
+
+	open map[windowKey]*partial
+}
+
+// windowKey is one key in one window.
+type windowKey struct {
+	key   aggregate.AppKey
+	start int64 // ms
+}
+
+type partial struct {
+	agg    aggregate.Agg
+	newest int64 // ms
+}
+
+func (f *bundleMergeFn) StartBundle(func(beam.EventTime, aggregate.AppKey, aggregate.Agg)) {
+	f.open = map[windowKey]*partial{}
+}
+
+func (f *bundleMergeFn) ProcessElement(ts beam.EventTime, k aggregate.AppKey, delta aggregate.Agg, _ func(beam.EventTime, aggregate.AppKey, aggregate.Agg)) error {
+	if !f.Sketches {
+		delta = delta.CountsOnly()
+	}
+	ms := int64(ts)
+	wk := windowKey{k, ms - ((ms%f.SizeMs)+f.SizeMs)%f.SizeMs}
+	p := f.open[wk]
+	if p == nil {
+		p = &partial{newest: ms}
+		f.open[wk] = p
+	}
+	var err error
+	if p.agg, err = p.agg.MergeCopy(delta); err != nil {
+		return fmt.Errorf("transforms: totals of %v: %w", k, err)
+	}
+	p.newest = max(p.newest, ms)
+	return nil
+}
+
+func (f *bundleMergeFn) FinishBundle(emit func(beam.EventTime, aggregate.AppKey, aggregate.Agg)) {
+	for wk, p := range f.open {
+		emit(mtime.FromMilliseconds(p.newest), wk.key, p.agg)
+	}
+	f.open = nil
 }
 
 type totalsFn struct {

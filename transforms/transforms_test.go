@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
-	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/graph/mtime"
-	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/graph/window"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/passert"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
@@ -22,8 +20,6 @@ func TestMain(m *testing.M) { ptest.MainWithDefault(m, "prism") }
 
 func init() {
 	register.Function1x3(splitPair)
-	register.Function4x0(partialOutsideWindow)
-	register.Emitter1[string]()
 }
 
 var day0 = time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
@@ -171,48 +167,4 @@ func TestCountRowsFinerThanAggFails(t *testing.T) {
 	if err := ptest.Run(p); err == nil {
 		t.Fatal("minute rows from hour partials did not fail")
 	}
-}
-
-// The stream's pre-aggregation: events timestamped with their bucket
-// time, pre-aggregated per bundle, then merged per minute window, give the
-// exact minute counts and sketches; every partial is timestamped inside
-// the window of its events.
-func TestPartials(t *testing.T) {
-	evs := genEvents(3000, 5)
-	p, s := beam.NewPipelineWithRoot()
-	timed := beam.ParDo(s, timestampAtBucket, beam.CreateList(s, evs))
-	fn := aggregate.Combine{Gran: aggregate.Minute, Precision: 14}
-	partials := Partials(s, timed, time.Minute, fn)
-	passert.Empty(s, beam.ParDo(s, partialOutsideWindow, partials))
-	merged := MergePartials(s, beam.WindowInto(s, window.NewFixedWindows(time.Minute), partials), fn)
-	merged = beam.WindowInto(s, window.NewGlobalWindows(), merged)
-	passert.Equals(s, CountRows(s, merged, aggregate.Minute), exactCounts(evs, aggregate.Minute)...)
-	ptest.RunAndValidate(t, p)
-}
-
-// timestampAtBucket stamps an event with its bucket time, as the Kafka
-// reader does.
-func timestampAtBucket(e event.Event, emit func(beam.EventTime, event.Event)) {
-	ms, _ := e.BucketTime()
-	emit(mtime.FromMilliseconds(ms), e)
-}
-
-// partialOutsideWindow reports a partial whose timestamp is not in the
-// minute of its counts.
-func partialOutsideWindow(ts beam.EventTime, k aggregate.AppKey, a aggregate.Agg, bad func(string)) {
-	rows, err := a.CountRows(k, aggregate.Minute)
-	if err != nil {
-		bad(err.Error())
-		return
-	}
-	for _, r := range rows {
-		if aggregate.Minute.Truncate(int64(ts)) != r.Bucket {
-			bad(fmt.Sprintf("%v stamped %v", r, ts))
-		}
-	}
-}
-
-func init() {
-	register.Function2x0(timestampAtBucket)
-	register.Emitter2[beam.EventTime, event.Event]()
 }

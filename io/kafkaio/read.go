@@ -2,21 +2,15 @@ package kafkaio
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/graph/mtime"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/sdf"
-	"github.com/apache/beam/sdks/v2/go/pkg/beam/io/rtrackers/offsetrange"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/deadletter"
 )
@@ -25,7 +19,11 @@ func init() {
 	register.DoFn7x2[context.Context, *watermarkEstimator, *sdf.LockRTracker, TopicPartition,
 		func(beam.EventTime, event.Event), func(deadletter.Record), func(beam.EventTime, string, event.Event),
 		sdf.ProcessContinuation, error](&readFn{})
+	register.DoFn7x2[context.Context, *watermarkEstimator, *sdf.LockRTracker, TopicPartition,
+		func(beam.EventTime, aggregate.AppKey, aggregate.Agg), func(deadletter.Record), func(beam.EventTime, string, event.Event),
+		sdf.ProcessContinuation, error](&readPartialsFn{})
 	register.Emitter2[beam.EventTime, event.Event]()
+	register.Emitter3[beam.EventTime, aggregate.AppKey, aggregate.Agg]()
 	register.Emitter1[deadletter.Record]()
 	register.Emitter3[beam.EventTime, string, event.Event]()
 }
@@ -41,342 +39,91 @@ func init() {
 //	() → PCollection<event.Event>, PCollection<deadletter.Record>, PCollection<KV<string, event.Event>>
 func Read(s beam.Scope, cfg ReadConfig, topicPrefix string) (events, dead, late beam.PCollection) {
 	s = s.Scope("kafkaio.Read")
+	return beam.ParDo3(s, &readFn{reader: newReader(cfg, topicPrefix)}, discover(s, cfg))
+}
+
+// ReadPartials reads lumen's event topics like Read, but aggregates the
+// valid events as it reads them, the way the batch layer's readers do
+// (DESIGN §7a): each bundle adds its partition's events to one partial
+// Agg per (kind, app) and fixed event-time window of size, with fn's
+// CreateAccumulator and AddEvent, and emits the partials when it ends,
+// each timestamped with the newest event time in it. Windowed with the
+// same size, a partial is on time or late for the runner exactly as its
+// events would have been: they reach their window together, in one
+// bundle's output. Only partials cross the shuffle, not single events.
+//
+//	() → PCollection<KV<aggregate.AppKey, aggregate.Agg>>, PCollection<deadletter.Record>, PCollection<KV<string, event.Event>>
+func ReadPartials(s beam.Scope, cfg ReadConfig, topicPrefix string, size time.Duration, fn aggregate.Combine) (partials, dead, late beam.PCollection) {
+	s = s.Scope("kafkaio.ReadPartials")
+	return beam.ParDo3(s, &readPartialsFn{reader: newReader(cfg, topicPrefix), WindowMs: size.Milliseconds(), Fn: fn}, discover(s, cfg))
+}
+
+// discover discovers the partitions of cfg's topics.
+func discover(s beam.Scope, cfg ReadConfig) beam.PCollection {
 	cfg.EnsureDefaults()
-	topics := beam.CreateList(s, cfg.Topics)
-	parts := beam.ParDo(s, &discoverFn{kafkaFn: kafkaFn{Brokers: cfg.Brokers}, Bounded: cfg.Bounded,
-		IntervalMs: cfg.DiscoveryInterval.Milliseconds()}, topics)
+	return beam.ParDo(s, &discoverFn{kafkaFn: kafkaFn{Brokers: cfg.Brokers}, Bounded: cfg.Bounded,
+		IntervalMs: cfg.DiscoveryInterval.Milliseconds()}, beam.CreateList(s, cfg.Topics))
+}
+
+func newReader(cfg ReadConfig, topicPrefix string) reader {
+	cfg.EnsureDefaults()
 	id := fmt.Sprintf("read-%d-%d", time.Now().UnixNano(), readSeq.Add(1))
-	return beam.ParDo3(s, &readFn{kafkaFn: kafkaFn{Brokers: cfg.Brokers}, Cfg: cfg, Prefix: topicPrefix, ReadID: id}, parts)
+	return reader{kafkaFn: kafkaFn{Brokers: cfg.Brokers}, Cfg: cfg, Prefix: topicPrefix, ReadID: id}
 }
 
-var readSeq atomic.Int64
+// readFn emits each event.
+type readFn struct{ reader }
 
-// readFn reads one partition's offset range.
-type readFn struct {
-	kafkaFn
-	Cfg    ReadConfig
-	Prefix string
-	ReadID string // distinguishes this Read's partitions in the watermark registry
-
-	dec     *event.Decoder
-	endHint atomic.Int64
-	listed  bool // the topics' partitions are known to the watermark registry
-}
-
-func (f *readFn) Setup() error {
-	if f.dec == nil {
-		f.dec = event.NewDecoder()
-	}
-	return f.setup(kgo.FetchMaxWait(250*time.Millisecond), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.MetadataMinAge(500*time.Millisecond))
-}
-
-// CreateInitialRestriction resolves the start position (and, bounded, the
-// end) of a partition to offsets.
-func (f *readFn) CreateInitialRestriction(ctx context.Context, tp TopicPartition) (offsetrange.Restriction, error) {
-	if err := f.Setup(); err != nil { // the runner may not have called Setup on this instance
-		return offsetrange.Restriction{}, err
-	}
-	f.knowPartitions(ctx, tp)
-	// A partition just created may not be in every broker's (or this
-	// client's) metadata yet: retry for a while before failing the job.
-	var start int64
-	var err error
-	for attempt := 0; ; attempt++ {
-		if start, err = f.startOffset(ctx, tp); err == nil || attempt == 8 {
-			break
-		}
-		f.client.ForceMetadataRefresh()
-		time.Sleep(time.Duration(100<<attempt) * time.Millisecond)
-	}
-	if err != nil {
-		return offsetrange.Restriction{}, err
-	}
-	end := int64(unbounded)
-	if f.Cfg.Bounded {
-		var lo kadm.ListedOffsets
-		if f.Cfg.EndTimeMs > 0 {
-			lo, err = f.admin.ListOffsetsAfterMilli(ctx, f.Cfg.EndTimeMs, tp.Topic)
-		} else {
-			lo, err = f.admin.ListEndOffsets(ctx, tp.Topic)
-		}
-		if err != nil {
-			return offsetrange.Restriction{}, fmt.Errorf("kafkaio: end offset of %v: %w", tp, err)
-		}
-		if end, err = lookup(lo, tp); err != nil {
-			return offsetrange.Restriction{}, err
-		}
-		end = max(end, start)
-	}
-	return offsetrange.Restriction{Start: start, End: end}, nil
-}
-
-// knowPartitions makes tp, and on the first call every partition of the
-// Read's topics, known to the watermark registry, so none of them can be
-// overtaken before its restriction exists (prism may read one topic's
-// partitions before it has even discovered another's).
-func (f *readFn) knowPartitions(ctx context.Context, tp TopicPartition) {
-	tps := []TopicPartition{tp}
-	if !f.listed {
-		if td, err := f.admin.ListTopics(ctx, f.Cfg.Topics...); err == nil {
-			for _, t := range td {
-				for p := range t.Partitions {
-					tps = append(tps, TopicPartition{Topic: t.Topic, Partition: p})
-				}
-			}
-			f.listed = true
-		}
-	}
-	partitionWatermarks.known(f.ReadID, tps)
-}
-
-func (f *readFn) startOffset(ctx context.Context, tp TopicPartition) (int64, error) {
-	var lo kadm.ListedOffsets
-	var err error
-	switch pos := f.Cfg.Start; {
-	case pos == StartEarliest || tp.New:
-		lo, err = f.admin.ListStartOffsets(ctx, tp.Topic)
-	case pos == StartLatest:
-		lo, err = f.admin.ListEndOffsets(ctx, tp.Topic)
-	case pos == StartAtTime:
-		lo, err = f.admin.ListOffsetsAfterMilli(ctx, f.Cfg.StartTimeMs, tp.Topic)
-	case pos == StartCommitted:
-		or, err := f.admin.FetchOffsetsForTopics(ctx, f.Cfg.Group, tp.Topic)
-		if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
-			return 0, fmt.Errorf("kafkaio: committed offset of %v for group %s: %w", tp, f.Cfg.Group, err)
-		}
-		if o, ok := or.Lookup(tp.Topic, tp.Partition); ok && o.Err == nil && o.At >= 0 {
-			return o.At, nil
-		}
-		lo, err = f.admin.ListStartOffsets(ctx, tp.Topic) // nothing committed yet
-	}
-	if err != nil {
-		return 0, fmt.Errorf("kafkaio: start offset of %v: %w", tp, err)
-	}
-	return lookup(lo, tp)
-}
-
-func (f *readFn) SplitRestriction(_ TopicPartition, r offsetrange.Restriction) []offsetrange.Restriction {
-	return []offsetrange.Restriction{r}
-}
-
-// RestrictionSize is the backlog in records, where known.
-func (f *readFn) RestrictionSize(_ TopicPartition, r offsetrange.Restriction) float64 {
-	if r.End != unbounded {
-		return float64(r.End - r.Start)
-	}
-	return float64(max(0, f.endHint.Load()-r.Start))
-}
-
-func (f *readFn) CreateTracker(r offsetrange.Restriction) *sdf.LockRTracker {
-	return sdf.NewLockRTracker(newTracker(r, &f.endHint))
-}
-
-// TruncateRestriction lets a draining pipeline stop without reading on.
-func (f *readFn) TruncateRestriction(rt *sdf.LockRTracker, _ TopicPartition) offsetrange.Restriction {
-	start := rt.GetRestriction().(offsetrange.Restriction).Start
-	return offsetrange.Restriction{Start: start, End: start}
-}
-
-func (f *readFn) InitialWatermarkEstimatorState(_ beam.EventTime, _ offsetrange.Restriction, tp TopicPartition) WatermarkState {
-	return initialWatermarkState(f.ReadID, tp)
-}
-
-func (f *readFn) CreateWatermarkEstimator(s WatermarkState) *watermarkEstimator {
-	return newWatermarkEstimator(s, f.Cfg.MaxOutOfOrder)
-}
-
-func (f *readFn) WatermarkEstimatorState(w *watermarkEstimator) WatermarkState { return w.state }
-
-// ProcessElement reads from the restriction's start until it has read for
-// MaxBundleTime or MaxBundleRecords, or caught up, then checkpoints.
 func (f *readFn) ProcessElement(ctx context.Context, we *watermarkEstimator, rt *sdf.LockRTracker,
 	tp TopicPartition, emit func(beam.EventTime, event.Event), emitDead func(deadletter.Record),
 	emitLate func(beam.EventTime, string, event.Event)) (sdf.ProcessContinuation, error) {
-	rest := rt.GetRestriction().(offsetrange.Restriction)
-	if rest.Start >= rest.End {
-		return sdf.StopProcessing(), nil
-	}
-	counters := newReadCounters(tp)
-	defer counters.flush(ctx)
-	f.commit(ctx, tp, we, rest.Start, counters)
-	f.client.AddConsumePartitions(map[string]map[int32]kgo.Offset{tp.Topic: {tp.Partition: kgo.NewOffset().At(rest.Start)}})
-	defer f.client.RemoveConsumePartitions(map[string][]int32{tp.Topic: {tp.Partition}})
-
-	kind, kindOK := KindOfTopic(f.Prefix, tp.Topic)
-	deadline := time.Now().Add(f.Cfg.MaxBundleTime)
-	wmAtStart := we.state.WatermarkMs
-	horizon := f.Cfg.LateHorizon.Milliseconds()
-	last := rest.Start - 1
-	var n int
-	for {
-		// Short polls: prism (2.77) runs at most 8 bundles at once, and a
-		// reader bundle waiting on Kafka holds one of them.
-		pctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
-		fetches := f.client.PollRecords(pctx, min(5000, f.Cfg.MaxBundleRecords-n))
-		cancel()
-		if err := ctx.Err(); err != nil {
-			return sdf.ResumeProcessingIn(0), nil
-		}
-		var fetchErr error
-		fetches.EachError(func(_ string, _ int32, err error) {
-			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
-				fetchErr = err
-			}
-		})
-		if fetchErr != nil {
-			// Transient (a broker away, a leader moving): retry shortly
-			// from the same position rather than failing the bundle.
-			counters.fetchErrors++
-			return sdf.ResumeProcessingIn(time.Second), nil
-		}
-		got := 0
-		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-			if p.Topic == tp.Topic && p.Partition == tp.Partition && p.HighWatermark >= 0 {
-				we.state.EndOffset = p.HighWatermark
-				f.endHint.Store(p.HighWatermark)
-			}
-		})
-		stop := false
-		fetches.EachRecord(func(r *kgo.Record) {
-			if stop || r.Offset <= last {
-				return
-			}
-			if !rt.TryClaim(r.Offset) {
-				stop = true
-				return
-			}
-			last = r.Offset
-			got++
-			f.handle(r, tp, kind, kindOK, we, horizon, counters, emit, emitDead, emitLate)
-		})
-		n += got
-		if stop || last >= rest.End-1 {
-			return sdf.StopProcessing(), nil
-		}
-		if got == 0 {
-			if we.state.EndOffset < 0 {
-				// Fetches report the end offset only with records: ask.
-				f.learnEndOffset(ctx, tp, we)
-			}
-			if we.caughtUp(last + 1) {
-				// Caught up: idle until more arrives, and let the
-				// watermark move on with the clock.
-				we.idle(time.Now())
-				return sdf.ResumeProcessingIn(f.Cfg.IdleDelay), nil
-			}
-		}
-		// Checkpoint on time, volume, or a big jump in event time, which
-		// keeps the runner's view of lateness close to ours.
-		if time.Now().After(deadline) || n >= f.Cfg.MaxBundleRecords || we.state.WatermarkMs-wmAtStart > int64(30*time.Minute/time.Millisecond) {
-			return sdf.ResumeProcessingIn(0), nil
-		}
-	}
+	return f.process(ctx, we, rt, tp, sink{
+		event: func(ms int64, e *event.Event) { emit(mtime.FromMilliseconds(ms), e.Clone()) },
+		dead:  emitDead, late: emitLate,
+	})
 }
 
-// learnEndOffset asks the broker for a partition's end offset, which a
-// fetch reports only when it returns records (an empty partition, or one
-// read to its end in an earlier bundle, never does). On an error the end
-// stays unknown and the partition keeps polling, which is safe.
-func (f *readFn) learnEndOffset(ctx context.Context, tp TopicPartition, we *watermarkEstimator) {
-	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	lo, err := f.admin.ListEndOffsets(lctx, tp.Topic)
-	if err != nil {
-		return
-	}
-	if end, err := lookup(lo, tp); err == nil {
-		we.state.EndOffset = end
-		f.endHint.Store(end)
-	}
+// readPartialsFn emits, per bundle, one partial per (kind, app) and window.
+type readPartialsFn struct {
+	reader
+	WindowMs int64
+	Fn       aggregate.Combine
 }
 
-// commit commits the position a restriction starts at to the group, if
-// configured to. A resumed restriction exists only once the runner has
-// durably committed the bundle that checkpointed it, with its output, so
-// its start is safe to commit on any runner: this is Kafka's "commit what
-// the pipeline has persisted" without Beam's bundle finalization, which
-// the Go SDK (2.77) runs only for the first bundle of each reused plan.
-// Each bundle's reads are committed when the next one starts, so a
-// restart from the committed offsets reads again at most the last bundle
-// before the stop (none if it was idle). A failed commit is counted and
-// retried by the next bundle.
-func (f *readFn) commit(ctx context.Context, tp TopicPartition, we *watermarkEstimator, at int64, c *readCounters) {
-	if !f.Cfg.CommitOffsets || at <= we.state.Committed {
-		return
-	}
-	var os kadm.Offsets
-	os.Add(kadm.Offset{Topic: tp.Topic, Partition: tp.Partition, At: at, LeaderEpoch: -1})
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	resp, err := f.admin.CommitOffsets(cctx, f.Cfg.Group, os)
-	if err == nil {
-		err = resp.Error()
-	}
-	if err != nil {
-		c.commitErrors++
-		return
-	}
-	we.state.Committed = at
+// windowKey is one (kind, app) in one window.
+type windowKey struct {
+	key   aggregate.AppKey
+	start int64 // ms
 }
 
-func (f *readFn) handle(r *kgo.Record, tp TopicPartition, kind event.Kind, kindOK bool, we *watermarkEstimator, horizon int64,
-	c *readCounters, emit func(beam.EventTime, event.Event), emitDead func(deadletter.Record),
-	emitLate func(beam.EventTime, string, event.Event)) {
-	c.records++
-	dead := func(reason, detail string) {
-		c.dead[reason]++
-		emitDead(deadletter.Record{Pipeline: "stream", Source: tp.Topic + "/" + strconv.Itoa(int(tp.Partition)), Offset: r.Offset,
-			Index: -1, Lost: 1, Reason: reason, Detail: detail, Payload: r.Value})
-	}
-	var ev event.Event
-	if err := f.dec.DecodeSingle(r.Value, &ev); err != nil {
-		dead("undecodable", err.Error())
-		return
-	}
-	if kindOK && ev.Kind != kind {
-		dead("kind_mismatch", fmt.Sprintf("a %s record on topic %s", ev.Kind, tp.Topic))
-		return
-	}
-	if reason := event.Validate(&ev); reason != "" {
-		dead(string(reason), ev.String())
-		return
-	}
-	ev = ev.Clone()
-	ms, _ := ev.BucketTime()
-	if horizon > 0 && ms < we.state.WatermarkMs-horizon {
-		c.late++
-		emitLate(mtime.FromMilliseconds(we.state.WatermarkMs), fmt.Sprintf("%s/%d/%d", tp.Topic, tp.Partition, r.Offset), ev)
-		return
-	}
-	we.observe(ms)
-	emit(mtime.FromMilliseconds(ms), ev)
+type partial struct {
+	agg    aggregate.Agg
+	newest int64 // ms
 }
 
-// readCounters batches Beam metric updates for one ProcessElement.
-type readCounters struct {
-	tp                                       TopicPartition
-	records, late, fetchErrors, commitErrors int64
-	dead                                     map[string]int64
-}
-
-func newReadCounters(tp TopicPartition) *readCounters {
-	return &readCounters{tp: tp, dead: map[string]int64{}}
-}
-
-func (c *readCounters) flush(ctx context.Context) {
-	ns := "lumen.kafka"
-	beam.NewCounter(ns, "records_read").Inc(ctx, c.records)
-	if c.late > 0 {
-		beam.NewCounter(ns, "late_beyond_horizon").Inc(ctx, c.late)
+func (f *readPartialsFn) ProcessElement(ctx context.Context, we *watermarkEstimator, rt *sdf.LockRTracker,
+	tp TopicPartition, emit func(beam.EventTime, aggregate.AppKey, aggregate.Agg), emitDead func(deadletter.Record),
+	emitLate func(beam.EventTime, string, event.Event)) (sdf.ProcessContinuation, error) {
+	open := map[windowKey]*partial{}
+	var last *partial // events come in runs of one app and minute
+	var lastKey windowKey
+	pc, err := f.process(ctx, we, rt, tp, sink{
+		event: func(ms int64, e *event.Event) {
+			k := windowKey{aggregate.AppKey{Kind: e.Kind, AppID: e.AppID}, ms - ((ms%f.WindowMs)+f.WindowMs)%f.WindowMs}
+			if last == nil || k != lastKey {
+				if last = open[k]; last == nil {
+					last = &partial{agg: f.Fn.CreateAccumulator(), newest: ms}
+					open[k] = last
+				}
+				lastKey = k
+			}
+			f.Fn.AddEvent(last.agg, e)
+			last.newest = max(last.newest, ms)
+		},
+		dead: emitDead, late: emitLate,
+	})
+	for k, p := range open {
+		emit(mtime.FromMilliseconds(p.newest), k.key, p.agg)
 	}
-	if c.fetchErrors > 0 {
-		beam.NewCounter(ns, "fetch_errors").Inc(ctx, c.fetchErrors)
-	}
-	if c.commitErrors > 0 {
-		beam.NewCounter(ns, "commit_errors").Inc(ctx, c.commitErrors)
-	}
-	for reason, n := range c.dead {
-		beam.NewCounter(ns, "deadletter_"+reason).Inc(ctx, n)
-	}
+	return pc, err
 }

@@ -38,11 +38,13 @@ type ReadConfig struct {
 	// Default 10 s.
 	DiscoveryInterval time.Duration
 	// MaxBundleTime and MaxBundleRecords bound one ProcessElement before it
-	// checkpoints, which bounds latency. Defaults 250 ms and 20,000: a
+	// checkpoints, which bounds latency. Defaults 250 ms and 1,000,000: a
 	// reader bundle holds one of the runner's bundle slots (prism runs 8
 	// at once) while it reads, and one reader per partition holding them
 	// longer starves the triggers downstream (p99 produce-to-store latency
 	// at 5,000 events/s, 9 partitions: 15 s with 1 s, see cmd/bench stream).
+	// The record bound only matters when catching up, where each bundle
+	// costs the runner a round of scheduling: time bounds it there too.
 	MaxBundleTime    time.Duration
 	MaxBundleRecords int
 	// IdleDelay is how long a caught-up partition waits before polling
@@ -65,7 +67,7 @@ func (c *ReadConfig) EnsureDefaults() {
 		c.MaxBundleTime = 250 * time.Millisecond
 	}
 	if c.MaxBundleRecords == 0 {
-		c.MaxBundleRecords = 20_000
+		c.MaxBundleRecords = 1_000_000
 	}
 	if c.IdleDelay == 0 {
 		c.IdleDelay = 200 * time.Millisecond

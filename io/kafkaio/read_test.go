@@ -71,7 +71,7 @@ func newReadFn(t *testing.T, brokers []string, cfg ReadConfig) *readFn {
 	cfg.Brokers = brokers
 	cfg.Topics = []string{Topic(prefix, event.AppLoad)}
 	cfg.EnsureDefaults()
-	f := &readFn{kafkaFn: kafkaFn{Brokers: brokers}, Cfg: cfg, Prefix: prefix}
+	f := &readFn{reader: reader{kafkaFn: kafkaFn{Brokers: brokers}, Cfg: cfg, Prefix: prefix}}
 	if err := f.Setup(); err != nil {
 		t.Fatal(err)
 	}

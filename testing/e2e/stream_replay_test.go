@@ -20,9 +20,13 @@ import (
 // stopped, more history arrives while it is down, and it resumes from the
 // group's committed offsets: again every event is counted and none is late.
 //
-// The watermark of a partition whose first poll of a bundle comes back
-// empty must not jump to the wall clock: that made every historical event
-// late once each partition had had such a moment.
+// The first backlog is dense (an hour of event time), so reader bundles
+// span minutes of it and run side by side; the second is a day, a few
+// events a minute. Two ways this went wrong: a partition whose first poll
+// of a bundle came back empty took itself for caught up and moved its
+// watermark to the wall clock; and a partition's watermark counted before
+// its bundle's output was persisted, so another partition's bundle could
+// close windows that output then reached late.
 func TestStreamReplayHistory(t *testing.T) {
 	brokers, prefix := kafkatest.Cluster(t, 4)
 	store := sqliteURL(t)
@@ -35,7 +39,9 @@ func TestStreamReplayHistory(t *testing.T) {
 	cfg := pipelines.StreamConfig{TopicPrefix: prefix, Store: store, Every: time.Second,
 		Kafka: kafkaio.ReadConfig{Brokers: brokers, Start: kafkaio.StartEarliest, Group: group, CommitOffsets: true}}
 
-	a := produce(t, brokers, prefix, phase(41, day, 30_000), false, 0, "")
+	dense := phase(41, day, 200_000)
+	dense.Span = time.Hour
+	a := produce(t, brokers, prefix, dense, false, 0, "")
 	stop := startStream(t, cfg)
 	awaitHistory(t, st, a)
 	// Let the caught-up readers finalize (and commit) a few idle bundles.
