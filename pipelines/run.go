@@ -45,11 +45,11 @@ func installStopFilter() {
 	})
 }
 
-// stopFilter drops error records while a stream is being stopped.
+// stopFilter drops warnings and errors while a stream is being stopped.
 type stopFilter struct{ slog.Handler }
 
 func (h stopFilter) Handle(ctx context.Context, r slog.Record) error {
-	if r.Level >= slog.LevelError && stopping.Load() > 0 {
+	if r.Level >= slog.LevelWarn && stopping.Load() > 0 {
 		return nil
 	}
 	return h.Handler.Handle(ctx, r)

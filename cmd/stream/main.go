@@ -158,7 +158,7 @@ func run(ctx context.Context) error {
 			return err
 		case <-tick:
 			watch := watchedApps(ctx, st, demo)
-			if err := drawTable(ctx, os.Stdout, st, watch, demo, clear); err != nil {
+			if err := drawTable(ctx, os.Stdout, st, watch, demo, clear); err != nil && ctx.Err() == nil {
 				fmt.Fprintln(os.Stderr, "stream: table:", err)
 			}
 		}
@@ -292,9 +292,10 @@ func startDemo(ctx context.Context, prefix string, rate float64) (*demoFeed, err
 
 func (d *demoFeed) close() { d.cluster.Close() }
 
-// feed sends generated traffic live until ctx ends: ten minutes of it per
-// round, a new seed each round. The stream starts at the head, so the
-// first events go out once it has had a moment to start.
+// feed sends generated traffic live until ctx ends, in rounds of thirty
+// seconds of it, a new seed each round. A round is generated while the one
+// before it is sent, so the traffic does not pause. The stream starts at
+// the head, so the first events go out once it has had a moment to start.
 func (d *demoFeed) feed(ctx context.Context) {
 	p, err := kafkaio.NewProducer(d.brokers, d.prefix)
 	if err != nil {
@@ -302,25 +303,52 @@ func (d *demoFeed) feed(ctx context.Context) {
 		return
 	}
 	defer p.Close()
+	rounds := make(chan []gen.Record, 1)
+	go func() {
+		defer close(rounds)
+		for seed := uint64(1); ctx.Err() == nil; seed++ {
+			cfg := gen.Config{Seed: seed, Start: time.Now().UTC().Truncate(24 * time.Hour), Days: 1,
+				Events: max(1000, int(d.rate*30)), Apps: 12}
+			var round records
+			if err := gen.Generate(cfg, &round); err != nil {
+				fmt.Fprintln(os.Stderr, "stream: demo generator:", err)
+				return
+			}
+			select {
+			case rounds <- round:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	select {
 	case <-ctx.Done():
 		return
 	case <-time.After(5 * time.Second):
 	}
-	for seed := uint64(1); ctx.Err() == nil; seed++ {
-		cfg := gen.Config{Seed: seed, Start: time.Now().UTC().Truncate(24 * time.Hour), Days: 1,
-			Events: max(1000, int(d.rate*600)), Apps: 12}
-		cfg.EnsureDefaults()
+	for round := range rounds {
 		ks := gen.NewKafkaSink(ctx, p, d.rate, true, d)
-		if err := gen.Generate(cfg, ks); err == nil {
-			err = ks.Close()
+		for i := range round {
+			ks.Record(&round[i])
 		}
-		if err != nil && ctx.Err() == nil {
+		if err := ks.Close(); err != nil && ctx.Err() == nil {
 			fmt.Fprintln(os.Stderr, "stream: demo generator:", err)
 			return
 		}
 	}
 }
+
+// records collects generated records (gen.Sink).
+type records []gen.Record
+
+func (rs *records) Record(r *gen.Record) error {
+	c := *r
+	c.Event = r.Event.Clone()
+	*rs = append(*rs, c)
+	return nil
+}
+
+func (rs *records) DayDone(time.Time) error { return nil }
 
 // Record tallies a sent record (gen.Sink).
 func (d *demoFeed) Record(r *gen.Record) error {
