@@ -7,7 +7,7 @@ SERVICES_HOME="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$SERVICES_HOME/../.." && pwd)"
 STATE_DIR="${LUMEN_SERVICES_DIR:-$HOME/.cache/lumen/services}"
 CACHE_DIR="$STATE_DIR/cache"
-ALL_SERVICES=(cassandra kafka s3 flink)
+ALL_SERVICES=(cassandra kafka s3 prism chromium flink)
 
 # Ports (all bound to 127.0.0.1 only).
 CASSANDRA_PORT="${LUMEN_CASSANDRA_PORT:-19042}"
@@ -19,6 +19,8 @@ S3_PORT="${LUMEN_S3_PORT:-19000}"
 FLINK_PORT="${LUMEN_FLINK_PORT:-18099}"
 FLINK_ARTIFACT_PORT="${LUMEN_FLINK_ARTIFACT_PORT:-18098}"
 FLINK_EXPANSION_PORT="${LUMEN_FLINK_EXPANSION_PORT:-18097}"
+PRISM_PORT="${LUMEN_PRISM_PORT:-18073}"
+PRISM_WEB_PORT="${LUMEN_PRISM_WEB_PORT:-18074}"   # 0: no web UI
 
 # Versions (Maven coordinates are in pom.xml; these override its defaults).
 CASSANDRA_VERSION="${LUMEN_CASSANDRA_VERSION:-5.0.9}"
