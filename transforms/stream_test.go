@@ -30,7 +30,7 @@ func init() {
 }
 
 func keyOne(v int) (string, int) { return "k", v }
-func sumInts(a, b int) int        { return a + b }
+func sumInts(a, b int) int       { return a + b }
 
 func describeCombinedPane(pn typex.PaneInfo, _ string, sum int) string {
 	return fmt.Sprintf("%v/%d=%d", pn.Timing, pn.Index, sum)
@@ -100,7 +100,9 @@ func (oneEventPartialFn) ProcessElement(n int, emit func(aggregate.AppKey, aggre
 	return nil
 }
 
-func describeDelta(k aggregate.AppKey, a aggregate.Agg) string { return fmt.Sprintf("%v=%d", k, a.Total()) }
+func describeDelta(k aggregate.AppKey, a aggregate.Agg) string {
+	return fmt.Sprintf("%v=%d", k, a.Total())
+}
 func describeLate(k LateKey, a aggregate.Agg) string {
 	return fmt.Sprintf("%s/%s pane %d=%d", k.Kind, k.AppID, k.Pane, a.Total())
 }
