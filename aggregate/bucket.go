@@ -1,13 +1,3 @@
-// Package transforms holds the aggregation that both of lumen's layers share
-// (DESIGN §3, §4): bucketing events by corrected event time, counting them
-// per kind, app, version and bucket, and sketching distinct devices per day
-// with HyperLogLog++. The batch layer runs it map-side inside its readers and
-// merges partials; the streaming layer runs the same code as Beam combines
-// inside event-time windows. Because it is one implementation, the same
-// events give the same counts and byte-identical sketches in both layers.
-//
-// It is not for IO or for choosing windows and triggers: the pipelines do
-// that.
 package aggregate
 
 import (

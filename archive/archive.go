@@ -12,7 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lumenhq/lumen/event"
-	"github.com/lumenhq/lumen/io/avroio"
+	"github.com/lumenhq/lumen/io/blob"
 	"github.com/lumenhq/lumen/io/kafkaio"
 	"github.com/lumenhq/lumen/io/s3fs"
 )
@@ -202,7 +202,7 @@ func (a *Archiver) probeOutput(ctx context.Context) error {
 		return nil
 	}
 	probe := a.cfg.Output + "/raw/.archive-probe/"
-	if _, err := avroio.ListPrefix(ctx, probe); err != nil {
+	if _, err := blob.ListPrefix(ctx, probe); err != nil {
 		return &OutputError{Op: "list", Path: probe, Err: err}
 	}
 	return nil

@@ -17,7 +17,10 @@ import (
 
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/avroio"
+	"github.com/lumenhq/lumen/io/blob"
+	"github.com/lumenhq/lumen/io/deadletter"
 	"github.com/lumenhq/lumen/io/kafkaio"
+	"github.com/lumenhq/lumen/io/raw"
 	"github.com/lumenhq/lumen/io/s3fs"
 	"github.com/lumenhq/lumen/testing/kafkatest"
 	"github.com/lumenhq/lumen/testing/s3test"
@@ -186,8 +189,8 @@ func TestHoursAndDeadLetters(t *testing.T) {
 	if !reflect.DeepEqual(s.DeadLetters, wantDead) || s.Archived != int64(len(msgs)-4) || s.DeadLetterFiles != 1 {
 		t.Errorf("stats: dead letters %v (want %v), archived %d (want %d), %d dead-letter files", s.DeadLetters, wantDead, s.Archived, len(msgs)-4, s.DeadLetterFiles)
 	}
-	dlPath := avroio.DeadLetterDir(root, "archive", hour0.Format(time.DateOnly)) + "/" + ObjectName(topic, 0, 0)
-	recs, err := avroio.ReadDeadLetters(context.Background(), dlPath)
+	dlPath := deadletter.Dir(root, "archive", hour0.Format(time.DateOnly)) + "/" + ObjectName(topic, 0, 0)
+	recs, err := deadletter.ReadFile(context.Background(), dlPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,10 +324,10 @@ func TestLeftoversRemoved(t *testing.T) {
 			produce(t, brokers, msgs...)
 			commit(t, brokers, cfg.Group, topic, 0, 10) // an earlier owner committed [0, 10)
 
-			dir := avroio.RawHourDir(root, event.AppLoad, hour0)
+			dir := raw.HourDir(root, event.AppLoad, hour0)
 			put := func(name string, evs []event.Event) {
 				t.Helper()
-				out, err := avroio.Create(context.Background(), dir+"/"+name)
+				out, err := blob.Create(context.Background(), dir+"/"+name)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -18,7 +18,9 @@ import (
 
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/avroio"
+	"github.com/lumenhq/lumen/io/blob"
 	"github.com/lumenhq/lumen/io/kafkaio"
+	"github.com/lumenhq/lumen/io/raw"
 	"github.com/lumenhq/lumen/testing/avrotest"
 )
 
@@ -190,13 +192,13 @@ func commit(t *testing.T, brokers []string, group, topic string, partition int32
 // rawFiles lists the archive's raw files, by path relative to root/raw.
 func rawFiles(t *testing.T, root string) map[string][]event.Event {
 	t.Helper()
-	files, err := avroio.ListPrefix(context.Background(), root+"/raw/")
+	files, err := blob.ListPrefix(context.Background(), root+"/raw/")
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := map[string][]event.Event{}
 	for _, f := range files {
-		k, hour, err := avroio.ParseRawPath(f.Path)
+		k, hour, err := raw.ParsePath(f.Path)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/lumenhq/lumen/io/avroio"
+	"github.com/lumenhq/lumen/io/blob"
 )
 
 // ObjectName names the files of the segment of (topic, partition) that
@@ -89,7 +89,7 @@ func (a *Archiver) cleanLeftovers(ctx context.Context, p *partition, dir string)
 	if p.cleaned[dir] {
 		return nil
 	}
-	files, err := avroio.ListPrefix(ctx, dir+"/")
+	files, err := blob.ListPrefix(ctx, dir+"/")
 	if err != nil {
 		return &OutputError{Op: "list", Path: dir, Err: err}
 	}
@@ -99,7 +99,7 @@ func (a *Archiver) cleanLeftovers(ctx context.Context, p *partition, dir string)
 		if !ok || topic != p.topic || part != p.partition || first < p.start || p.written[dir+"/"+name] {
 			continue
 		}
-		if err := avroio.Remove(ctx, f.Path); err != nil {
+		if err := blob.Remove(ctx, f.Path); err != nil {
 			return &OutputError{Op: "delete", Path: f.Path, Err: err}
 		}
 		a.stats.LeftoversRemoved++

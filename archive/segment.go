@@ -18,7 +18,9 @@ import (
 
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/avroio"
+	"github.com/lumenhq/lumen/io/blob"
 	"github.com/lumenhq/lumen/io/deadletter"
+	"github.com/lumenhq/lumen/io/raw"
 )
 
 // partition is the archiver's state of one assigned partition, for the
@@ -63,7 +65,7 @@ type segment struct {
 
 type hourFile struct {
 	dir, name string
-	out       io.WriteCloser // avroio.Create: visible only once closed
+	out       io.WriteCloser // blob.Create: visible only once closed
 	count     *countingWriter
 	w         *avroio.Writer
 }
@@ -118,7 +120,7 @@ func (a *Archiver) handle(ctx context.Context, p *partition, r *kgo.Record) erro
 	seg := p.seg
 	if reason != "" {
 		a.stats.DeadLetters[reason]++
-		dir := avroio.DeadLetterDir(a.cfg.Output, "archive", recordDay(r))
+		dir := deadletter.Dir(a.cfg.Output, "archive", recordDay(r))
 		if err := a.cleanLeftovers(ctx, p, dir); err != nil {
 			return err
 		}
@@ -162,12 +164,12 @@ func recordDay(r *kgo.Record) string {
 // openHour starts the segment's file for one arrival hour, after removing
 // what an earlier owner left there.
 func (a *Archiver) openHour(ctx context.Context, p *partition, hour int64) (*hourFile, error) {
-	dir := avroio.RawHourDir(a.cfg.Output, p.kind, time.UnixMilli(hour))
+	dir := raw.HourDir(a.cfg.Output, p.kind, time.UnixMilli(hour))
 	if err := a.cleanLeftovers(ctx, p, dir); err != nil {
 		return nil, err
 	}
 	name := ObjectName(p.topic, p.partition, p.seg.first)
-	out, err := avroio.Create(ctx, dir+"/"+name)
+	out, err := blob.Create(ctx, dir+"/"+name)
 	if err != nil {
 		return nil, &OutputError{Op: "create", Path: dir + "/" + name, Err: err}
 	}
@@ -223,7 +225,7 @@ func (a *Archiver) roll(ctx context.Context, p *partition) error {
 	}
 	for _, dir := range slices.Sorted(maps.Keys(seg.dead)) {
 		path := dir + "/" + ObjectName(p.topic, p.partition, seg.first)
-		if err := avroio.WriteDeadLetterFile(ctx, path, seg.dead[dir]); err != nil {
+		if err := deadletter.WriteFile(ctx, path, seg.dead[dir]); err != nil {
 			return &OutputError{Op: "write", Path: path, Err: err}
 		}
 		p.written[path] = true
@@ -253,7 +255,7 @@ func drop(p *partition) {
 	p.seg = nil
 }
 
-// abort discards a file avroio.Create opened. A writer that cannot abort
+// abort discards a file blob.Create opened. A writer that cannot abort
 // is left unclosed rather than closed, which could publish half a file.
 func abort(w io.WriteCloser) {
 	if a, ok := w.(interface{ Abort() }); ok {

@@ -15,16 +15,16 @@ import (
 
 	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
-	"github.com/lumenhq/lumen/io/avroio"
 	"github.com/lumenhq/lumen/io/deadletter"
+	"github.com/lumenhq/lumen/io/raw"
 	"github.com/lumenhq/lumen/serving"
 	"github.com/lumenhq/lumen/transforms"
 )
 
 func init() {
-	register.DoFn3x1[context.Context, []byte, func(avroio.WorkUnit), error](&planFn{})
-	register.DoFn5x1[context.Context, avroio.WorkUnit, func(string, deadletter.Record), func(KindStats), func(aggregate.AppKey, aggregate.Agg), error](&readAggregateFn{})
-	register.Emitter1[avroio.WorkUnit]()
+	register.DoFn3x1[context.Context, []byte, func(raw.WorkUnit), error](&planFn{})
+	register.DoFn5x1[context.Context, raw.WorkUnit, func(string, deadletter.Record), func(KindStats), func(aggregate.AppKey, aggregate.Agg), error](&readAggregateFn{})
+	register.Emitter1[raw.WorkUnit]()
 	register.Emitter2[aggregate.AppKey, aggregate.Agg]()
 	register.Emitter2[string, deadletter.Record]()
 	register.Emitter1[KindStats]()
@@ -58,7 +58,7 @@ func BuildBatch(s beam.Scope, cfg BatchConfig) error {
 	merged := transforms.MergePartials(s, partials, aggregate.Combine{Gran: aggregate.Hour, Precision: cfg.Precision})
 	counts := WriteCounts(s, cfg.Store, serving.Batch, transforms.CountRows(s, merged, aggregate.Hour, aggregate.Day))
 	users := WriteUsers(s, cfg.Store, serving.Batch, transforms.UserRows(s, merged))
-	deadWritten := WriteDeadLetters(s, avroio.DeadLetterDir(cfg.DeadLetterRoot, "batch", cfg.AsOf.Format(time.DateOnly)), cfg.S3, dead)
+	deadWritten := WriteDeadLetters(s, deadletter.Dir(cfg.DeadLetterRoot, "batch", cfg.AsOf.Format(time.DateOnly)), cfg.S3, dead)
 
 	RecordRun(s, RunInfo{Store: cfg.Store, AsOf: cfg.AsOf, WindowStart: window.First, Started: cfg.Started},
 		SumStats(s, stats), counts, users, deadWritten)
@@ -72,18 +72,18 @@ type planFn struct {
 	fileSetup
 	Root        string
 	First, Last time.Time
-	Opts        avroio.PlanOptions
+	Opts        raw.PlanOptions
 }
 
-func (f *planFn) ProcessElement(ctx context.Context, _ []byte, emit func(avroio.WorkUnit)) error {
-	files, err := avroio.ListWindow(ctx, f.Root, f.First, f.Last, f.Opts)
+func (f *planFn) ProcessElement(ctx context.Context, _ []byte, emit func(raw.WorkUnit)) error {
+	files, err := raw.ListWindow(ctx, f.Root, f.First, f.Last, f.Opts)
 	if err != nil {
 		// Listing failures are transient or a misconfiguration; either way
 		// the run must not succeed on a partial listing. Beam retries the
 		// bundle, then fails the job.
 		return fmt.Errorf("pipelines: %w", err)
 	}
-	units := avroio.Pack(files, f.Opts)
+	units := raw.Pack(files, f.Opts)
 	planned.Add(int64(len(files)))
 	unitsPlanned.Add(int64(len(units)))
 	beam.NewCounter("lumen.batch", "files_listed").Inc(ctx, int64(len(files)))
@@ -102,7 +102,7 @@ type readAggregateFn struct {
 	fileSetup
 	First, Last time.Time
 	Precision   uint8
-	Opts        avroio.ReadOptions
+	Opts        raw.ReadOptions
 	MaxCells    int
 
 	partials *aggregate.Partials
@@ -116,10 +116,10 @@ func (f *readAggregateFn) StartBundle(_ context.Context, _ func(string, deadlett
 	return nil
 }
 
-func (f *readAggregateFn) ProcessElement(ctx context.Context, u avroio.WorkUnit,
+func (f *readAggregateFn) ProcessElement(ctx context.Context, u raw.WorkUnit,
 	emitDead func(string, deadletter.Record), emitStats func(KindStats), emitPartial func(aggregate.AppKey, aggregate.Agg)) error {
 	sink := &aggregateSink{p: f.partials, unitName: fmt.Sprintf("unit-%05d", u.ID), emitDead: emitDead}
-	rs, err := avroio.ReadUnit(ctx, u, f.Opts, sink)
+	rs, err := raw.ReadUnit(ctx, u, f.Opts, sink)
 	if err != nil {
 		return fmt.Errorf("pipelines: work unit %d: %w", u.ID, err)
 	}
@@ -197,7 +197,7 @@ func (s *aggregateSink) Events(evs []event.Event) {
 }
 
 func (s *aggregateSink) DeadLetter(r deadletter.Record) {
-	k, _, _ := avroio.ParseRawPath(r.Source)
+	k, _, _ := raw.ParsePath(r.Source)
 	if s.dead == nil {
 		s.dead = map[event.Kind]map[string]int64{}
 	}

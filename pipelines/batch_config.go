@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/lumenhq/lumen/aggregate/hll"
-	"github.com/lumenhq/lumen/io/avroio"
+	"github.com/lumenhq/lumen/io/raw"
 	"github.com/lumenhq/lumen/io/s3fs"
 )
 
@@ -35,8 +35,8 @@ type BatchConfig struct {
 	// addressing; credentials come from the AWS chain). Zero: environment.
 	S3 s3fs.Options
 	// Plan and Read tune the small-file reader.
-	Plan avroio.PlanOptions
-	Read avroio.ReadOptions
+	Plan raw.PlanOptions
+	Read raw.ReadOptions
 }
 
 // EnsureDefaults fills zero values.

@@ -7,7 +7,6 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
-	"github.com/lumenhq/lumen/io/avroio"
 	"github.com/lumenhq/lumen/io/deadletter"
 	"github.com/lumenhq/lumen/io/s3fs"
 )
@@ -54,7 +53,7 @@ func (f *writeDeadLettersFn) ProcessElement(ctx context.Context, name string, re
 	for recs(&r) {
 		all = append(all, r)
 	}
-	if err := avroio.WriteDeadLetterFile(ctx, f.Dir+"/"+name+".avro", all); err != nil {
+	if err := deadletter.WriteFile(ctx, f.Dir+"/"+name+".avro", all); err != nil {
 		return fmt.Errorf("pipelines: %w", err)
 	}
 	emit(int64(len(all)))

@@ -24,8 +24,8 @@ import (
 
 	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
-	"github.com/lumenhq/lumen/io/avroio"
 	"github.com/lumenhq/lumen/io/cassandraio"
+	"github.com/lumenhq/lumen/io/raw"
 	"github.com/lumenhq/lumen/io/s3fs"
 	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/serving"
@@ -91,8 +91,8 @@ func run(ctx context.Context) error {
 		Store:          *store,
 		DeadLetterRoot: *deadLetters,
 		Precision:      uint8(*precision),
-		Plan:           avroio.PlanOptions{TargetBytes: *unitBytes, OpenCost: *openCost, Parallelism: *parallelism},
-		Read:           avroio.ReadOptions{Concurrency: *concurrency},
+		Plan:           raw.PlanOptions{TargetBytes: *unitBytes, OpenCost: *openCost, Parallelism: *parallelism},
+		Read:           raw.ReadOptions{Concurrency: *concurrency},
 	}
 	// Fail fast, with every problem named, before any job starts.
 	probe := base
@@ -160,7 +160,7 @@ func runDays(ctx context.Context) ([]time.Time, error) {
 		return days, nil
 	}
 	if *asOf == "latest" {
-		d, err := avroio.LatestArrivalDay(ctx, *input)
+		d, err := raw.LatestArrivalDay(ctx, *input)
 		if err != nil {
 			return nil, fmt.Errorf("--as_of=latest: %w (pass --as_of=YYYY-MM-DD)", err)
 		}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
-	"github.com/lumenhq/lumen/io/avroio"
+	"github.com/lumenhq/lumen/io/deadletter"
 	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/serving"
 )
@@ -58,7 +58,7 @@ func printSummary(ctx context.Context, w io.Writer, st serving.Store, cfg pipeli
 	sort.Slice(reasons, func(i, j int) bool { return total[reasons[i]] > total[reasons[j]] })
 	if len(reasons) > 0 {
 		fmt.Fprintf(w, "           %s dead letters, in %s:\n", num(total["dead_letters"]),
-			avroio.DeadLetterDir(cfg.DeadLetterRoot, "batch", cfg.AsOf.Format(time.DateOnly)))
+			deadletter.Dir(cfg.DeadLetterRoot, "batch", cfg.AsOf.Format(time.DateOnly)))
 		for _, r := range reasons {
 			fmt.Fprintf(w, "             %8s  %s\n", num(total[r]), strings.TrimPrefix(r, "deadletter."))
 		}

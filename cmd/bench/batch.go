@@ -20,6 +20,7 @@ import (
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/avroio"
 	"github.com/lumenhq/lumen/io/deadletter"
+	"github.com/lumenhq/lumen/io/raw"
 	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/testing/gen"
 )
@@ -69,7 +70,7 @@ func benchBatch(ctx context.Context, args []string) error {
 
 	// Baseline: a plain-Go loop, goavro decoding to native maps, then the
 	// same map-side aggregation. One goroutine, no Beam.
-	list, err := avroio.ListWindow(ctx, root, window.First, window.Last, avroio.PlanOptions{})
+	list, err := raw.ListWindow(ctx, root, window.First, window.Last, raw.PlanOptions{})
 	if err != nil {
 		return err
 	}
@@ -92,7 +93,7 @@ func benchBatch(ctx context.Context, args []string) error {
 		store := "sqlite:" + filepath.Join(os.TempDir(), fmt.Sprintf("lumen-bench-%d.db", os.Getpid()))
 		p, s := beam.NewPipelineWithRoot()
 		if err := pipelines.BuildBatch(s, pipelines.BatchConfig{Input: root, AsOf: asOf, Store: store, DeadLetterRoot: os.TempDir(),
-			Plan: avroio.PlanOptions{TargetBytes: *unitBytes, OpenCost: *openCost, Parallelism: *parallelism}}); err != nil {
+			Plan: raw.PlanOptions{TargetBytes: *unitBytes, OpenCost: *openCost, Parallelism: *parallelism}}); err != nil {
 			return err
 		}
 		stop := func() {}
@@ -180,7 +181,7 @@ func ensureDataset(root string, cfg gen.Config) (files, bytes int64, err error) 
 	return sum.Files, sum.Bytes, os.WriteFile(marker, b, 0o644)
 }
 
-func goavroBaseline(files []avroio.FileSplit, w aggregate.DayWindow) (int64, error) {
+func goavroBaseline(files []raw.FileSplit, w aggregate.DayWindow) (int64, error) {
 	p := aggregate.NewPartials(w, aggregate.Hour, 14)
 	var n int64
 	for _, f := range files {
@@ -223,10 +224,10 @@ func (s partialsSink) Events(evs []event.Event) {
 }
 func (partialsSink) DeadLetter(deadletter.Record) {}
 
-func readerOnly(ctx context.Context, files []avroio.FileSplit, w aggregate.DayWindow) (int64, error) {
+func readerOnly(ctx context.Context, files []raw.FileSplit, w aggregate.DayWindow) (int64, error) {
 	var n int64
-	for _, u := range avroio.Pack(files, avroio.PlanOptions{}) {
-		st, err := avroio.ReadUnit(ctx, u, avroio.ReadOptions{}, partialsSink{aggregate.NewPartials(w, aggregate.Hour, 14)})
+	for _, u := range raw.Pack(files, raw.PlanOptions{}) {
+		st, err := raw.ReadUnit(ctx, u, raw.ReadOptions{}, partialsSink{aggregate.NewPartials(w, aggregate.Hour, 14)})
 		if err != nil {
 			return n, err
 		}

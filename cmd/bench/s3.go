@@ -29,6 +29,7 @@ import (
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/avroio"
 	"github.com/lumenhq/lumen/io/deadletter"
+	"github.com/lumenhq/lumen/io/raw"
 	"github.com/lumenhq/lumen/io/s3fs"
 	"github.com/lumenhq/lumen/testing/gen"
 )
@@ -90,7 +91,7 @@ func benchS3(ctx context.Context, args []string) error {
 	fmt.Fprintf(os.Stderr, "uploaded %d objects (%.0f MiB) in %.0fs\n", nfiles, float64(nbytes)/(1<<20), time.Since(t0).Seconds())
 
 	window := aggregate.NewDayWindow(cfg.AsOf(), cfg.WindowDays)
-	files, err := avroio.ListWindow(ctx, root, window.First, window.Last, avroio.PlanOptions{})
+	files, err := raw.ListWindow(ctx, root, window.First, window.Last, raw.PlanOptions{})
 	if err != nil {
 		return err
 	}
@@ -128,7 +129,7 @@ func benchS3(ctx context.Context, args []string) error {
 	err = measure(fmt.Sprintf("baseline: sequential, one object at a time"), "1", func() (int64, int64, error) {
 		var recs int64
 		for _, f := range sample {
-			st, err := avroio.ReadUnit(ctx, avroio.WorkUnit{Splits: []avroio.FileSplit{f}}, avroio.ReadOptions{Concurrency: 1}, discard{})
+			st, err := raw.ReadUnit(ctx, raw.WorkUnit{Splits: []raw.FileSplit{f}}, raw.ReadOptions{Concurrency: 1}, discard{})
 			if err != nil {
 				return 0, 0, err
 			}
@@ -143,7 +144,7 @@ func benchS3(ctx context.Context, args []string) error {
 	// objects decode, one unit per core (as a runner's workers would).
 	err = measure("lumen reader: packed units, 16 fetches/unit", fmt.Sprintf("%dx16", runtime.GOMAXPROCS(0)), func() (int64, int64, error) {
 		defer startProfile(*cpuprofile)()
-		return readUnits(ctx, avroio.Pack(files, avroio.PlanOptions{}), runtime.GOMAXPROCS(0))
+		return readUnits(ctx, raw.Pack(files, raw.PlanOptions{}), runtime.GOMAXPROCS(0))
 	})
 	if err != nil {
 		return err
@@ -154,7 +155,7 @@ func benchS3(ctx context.Context, args []string) error {
 			return err
 		}
 		err = measure(fmt.Sprintf("lumen reader: one %d MiB object, ranged splits", big.Size>>20), fmt.Sprintf("%dx1", runtime.GOMAXPROCS(0)), func() (int64, int64, error) {
-			units := avroio.Pack([]avroio.FileSplit{big}, avroio.PlanOptions{})
+			units := raw.Pack([]raw.FileSplit{big}, raw.PlanOptions{})
 			_, r, err := readUnits(ctx, units, runtime.GOMAXPROCS(0))
 			return 1, r, err
 		})
@@ -245,7 +246,7 @@ func (discard) Events([]event.Event)         {}
 func (discard) DeadLetter(deadletter.Record) {}
 
 // readUnits reads units with n workers, aggregating as the batch does.
-func readUnits(ctx context.Context, units []avroio.WorkUnit, n int) (files, recs int64, err error) {
+func readUnits(ctx context.Context, units []raw.WorkUnit, n int) (files, recs int64, err error) {
 	var next atomic.Int64
 	var fileN, recN atomic.Int64
 	g, ctx := errgroup.WithContext(ctx)
@@ -257,7 +258,7 @@ func readUnits(ctx context.Context, units []avroio.WorkUnit, n int) (files, recs
 				if i >= len(units) {
 					return nil
 				}
-				st, err := avroio.ReadUnit(ctx, units[i], avroio.ReadOptions{}, partialsSink{p})
+				st, err := raw.ReadUnit(ctx, units[i], raw.ReadOptions{}, partialsSink{p})
 				if err != nil {
 					return err
 				}
@@ -323,16 +324,16 @@ func upload(ctx context.Context, c *s3.Client, local, bucket, prefix string) err
 }
 
 // uploadBig writes one large OCF object through s3fs's multipart writer.
-func uploadBig(ctx context.Context, opts s3fs.Options, bucket string, mb int) (avroio.FileSplit, error) {
+func uploadBig(ctx context.Context, opts s3fs.Options, bucket string, mb int) (raw.FileSplit, error) {
 	path := fmt.Sprintf("s3://%s/big/raw/app_load/dt=2026-10-30/hr=00/big.avro", bucket)
 	w, err := s3fs.New(opts).CreateAtomic(ctx, path)
 	if err != nil {
-		return avroio.FileSplit{}, err
+		return raw.FileSplit{}, err
 	}
 	cw := &countingWriter{w: w}
 	ow, err := avroio.NewEventWriter(cw, event.AppLoad, avroio.WithCodec(avroio.CodecSnappy), avroio.WithBlockSize(256<<10))
 	if err != nil {
-		return avroio.FileSplit{}, err
+		return raw.FileSplit{}, err
 	}
 	base := time.Date(2026, 10, 30, 0, 0, 0, 0, time.UTC).UnixMilli()
 	dev := make([]byte, 16)
@@ -341,16 +342,16 @@ func uploadBig(ctx context.Context, opts s3fs.Options, bucket string, mb int) (a
 		e := event.Event{Kind: event.AppLoad, AppID: fmt.Sprintf("com.big.app%d", i%7), AppVersion: "1.0.0", Platform: "ios",
 			DeviceID: dev, EventTime: base + int64(i%86_400_000), ReceivedTime: base + int64(i%86_400_000) + 10}
 		if err := ow.AppendEvent(&e); err != nil {
-			return avroio.FileSplit{}, err
+			return raw.FileSplit{}, err
 		}
 	}
 	if err := ow.Close(); err != nil {
-		return avroio.FileSplit{}, err
+		return raw.FileSplit{}, err
 	}
 	if err := w.Close(); err != nil {
-		return avroio.FileSplit{}, err
+		return raw.FileSplit{}, err
 	}
-	return avroio.FileSplit{Path: path, Kind: event.AppLoad, Size: cw.n, End: cw.n}, nil
+	return raw.FileSplit{Path: path, Kind: event.AppLoad, Size: cw.n, End: cw.n}, nil
 }
 
 type countingWriter struct {

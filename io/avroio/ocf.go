@@ -1,3 +1,13 @@
+// Package avroio is lumen's Avro object container file format (OCF):
+// Writer writes events (or any records) in it with null, deflate, snappy or
+// zstandard blocks, and Reader reads the events of a file, or of a split of
+// one, written by any conforming writer with a schema that resolves to
+// lumen's pinned ones (DESIGN §1). Damaged files cost only what is damaged:
+// Reader resynchronises on sync markers and reports each loss with a
+// stable reason.
+//
+// It reads and writes bytes and streams, not paths: io/raw and
+// io/deadletter open the files through io/blob.
 package avroio
 
 import (

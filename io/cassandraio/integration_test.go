@@ -107,7 +107,10 @@ func TestSchemaIsIdempotent(t *testing.T) {
 	}
 }
 
-// 50,000 rows at rate=5000 take 10 s ± 10%.
+// 50,000 rows at rate=5000 never go faster than the budget: at least 9 s
+// (10 s less the limiter's burst). How much slower than 10 s a loaded
+// machine makes it is a benchmark's business (go run ./cmd/bench
+// cassandra), not a test's: it is logged.
 func TestThrottleRate(t *testing.T) {
 	servicetest.Use(t, "cassandra")
 	c, ks := connect(t, "rate=5000")
@@ -118,8 +121,8 @@ func TestThrottleRate(t *testing.T) {
 	took := time.Since(start)
 	t.Logf("50,000 rows at rate=5000: %v (%.0f rows/s), throttle wait %v, peak in flight %d",
 		took.Round(time.Millisecond), 50_000/took.Seconds(), time.Duration(c.Stats().ThrottleWait).Round(time.Millisecond), c.Stats().PeakInFlight)
-	if took < 9*time.Second || took > 11*time.Second {
-		t.Errorf("took %v, want 10 s ± 10%%", took)
+	if took < 9*time.Second {
+		t.Errorf("took %v: faster than rate=5000 allows (at least 9 s)", took)
 	}
 	if got := countRows(t, c, ks); got != 50_000 {
 		t.Errorf("%d rows present, want 50000", got)

@@ -4,8 +4,9 @@
 // where it came from and a stable reason code, so bad input is visible,
 // countable and replayable, and never silently costs good data.
 //
-// This package holds the type and its file writer; the pipelines decide
-// where dead letters come from.
+// This package holds the type, its Avro form, and dead-letter files
+// (<root>/deadletter/<pipeline>/dt=…/, written atomically through
+// io/blob); the pipelines decide where dead letters come from.
 package deadletter
 
 import (

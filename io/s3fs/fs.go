@@ -31,7 +31,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 
-	"github.com/lumenhq/lumen/io/avroio"
+	"github.com/lumenhq/lumen/io/blob"
 )
 
 func init() {
@@ -173,14 +173,14 @@ func (f *FS) List(ctx context.Context, glob string) ([]string, error) {
 
 // ListPrefix lists every object under a prefix with its size, with
 // ListObjectsV2 pagination: one request per 1,000 objects, no HEADs.
-func (f *FS) ListPrefix(ctx context.Context, prefix string) ([]avroio.FileInfo, error) {
+func (f *FS) ListPrefix(ctx context.Context, prefix string) ([]blob.FileInfo, error) {
 	bucket, key, err := split(prefix)
 	if err != nil {
 		return nil, err
 	}
-	var out []avroio.FileInfo
+	var out []blob.FileInfo
 	err = f.each(ctx, bucket, key, func(o types.Object) {
-		out = append(out, avroio.FileInfo{Path: "s3://" + bucket + "/" + aws.ToString(o.Key), Size: aws.ToInt64(o.Size)})
+		out = append(out, blob.FileInfo{Path: "s3://" + bucket + "/" + aws.ToString(o.Key), Size: aws.ToInt64(o.Size)})
 	})
 	return out, err
 }
@@ -345,8 +345,8 @@ var (
 	_ filesystem.Copier             = (*FS)(nil)
 	_ filesystem.Renamer            = (*FS)(nil)
 	_ filesystem.LastModifiedGetter = (*FS)(nil)
-	_ avroio.RangeOpener            = (*FS)(nil)
-	_ avroio.PrefixLister           = (*FS)(nil)
-	_ avroio.AtomicCreator          = (*FS)(nil)
-	_ avroio.DirLister              = (*FS)(nil)
+	_ blob.RangeOpener              = (*FS)(nil)
+	_ blob.PrefixLister             = (*FS)(nil)
+	_ blob.AtomicCreator            = (*FS)(nil)
+	_ blob.DirLister                = (*FS)(nil)
 )

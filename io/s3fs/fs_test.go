@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/lumenhq/lumen/event"
-	"github.com/lumenhq/lumen/io/avroio"
+	"github.com/lumenhq/lumen/io/raw"
 	"github.com/lumenhq/lumen/io/s3fs"
 	"github.com/lumenhq/lumen/testing/s3test"
 )
@@ -158,7 +158,7 @@ func TestListWindowUsesPartitionPrefixes(t *testing.T) {
 			for h := 0; h < 24; h++ {
 				for _, k := range event.Kinds {
 					for i := 0; i < perHour; i++ {
-						p := fmt.Sprintf("%s/part-%d.avro", avroio.RawHourDir(root, k, first.AddDate(0, 0, d).Add(time.Duration(h)*time.Hour)), i)
+						p := fmt.Sprintf("%s/part-%d.avro", raw.HourDir(root, k, first.AddDate(0, 0, d).Add(time.Duration(h)*time.Hour)), i)
 						put(t, f, p, []byte("x"))
 						if d >= 0 && d < days {
 							want++
@@ -169,7 +169,7 @@ func TestListWindowUsesPartitionPrefixes(t *testing.T) {
 		}
 		put(t, f, root+"/raw/app_load/_SUCCESS", nil)
 		e.Counter.Reset()
-		files, err := avroio.ListWindow(ctx, root, first, first.AddDate(0, 0, days-1), avroio.PlanOptions{})
+		files, err := raw.ListWindow(ctx, root, first, first.AddDate(0, 0, days-1), raw.PlanOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/avroio"
 	"github.com/lumenhq/lumen/io/deadletter"
+	"github.com/lumenhq/lumen/io/raw"
 	"github.com/lumenhq/lumen/io/s3fs"
 	"github.com/lumenhq/lumen/testing/s3test"
 )
@@ -54,7 +55,7 @@ func TestCorruptObjects(t *testing.T) {
 		s3fs.Configure(e.Options)
 		f := s3fs.New(e.Options)
 		root := e.Root("lake")
-		dir := avroio.RawHourDir(root, event.AppLoad, time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC))
+		dir := raw.HourDir(root, event.AppLoad, time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC))
 
 		good := encode(t, "good", 500, avroio.WithCodec(avroio.CodecDeflate))
 		truncated := encode(t, "truncated", 500, avroio.WithBlockSize(1024))
@@ -74,13 +75,13 @@ func TestCorruptObjects(t *testing.T) {
 		put(t, f, dir+"/mid.avro", damaged)
 
 		day := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
-		files, err := avroio.ListWindow(context.Background(), root, day, day, avroio.PlanOptions{})
+		files, err := raw.ListWindow(context.Background(), root, day, day, raw.PlanOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		c := &collect{apps: map[string]int{}}
-		for _, u := range avroio.Pack(files, avroio.PlanOptions{}) {
-			if _, err := avroio.ReadUnit(context.Background(), u, avroio.ReadOptions{}, c); err != nil {
+		for _, u := range raw.Pack(files, raw.PlanOptions{}) {
+			if _, err := raw.ReadUnit(context.Background(), u, raw.ReadOptions{}, c); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -12,14 +12,14 @@ import (
 	"github.com/linkedin/goavro/v2"
 
 	"github.com/lumenhq/lumen/event"
-	"github.com/lumenhq/lumen/io/avroio"
+	"github.com/lumenhq/lumen/io/blob"
 )
 
 // ReadEvents reads every record of the OCF file at p (any Beam filesystem
 // path) as an event of kind k, invalid ones included.
 func ReadEvents(t testing.TB, p string, k event.Kind) []event.Event {
 	t.Helper()
-	rc, err := avroio.OpenRange(context.Background(), p, 0, -1)
+	rc, err := blob.OpenRange(context.Background(), p, 0, -1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,9 @@ import (
 	"github.com/lumenhq/lumen/archive"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/avroio"
+	"github.com/lumenhq/lumen/io/blob"
 	"github.com/lumenhq/lumen/io/kafkaio"
+	"github.com/lumenhq/lumen/io/raw"
 	"github.com/lumenhq/lumen/io/s3fs"
 	"github.com/lumenhq/lumen/testing/gen"
 	"github.com/lumenhq/lumen/testing/kafkatest"
@@ -177,7 +179,7 @@ func (p *archiverProcess) term(t *testing.T) int {
 // after their partition's committed offset: written, never committed.
 func uncommittedFiles(t *testing.T, root string, committed map[string]int64) map[string]bool {
 	t.Helper()
-	files, err := avroio.ListPrefix(context.Background(), root+"/raw/")
+	files, err := blob.ListPrefix(context.Background(), root+"/raw/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +254,7 @@ func writeTornLeftovers(t *testing.T, brokers []string, root, prefix string, com
 			if dec.DecodeSingle(r.Value, &e) != nil || e.Kind != kind {
 				return
 			}
-			fk := fileKey{avroio.RawHourDir(root, kind, e.ReceivedAt().Truncate(time.Hour)), archive.ObjectName(r.Topic, r.Partition, first)}
+			fk := fileKey{raw.HourDir(root, kind, e.ReceivedAt().Truncate(time.Hour)), archive.ObjectName(r.Topic, r.Partition, first)}
 			files[fk] = append(files[fk], e.Clone())
 			kinds[fk] = kind
 		})
@@ -267,7 +269,7 @@ func writeTornLeftovers(t *testing.T, brokers []string, root, prefix string, com
 	sort.Slice(keys, func(i, j int) bool { return keys[i].dir+keys[i].name < keys[j].dir+keys[j].name })
 	var paths []string
 	for _, k := range keys {
-		out, err := avroio.Create(context.Background(), k.dir+"/"+k.name)
+		out, err := blob.Create(context.Background(), k.dir+"/"+k.name)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -17,7 +17,10 @@ import (
 	"github.com/lumenhq/lumen/archive"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/avroio"
+	"github.com/lumenhq/lumen/io/blob"
+	"github.com/lumenhq/lumen/io/deadletter"
 	"github.com/lumenhq/lumen/io/kafkaio"
+	"github.com/lumenhq/lumen/io/raw"
 	"github.com/lumenhq/lumen/io/s3fs"
 	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/testing/avrotest"
@@ -181,7 +184,7 @@ func awaitCaughtUp(t *testing.T, brokers []string, group, prefix string, within 
 func checkArchive(t *testing.T, root, prefix string, sent recordSet) {
 	t.Helper()
 	ctx := context.Background()
-	files, err := avroio.ListPrefix(ctx, root+"/raw/")
+	files, err := blob.ListPrefix(ctx, root+"/raw/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +194,7 @@ func checkArchive(t *testing.T, root, prefix string, sent recordSet) {
 	}
 	var records, extra int
 	for _, f := range files {
-		k, hour, err := avroio.ParseRawPath(f.Path)
+		k, hour, err := raw.ParsePath(f.Path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -222,14 +225,14 @@ func checkArchive(t *testing.T, root, prefix string, sent recordSet) {
 		t.Errorf("archive: %d records missing and %d extra (duplicates)", missing, extra)
 	}
 
-	dl, err := avroio.ListPrefix(ctx, root+"/deadletter/archive/")
+	dl, err := blob.ListPrefix(ctx, root+"/deadletter/archive/")
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := map[string]int64{}
 	seen := map[string]bool{}
 	for _, f := range dl {
-		recs, err := avroio.ReadDeadLetters(ctx, f.Path)
+		recs, err := deadletter.ReadFile(ctx, f.Path)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
 
-	"github.com/lumenhq/lumen/io/avroio"
+	"github.com/lumenhq/lumen/io/deadletter"
 	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/testing/gen"
 )
@@ -51,7 +51,7 @@ func TestBatchEndToEnd(t *testing.T) {
 	files, _ := filepath.Glob(filepath.Join(cfg.DeadLetterRoot, "deadletter/batch/dt="+tr.AsOf, "*.avro"))
 	got := map[string]int64{}
 	for _, f := range files {
-		recs, err := avroio.ReadDeadLetters(context.Background(), f)
+		recs, err := deadletter.ReadFile(context.Background(), f)
 		if err != nil {
 			t.Fatal(err)
 		}

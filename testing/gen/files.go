@@ -14,6 +14,8 @@ import (
 
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/avroio"
+	"github.com/lumenhq/lumen/io/blob"
+	"github.com/lumenhq/lumen/io/raw"
 )
 
 // FileSink writes records into the raw layout under Root: one directory per
@@ -87,7 +89,7 @@ func (f *FileSink) writeHour(h int64, recs []Record) error {
 		}
 		n := max(1, (f.FilesPerHour*len(rs)+len(recs)/2)/len(recs))
 		n = min(n, len(rs))
-		dir := avroio.RawHourDir(f.Root, k, hour)
+		dir := raw.HourDir(f.Root, k, hour)
 		for i := 0; i < n; i++ {
 			lo, hi := i*len(rs)/n, (i+1)*len(rs)/n
 			path := fmt.Sprintf("%s/%s-%05d.avro", dir, f.Name, i)
@@ -118,7 +120,7 @@ func (f *FileSink) writeFile(path string, k event.Kind, rs []Record) error {
 }
 
 func (f *FileSink) put(path string, b []byte) error {
-	out, err := avroio.Create(context.Background(), path, avroio.NoSync())
+	out, err := blob.Create(context.Background(), path, blob.NoSync())
 	if err != nil {
 		return fmt.Errorf("gen: %w", err)
 	}
@@ -149,7 +151,7 @@ var JunkReasons = map[string]int64{"empty_file": 1, "foreign_schema": 1, "trunca
 // whose only block is cut short. None of their records is readable, so the
 // truth does not change; each must become one dead letter.
 func (f *FileSink) WriteJunk(start time.Time) error {
-	dir := avroio.RawHourDir(f.Root, event.AppLoad, start)
+	dir := raw.HourDir(f.Root, event.AppLoad, start)
 	if err := f.put(dir+"/junk-empty.avro", nil); err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package avroio
+package deadletter
 
 import (
 	"bytes"
@@ -8,20 +8,20 @@ import (
 	"strings"
 
 	"github.com/linkedin/goavro/v2"
-
-	"github.com/lumenhq/lumen/io/deadletter"
+	"github.com/lumenhq/lumen/io/avroio"
+	"github.com/lumenhq/lumen/io/blob"
 )
 
-// DeadLetterDir is where a pipeline's dead letters of one day go
+// Dir is where a pipeline's dead letters of one day go
 // (DESIGN §2): <root>/deadletter/<pipeline>/dt=YYYY-MM-DD.
-func DeadLetterDir(root, pipeline, day string) string {
+func Dir(root, pipeline, day string) string {
 	return fmt.Sprintf("%s/deadletter/%s/dt=%s", strings.TrimSuffix(root, "/"), pipeline, day)
 }
 
-// WriteDeadLetterFile writes records to path as one Avro file, sorted by
+// WriteFile writes records to path as one Avro file, sorted by
 // source, offset and index so the same records give the same bytes, and
-// atomically (Create): a re-run with the same input overwrites the file.
-func WriteDeadLetterFile(ctx context.Context, path string, records []deadletter.Record) error {
+// atomically (blob.Create): a re-run with the same input overwrites the file.
+func WriteFile(ctx context.Context, path string, records []Record) error {
 	sort.Slice(records, func(i, j int) bool {
 		a, b := records[i], records[j]
 		if a.Source != b.Source {
@@ -35,14 +35,14 @@ func WriteDeadLetterFile(ctx context.Context, path string, records []deadletter.
 	var buf bytes.Buffer
 	var sync [16]byte
 	copy(sync[:], "lumen.deadletter")
-	w, err := NewWriter(&buf, deadletter.Schema, WithSyncMarker(sync), WithCodec(CodecDeflate))
+	w, err := avroio.NewWriter(&buf, Schema, avroio.WithSyncMarker(sync), avroio.WithCodec(avroio.CodecDeflate))
 	if err != nil {
 		return err
 	}
 	var rec []byte
 	for _, r := range records {
-		if rec, err = deadletter.AppendBinary(rec[:0], r); err != nil {
-			return fmt.Errorf("avroio: encode dead letter: %w", err)
+		if rec, err = AppendBinary(rec[:0], r); err != nil {
+			return fmt.Errorf("deadletter: encode dead letter: %w", err)
 		}
 		if err := w.AppendEncoded(rec); err != nil {
 			return err
@@ -51,23 +51,23 @@ func WriteDeadLetterFile(ctx context.Context, path string, records []deadletter.
 	if err := w.Close(); err != nil {
 		return err
 	}
-	out, err := Create(ctx, path)
+	out, err := blob.Create(ctx, path)
 	if err != nil {
-		return fmt.Errorf("avroio: dead letters %s: %w", path, err)
+		return fmt.Errorf("deadletter: dead letters %s: %w", path, err)
 	}
 	if _, err := out.Write(buf.Bytes()); err != nil {
 		out.Close()
-		return fmt.Errorf("avroio: dead letters %s: %w", path, err)
+		return fmt.Errorf("deadletter: dead letters %s: %w", path, err)
 	}
 	if err := out.Close(); err != nil {
-		return fmt.Errorf("avroio: dead letters %s: %w", path, err)
+		return fmt.Errorf("deadletter: dead letters %s: %w", path, err)
 	}
 	return nil
 }
 
-// ReadDeadLetters reads a dead-letter file (for tools and tests).
-func ReadDeadLetters(ctx context.Context, path string) ([]deadletter.Record, error) {
-	rc, err := OpenRange(ctx, path, 0, -1)
+// ReadFile reads a dead-letter file (for tools and tests).
+func ReadFile(ctx context.Context, path string) ([]Record, error) {
+	rc, err := blob.OpenRange(ctx, path, 0, -1)
 	if err != nil {
 		return nil, err
 	}
@@ -76,13 +76,13 @@ func ReadDeadLetters(ctx context.Context, path string) ([]deadletter.Record, err
 	if err != nil {
 		return nil, err
 	}
-	var out []deadletter.Record
+	var out []Record
 	for r.Scan() {
 		v, err := r.Read()
 		if err != nil {
 			return nil, err
 		}
-		d, err := deadletter.FromNative(v)
+		d, err := FromNative(v)
 		if err != nil {
 			return nil, err
 		}

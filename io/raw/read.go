@@ -1,16 +1,16 @@
-package avroio
+package raw
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"sync"
 	"time"
 
 	"github.com/lumenhq/lumen/event"
+	"github.com/lumenhq/lumen/io/avroio"
+	"github.com/lumenhq/lumen/io/blob"
 	"github.com/lumenhq/lumen/io/deadletter"
 )
 
@@ -68,7 +68,7 @@ type ReadStats struct {
 // unit later can succeed and dead-lettering an outage would lose good data.
 func ReadUnit(ctx context.Context, u WorkUnit, opts ReadOptions, sink Sink) (ReadStats, error) {
 	opts.ensureDefaults()
-	r := &unitReader{opts: opts, sink: sink, dec: event.NewDecoder()}
+	r := &unitReader{opts: opts, sink: sink, rd: avroio.NewReader()}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -111,15 +111,17 @@ func ReadUnit(ctx context.Context, u WorkUnit, opts ReadOptions, sink Sink) (Rea
 	for f := range fetched {
 		if f.err != nil {
 			if unreadable(f.err) {
-				r.fileDead(f.split, ReasonUnreadable, f.err.Error())
+				r.fileDead(f.split, avroio.ReasonUnreadable, f.err.Error())
 				continue
 			}
 			return r.stats, f.err
 		}
 		r.stats.Files++
 		r.stats.Bytes += int64(len(f.data))
-		sc := newBytesScanner(f.data, f.split.Path)
-		if err := r.scan(sc, f.split); err != nil {
+		if f.data == nil {
+			f.data = []byte{} // fetched, and empty
+		}
+		if err := r.read(ctx, f.split, f.data); err != nil {
 			return r.stats, err
 		}
 		bufPool.Put(f.data[:0])
@@ -165,23 +167,7 @@ func fetchWhole(ctx context.Context, s FileSplit, opts ReadOptions) ([]byte, err
 }
 
 func readAll(ctx context.Context, path string, size int64) ([]byte, error) {
-	if isLocal(path) {
-		return readLocalFile(path, size, bufPool.Get().([]byte))
-	}
-	rc, err := OpenRange(ctx, path, 0, -1)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	buf := bufPool.Get().([]byte)
-	if int64(cap(buf)) < size+1 {
-		buf = make([]byte, 0, size+1)
-	}
-	b := bytes.NewBuffer(buf[:0])
-	if _, err := b.ReadFrom(rc); err != nil {
-		return nil, fmt.Errorf("avroio: read %s: %w", path, err)
-	}
-	return b.Bytes(), nil
+	return blob.ReadAll(ctx, path, size, bufPool.Get().([]byte))
 }
 
 // unreadable reports errors that retrying cannot fix: the file is gone or
@@ -201,122 +187,32 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// unitReader reads one unit's files and turns what avroio finds into
+// events and dead letters.
 type unitReader struct {
-	opts   ReadOptions
-	sink   Sink
-	dec    *event.Decoder
-	evs    []event.Event
-	bounds []int
-	valid  []event.Event
-	stats  ReadStats
+	opts  ReadOptions
+	sink  Sink
+	rd    *avroio.Reader
+	stats ReadStats
 }
 
-func (r *unitReader) readStreamed(ctx context.Context, s FileSplit) error {
-	rc, err := OpenRange(ctx, s.Path, 0, -1)
-	if err != nil {
-		if unreadable(err) {
-			r.fileDead(s, ReasonUnreadable, err.Error())
-			return nil
-		}
-		return err
-	}
-	defer rc.Close()
-	r.stats.Files++
-	sc := newScanner(rc, s.Path, 0, s.Size)
-	if s.Whole() {
-		return r.scan(sc, s)
-	}
-	// A split: read the header from the start of the file, then move to the
-	// first block that starts inside the split.
-	h, err := sc.readHeader()
-	if err != nil {
-		if ce := (*CorruptError)(nil); errors.As(err, &ce) {
-			if s.Start == 0 { // only the first split reports a bad header
-				r.fileDead(s, ce.Reason, ce.Detail)
-			}
-			return nil
-		}
-		return err
-	}
-	if s.Start > h.Len+int64(r.opts.SeekThreshold) {
-		rc2, err := OpenRange(ctx, s.Path, s.Start-syncLen, -1)
-		if err != nil {
-			return err
-		}
-		defer rc2.Close()
-		sc2 := newScanner(rc2, s.Path, s.Start-syncLen, s.Size)
-		sc2.hdr = h
-		sc = sc2
-	}
-	if err := sc.seekSplit(s.Start); err != nil {
-		if err == io.EOF {
-			return nil
-		}
-		return err
-	}
-	sc.stopAt = s.End
-	return r.blocks(sc, s)
+// read reads one split, from data if it was fetched whole (non-nil, even
+// if empty), else streamed.
+func (r *unitReader) read(ctx context.Context, s FileSplit, data []byte) error {
+	src := avroio.Source{Path: s.Path, Kind: s.Kind, Size: s.Size, Start: s.Start, End: s.End, Data: data,
+		SeekThreshold: r.opts.SeekThreshold,
+		Open:          func(offset int64) (io.ReadCloser, error) { return blob.OpenRange(ctx, s.Path, offset, -1) }}
+	st, err := r.rd.Read(src, r.sink.Events, func(d avroio.Damage) {
+		r.dead(deadletter.Record{Source: s.Path, Offset: d.Offset, Index: d.Index, Lost: d.Lost,
+			Reason: d.Reason, Detail: d.Detail, Payload: d.Payload})
+	})
+	r.stats.Blocks += st.Blocks
+	r.stats.Records += st.Records
+	r.stats.Valid += st.Valid
+	return err
 }
 
-// scan reads a whole file from its start.
-func (r *unitReader) scan(sc *scanner, s FileSplit) error {
-	if _, err := sc.readHeader(); err != nil {
-		if ce := (*CorruptError)(nil); errors.As(err, &ce) {
-			r.fileDead(s, ce.Reason, ce.Detail)
-			return nil
-		}
-		return err
-	}
-	return r.blocks(sc, s)
-}
-
-func (r *unitReader) blocks(sc *scanner, s FileSplit) error {
-	defer sc.close()
-	rd, err := resolveWriter(s.Kind, sc.hdr.Schema, r.dec)
-	if err != nil {
-		ce := err.(*CorruptError)
-		r.fileDead(s, ce.Reason, ce.Detail)
-		return nil
-	}
-	for {
-		b, ce, err := sc.next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if ce != nil {
-			r.dead(deadletter.Record{Source: s.Path, Offset: ce.Offset, Index: -1,
-				Reason: string(ce.Reason), Detail: ce.Detail})
-			continue
-		}
-		r.stats.Blocks++
-		r.evs, r.bounds, err = rd.decodeBlock(b, r.evs[:0], r.bounds[:0])
-		if err != nil {
-			r.dead(deadletter.Record{Source: s.Path, Offset: b.Offset, Index: -1, Lost: b.Count,
-				Reason: string(ReasonBadRecord), Detail: fmt.Sprintf("block of %d records: %v", b.Count, err)})
-			continue
-		}
-		r.stats.Records += int64(len(r.evs))
-		r.valid = r.valid[:0]
-		for i := range r.evs {
-			if reason := event.Validate(&r.evs[i]); reason != "" {
-				r.dead(deadletter.Record{Source: s.Path, Offset: b.Offset, Index: int64(i), Lost: 1,
-					Reason: string(reason), Detail: r.evs[i].String(),
-					Payload: bytes.Clone(b.Data[r.bounds[i]:r.bounds[i+1]])})
-				continue
-			}
-			r.valid = append(r.valid, r.evs[i])
-		}
-		r.stats.Valid += int64(len(r.valid))
-		if len(r.valid) > 0 {
-			r.sink.Events(r.valid)
-		}
-	}
-}
-
-func (r *unitReader) fileDead(s FileSplit, reason Reason, detail string) {
+func (r *unitReader) fileDead(s FileSplit, reason avroio.Reason, detail string) {
 	r.dead(deadletter.Record{Source: s.Path, Offset: -1, Index: -1, Reason: string(reason), Detail: detail})
 }
 
@@ -324,4 +220,17 @@ func (r *unitReader) dead(d deadletter.Record) {
 	d.Pipeline = r.opts.Pipeline
 	r.stats.DeadLetters++
 	r.sink.DeadLetter(d)
+}
+
+// readStreamed reads a large file or a split without buffering it whole.
+func (r *unitReader) readStreamed(ctx context.Context, s FileSplit) error {
+	err := r.read(ctx, s, nil)
+	if err != nil && unreadable(err) {
+		r.fileDead(s, avroio.ReasonUnreadable, err.Error())
+		return nil
+	}
+	if err == nil {
+		r.stats.Files++
+	}
+	return err
 }

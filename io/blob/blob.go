@@ -1,6 +1,17 @@
-package avroio
+// Package blob reads, lists and writes files through Beam's filesystems,
+// with what lumen needs beyond filesystem.Interface: ranged reads, listing a
+// prefix with sizes in one paginated request, directory listing, atomic
+// creation (a file appears whole or not at all) and removal. The local
+// filesystem is handled directly; a filesystem implementing the optional
+// interfaces below (io/s3fs does) gets its fast paths; any other Beam
+// filesystem gets portable fallbacks.
+//
+// It knows nothing about Avro or lumen's layouts: io/avroio, io/raw and
+// io/deadletter build on it.
+package blob
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -15,7 +26,7 @@ import (
 )
 
 // Optional capabilities a Beam filesystem may have beyond
-// filesystem.Interface. lumen's S3 filesystem (io/s3fs) has all three; the
+// filesystem.Interface. lumen's S3 filesystem (io/s3fs) has all four; the
 // local one is handled directly; any other filesystem gets the portable
 // fallbacks (list then stat, read and discard, write in place).
 type (
@@ -33,7 +44,62 @@ type (
 	AtomicCreator interface {
 		CreateAtomic(ctx context.Context, path string) (io.WriteCloser, error)
 	}
+	// DirLister lists the immediate subdirectories of a prefix (S3:
+	// ListObjectsV2 with a delimiter).
+	DirLister interface {
+		ListDirs(ctx context.Context, prefix string) ([]string, error)
+	}
 )
+
+// ListDirs lists the immediate subdirectories of a directory prefix (one
+// ending in "/"), as names or paths the filesystem chooses; callers take
+// the last element. A prefix that does not exist has none.
+func ListDirs(ctx context.Context, prefix string) ([]string, error) {
+	if isLocal(prefix) {
+		entries, err := os.ReadDir(prefix)
+		if err != nil && !os.IsNotExist(err) {
+			return nil, err
+		}
+		var names []string
+		for _, e := range entries {
+			if e.IsDir() {
+				names = append(names, e.Name())
+			}
+		}
+		return names, nil
+	}
+	fs, err := fileSystem(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	dl, ok := fs.(DirLister)
+	if !ok {
+		return nil, fmt.Errorf("blob: cannot list directories of %s", prefix)
+	}
+	return dl.ListDirs(ctx, prefix)
+}
+
+// ReadAll reads a whole file of the listed size, into buf's capacity when
+// it fits. A local file costs three system calls (files in lumen's layouts
+// appear atomically and never change, so the listed size is the size).
+func ReadAll(ctx context.Context, path string, size int64, buf []byte) ([]byte, error) {
+	if isLocal(path) {
+		return readLocalFile(path, size, buf)
+	}
+	rc, err := OpenRange(ctx, path, 0, -1)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	if int64(cap(buf)) < size+1 {
+		buf = make([]byte, 0, size+1)
+	}
+	b := bytes.NewBuffer(buf[:0])
+	if _, err := b.ReadFrom(rc); err != nil {
+		return nil, fmt.Errorf("blob: read %s: %w", path, err)
+	}
+	return b.Bytes(), nil
+}
 
 // FileInfo is a listed file.
 type FileInfo struct {
@@ -55,7 +121,7 @@ func fileSystem(ctx context.Context, path string) (filesystem.Interface, error) 
 	}
 	fs, err := filesystem.New(ctx, path)
 	if err != nil {
-		return nil, fmt.Errorf("avroio: %w", err)
+		return nil, fmt.Errorf("blob: %w", err)
 	}
 	actual, _ := fsCache.LoadOrStore(scheme, fs)
 	return actual.(filesystem.Interface), nil

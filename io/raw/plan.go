@@ -1,4 +1,4 @@
-package avroio
+package raw
 
 import (
 	"cmp"
@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/lumenhq/lumen/event"
+	"github.com/lumenhq/lumen/io/blob"
 )
 
 // PlanOptions shapes how raw files are listed and packed into work units,
@@ -64,9 +65,9 @@ func ListWindow(ctx context.Context, root string, first, last time.Time, opts Pl
 	g.SetLimit(opts.ListConcurrency)
 	for i, j := range jobs {
 		g.Go(func() error {
-			files, err := ListPrefix(ctx, RawDayPrefix(root, j.kind, j.day))
+			files, err := blob.ListPrefix(ctx, DayPrefix(root, j.kind, j.day))
 			if err != nil {
-				return fmt.Errorf("avroio: list %s: %w", RawDayPrefix(root, j.kind, j.day), err)
+				return fmt.Errorf("raw: list %s: %w", DayPrefix(root, j.kind, j.day), err)
 			}
 			for _, f := range files {
 				if !strings.HasSuffix(f.Path, ".avro") {

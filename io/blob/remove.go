@@ -1,4 +1,4 @@
-package avroio
+package blob
 
 import (
 	"context"
@@ -26,7 +26,7 @@ func Remove(ctx context.Context, path string) error {
 	}
 	rm, ok := fsys.(filesystem.Remover)
 	if !ok {
-		return fmt.Errorf("avroio: cannot delete %s: its filesystem has no Remove", path)
+		return fmt.Errorf("blob: cannot delete %s: its filesystem has no Remove", path)
 	}
 	if err := rm.Remove(ctx, path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err

@@ -1,4 +1,4 @@
-package avroio
+package raw
 
 import (
 	"encoding/json"
@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/lumenhq/lumen/event"
+	"github.com/lumenhq/lumen/io/avroio"
 )
 
 // Files written by Java's Avro implementation (avro-tools from Maven
@@ -92,10 +93,10 @@ func TestJavaReadsLumenFiles(t *testing.T) {
 		t.Skip("LUMEN_TEST_AVRO_TOOLS is not set: needs Java's avro-tools (make test provides it)")
 	}
 	evs := testEvents(event.HandledException, 2000, 23)
-	for _, codec := range []Codec{CodecNull, CodecDeflate, CodecSnappy} {
+	for _, codec := range []avroio.Codec{avroio.CodecNull, avroio.CodecDeflate, avroio.CodecSnappy} {
 		t.Run(codec.String(), func(t *testing.T) {
 			p := filepath.Join(t.TempDir(), "lumen.avro")
-			writeFile(t, p, event.HandledException, evs, WithCodec(codec), WithBlockSize(8192))
+			writeFile(t, p, event.HandledException, evs, avroio.WithCodec(codec), avroio.WithBlockSize(8192))
 			out, err := exec.Command(tool, "tojson", p).Output()
 			if err != nil {
 				t.Fatalf("avro-tools tojson: %v", err)

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package avroio
+package blob
 
 import "os"
 

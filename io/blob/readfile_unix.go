@@ -1,6 +1,6 @@
 //go:build unix
 
-package avroio
+package blob
 
 import (
 	"errors"
@@ -34,7 +34,7 @@ func readLocalFile(path string, size int64, buf []byte) ([]byte, error) {
 			return nil, &fs.PathError{Op: "read", Path: path, Err: err}
 		}
 		if n == 0 {
-			return nil, fmt.Errorf("avroio: %s: %d bytes, listed as %d", path, off, size)
+			return nil, fmt.Errorf("blob: %s: %d bytes, listed as %d", path, off, size)
 		}
 		off += n
 	}

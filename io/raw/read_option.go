@@ -1,4 +1,4 @@
-package avroio
+package raw
 
 import "time"
 

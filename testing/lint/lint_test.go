@@ -1,0 +1,184 @@
+// Package lint holds lumen's house rules as tests: the one-way
+// dependencies between packages, where flags may be parsed, and what the
+// repository may hold. They run with every `go test ./...`.
+package lint
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/lumenhq/lumen"
+
+type pkg struct {
+	ImportPath string
+	Dir        string
+	Name       string
+	Imports    []string
+	Deps       []string
+	GoFiles    []string
+}
+
+func packages(t *testing.T) []pkg {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-json", module+"/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	var ps []pkg
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for dec.More() {
+		var p pkg
+		if err := dec.Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	return ps
+}
+
+func rel(path string) string { return strings.TrimPrefix(strings.TrimPrefix(path, module), "/") }
+
+// under reports whether a package path (relative to the module) is dir or
+// inside it.
+func under(path, dir string) bool { return path == dir || strings.HasPrefix(path, dir+"/") }
+
+// TestDependencyRules: cmd → pipelines → io, transforms, serving →
+// aggregate → event. Nothing imports cmd; only cmd imports pipelines; the
+// model imports no Beam and nothing of lumen but event; and serving and
+// cmd/query link no Beam at all.
+func TestDependencyRules(t *testing.T) {
+	forbidden := map[string][]string{ // package dir → lumen dirs it must not import
+		"event":      {"aggregate", "transforms", "io", "serving", "pipelines", "archive", "cmd", "testing"},
+		"aggregate":  {"transforms", "io", "serving", "pipelines", "archive", "cmd", "testing"},
+		"transforms": {"io", "serving", "pipelines", "archive", "cmd", "testing"},
+		"io":         {"transforms", "serving", "pipelines", "archive", "cmd", "testing"},
+		"serving":    {"transforms", "pipelines", "archive", "cmd", "testing", "io/kafkaio", "io/raw", "io/avroio", "io/s3fs"},
+		"pipelines":  {"cmd", "testing", "archive"},
+		"archive":    {"transforms", "serving", "pipelines", "cmd", "testing"},
+	}
+	noBeam := []string{"event", "aggregate", "serving", "cmd/query"}
+	for _, p := range packages(t) {
+		r := rel(p.ImportPath)
+		for dir, bans := range forbidden {
+			if !under(r, dir) {
+				continue
+			}
+			for _, imp := range p.Imports {
+				if !strings.HasPrefix(imp, module+"/") {
+					continue
+				}
+				for _, ban := range bans {
+					if under(rel(imp), ban) && !under(rel(imp), dir) {
+						t.Errorf("%s imports %s: %s must not depend on %s", r, rel(imp), dir, ban)
+					}
+				}
+			}
+		}
+		if r == "cmd" || !under(r, "cmd") {
+			for _, imp := range p.Imports {
+				if under(rel(imp), "cmd") && strings.HasPrefix(imp, module) {
+					t.Errorf("%s imports %s: nothing imports a command", r, rel(imp))
+				}
+			}
+		}
+		for _, dir := range noBeam {
+			if !under(r, dir) || (dir == "serving" && under(r, "serving/storetest")) {
+				continue
+			}
+			for _, d := range p.Deps {
+				if strings.HasPrefix(d, "github.com/apache/beam/") {
+					t.Errorf("%s links Beam (%s): it must not", r, d)
+					break
+				}
+			}
+		}
+	}
+}
+
+// TestHouseRules: flags are parsed only in cmd/, and no package is a
+// catch-all named util.
+func TestHouseRules(t *testing.T) {
+	for _, p := range packages(t) {
+		r := rel(p.ImportPath)
+		if p.Name == "util" || p.Name == "utils" || p.Name == "common" {
+			t.Errorf("%s: package %s is a catch-all; name it for what it does", r, p.Name)
+		}
+		if under(r, "cmd") {
+			continue
+		}
+		for _, f := range p.GoFiles {
+			b, err := os.ReadFile(filepath.Join(p.Dir, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, call := range []string{"flag.Parse(", "flag.String(", "flag.Int(", "flag.Bool(", "flag.Duration(", "flag.NewFlagSet("} {
+				if bytes.Contains(b, []byte(call)) {
+					t.Errorf("%s/%s calls %s: only cmd/ parses flags", r, f, call)
+				}
+			}
+		}
+	}
+}
+
+// TestRepositoryHygiene: no tracked file is an executable binary, and none
+// outside testing/sample is larger than 5 MB (built binaries and generated
+// data belong in .gitignore, not in the history).
+func TestRepositoryHygiene(t *testing.T) {
+	root, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
+	if err != nil {
+		t.Skipf("SKIP: not in a git checkout (%v); the hygiene rules need git ls-files", err)
+	}
+	dir := strings.TrimSpace(string(root))
+	out, err := exec.Command("git", "-C", dir, "ls-files", "-z").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for _, name := range strings.Split(strings.TrimRight(string(out), "\x00"), "\x00") {
+		if name == "" {
+			continue
+		}
+		if bad := checkTracked(filepath.Join(dir, name), name); bad != "" {
+			t.Error(bad)
+		}
+		checked++
+	}
+	if checked == 0 {
+		t.Fatal("git ls-files listed nothing")
+	}
+}
+
+// checkTracked returns why a tracked file does not belong, or "".
+func checkTracked(path, name string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return "" // deleted in the work tree; git status shows it
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	if fi.Size() > 5<<20 && !under(name, "testing/sample") {
+		return name + ": " + fi.Name() + " is larger than 5 MB"
+	}
+	head := make([]byte, 4)
+	n, _ := bufio.NewReader(f).Read(head)
+	head = head[:n]
+	switch {
+	case bytes.HasPrefix(head, []byte("\x7fELF")):
+		return name + " is an ELF binary"
+	case bytes.HasPrefix(head, []byte("MZ")):
+		return name + " is a Windows executable"
+	case len(head) == 4 && (bytes.Equal(head, []byte{0xcf, 0xfa, 0xed, 0xfe}) || bytes.Equal(head, []byte{0xca, 0xfe, 0xba, 0xbe})):
+		return name + " is a Mach-O binary"
+	}
+	return ""
+}
