@@ -40,9 +40,24 @@ func init() {
 // The graph uses no state, timers, triggers or unbounded SDFs, so it runs on
 // the legacy direct runner as well as on prism, Flink, Spark and Dataflow.
 func BuildBatch(s beam.Scope, cfg BatchConfig) error {
+	_, err := BuildBatchOutputs(s, cfg)
+	return err
+}
+
+// BatchOutputs are a batch run's rows and counters, as BuildBatch writes
+// them; tests assert on them.
+type BatchOutputs struct {
+	Counts beam.PCollection // aggregate.CountRow, hour and day
+	Users  beam.PCollection // aggregate.UserRow
+	Stats  beam.PCollection // KindStats, one per kind with input, summed over the run
+	Dead   beam.PCollection // KV<string, deadletter.Record>, keyed by work unit
+}
+
+// BuildBatchOutputs is BuildBatch, returning the run's outputs.
+func BuildBatchOutputs(s beam.Scope, cfg BatchConfig) (BatchOutputs, error) {
 	cfg.EnsureDefaults()
 	if err := cfg.Validate(); err != nil {
-		return err
+		return BatchOutputs{}, err
 	}
 	s = s.Scope("pipelines.Batch")
 	window := aggregate.NewDayWindow(cfg.AsOf, cfg.WindowDays)
@@ -56,13 +71,19 @@ func BuildBatch(s beam.Scope, cfg BatchConfig) error {
 	}, units)
 
 	merged := transforms.MergePartials(s, partials, aggregate.Combine{Gran: aggregate.Hour, Precision: cfg.Precision})
-	counts := WriteCounts(s, cfg.Store, serving.Batch, transforms.CountRows(s, merged, aggregate.Hour, aggregate.Day))
-	users := WriteUsers(s, cfg.Store, serving.Batch, transforms.UserRows(s, merged))
+	out := BatchOutputs{
+		Counts: transforms.CountRows(s, merged, aggregate.Hour, aggregate.Day),
+		Users:  transforms.UserRows(s, merged),
+		Stats:  SumStats(s, stats),
+		Dead:   dead,
+	}
+	counts := WriteCounts(s, cfg.Store, serving.Batch, out.Counts)
+	users := WriteUsers(s, cfg.Store, serving.Batch, out.Users)
 	deadWritten := WriteDeadLetters(s, deadletter.Dir(cfg.DeadLetterRoot, "batch", cfg.AsOf.Format(time.DateOnly)), cfg.S3, dead)
 
 	RecordRun(s, RunInfo{Store: cfg.Store, AsOf: cfg.AsOf, WindowStart: window.First, Started: cfg.Started},
-		SumStats(s, stats), counts, users, deadWritten)
-	return nil
+		out.Stats, counts, users, deadWritten)
+	return out, nil
 }
 
 // planFn lists the window's raw files and packs them into work units. It

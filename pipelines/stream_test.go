@@ -5,14 +5,16 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/graph/window"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/passert"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/teststream"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/transforms/stats"
 
 	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
@@ -24,7 +26,10 @@ func TestMain(m *testing.M) { ptest.MainWithDefault(m, "prism") }
 func init() {
 	register.DoFn2x1[[]byte, func(aggregate.AppKey, aggregate.Agg), error](&decodeSingleFn{})
 	register.Emitter2[aggregate.AppKey, aggregate.Agg]()
-	register.Function1x0(recordMinuteRow)
+	register.Function1x2(countRowKey)
+	register.Function1x2(lateRowKey)
+	register.Function1x2(userRowKey)
+	register.Function2x1(describeKV)
 	register.Function1x2(keyTooLate)
 }
 
@@ -50,16 +55,32 @@ func keyTooLate(e event.Event) (string, event.Event) {
 	return fmt.Sprintf("%s/%d/%x", e.AppID, e.EventTime, e.DeviceID), e
 }
 
-// Every minute row any pane emitted, as "kind/app/version/minute=count".
-var (
-	minuteRowsMu sync.Mutex
-	minuteRows   = map[string]bool{}
-)
+func countRowKey(r aggregate.CountRow) (string, int64) {
+	return bucketKey(r.Kind, r.AppID, r.AppVersion, r.Gran, r.BucketTime()), r.Count
+}
 
-func recordMinuteRow(r aggregate.CountRow) {
-	minuteRowsMu.Lock()
-	defer minuteRowsMu.Unlock()
-	minuteRows[fmt.Sprintf("%s/%s/%s/%s=%d", r.Kind, r.AppID, r.AppVersion, time.UnixMilli(r.Bucket).UTC().Format("15:04"), r.Count)] = true
+func lateRowKey(r aggregate.LateRow) (string, int64) {
+	return bucketKey(r.Kind, r.AppID, r.AppVersion, r.Gran, time.UnixMilli(r.Bucket).UTC()), r.Count
+}
+
+func userRowKey(r aggregate.UserRow) (string, int64) {
+	return bucketKey(r.Kind, r.AppID, r.AppVersion, aggregate.Day, r.DayTime()), r.Estimate
+}
+
+func describeKV(k string, n int64) string { return fmt.Sprintf("%s=%d", k, n) }
+
+// finals reduces running totals to each bucket's last (largest) value, in
+// the global window, as "bucket=n".
+func finals(s beam.Scope, keyed beam.PCollection) beam.PCollection {
+	return beam.ParDo(s, describeKV, beam.WindowInto(s, window.NewGlobalWindows(), stats.MaxPerKey(s, keyed)))
+}
+
+func expect(m map[string]int64) []any {
+	var out []any
+	for k, n := range m {
+		out = append(out, fmt.Sprintf("%s=%d", k, n))
+	}
+	return out
 }
 
 // streamCase builds events by hand and keeps the ground truth of what the
@@ -171,7 +192,19 @@ func TestStreamAggregates(t *testing.T) {
 	partials := beam.ParDo(s, &decodeSingleFn{}, teststream.Create(s, sc.c))
 	tl := beam.ParDo(s, keyTooLate, beam.CreateList(s, tooLate))
 	out := StreamAggregates(s, partials, tl, StreamConfig{Store: store, Every: 2 * time.Second, Precision: 14})
-	beam.ParDo0(s, recordMinuteRow, out.Minutes)
+	// On the graph's outputs: every bucket's final total, the late counts
+	// (late panes and events beyond the horizon, summed per bucket), and
+	// today's sketches' estimates.
+	passert.Equals(s, beam.Flatten(s, finals(s, beam.ParDo(s, countRowKey, out.Minutes)),
+		finals(s, beam.ParDo(s, countRowKey, out.Hours)), finals(s, beam.ParDo(s, countRowKey, out.Days))), expect(sc.speed)...)
+	lateRows := beam.Flatten(s, beam.WindowInto(s, window.NewGlobalWindows(), beam.ParDo(s, lateRowKey, out.Late)),
+		beam.WindowInto(s, window.NewGlobalWindows(), beam.ParDo(s, lateRowKey, out.TooLate)))
+	passert.Equals(s, beam.ParDo(s, describeKV, stats.SumPerKey(s, lateRows)), expect(sc.late)...)
+	wantDevices := map[string]int64{}
+	for k, d := range sc.devices {
+		wantDevices[k] = int64(len(d))
+	}
+	passert.Equals(s, finals(s, beam.ParDo(s, userRowKey, out.Users)), expect(wantDevices)...)
 	ptest.RunAndValidate(t, p)
 
 	st, err := serving.Open(context.Background(), store)
@@ -214,10 +247,6 @@ func TestStreamAggregates(t *testing.T) {
 				}
 			}
 		}
-	}
-	wantDevices := map[string]int64{}
-	for k, d := range sc.devices {
-		wantDevices[k] = int64(len(d))
 	}
 	diffCounts(t, "speed", sc.speed, got)
 	diffCounts(t, "late", sc.late, gotLate)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/graph/mtime"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/graph/window"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/graph/window/trigger"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/typex"
@@ -13,6 +14,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/passert"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/teststream"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/transforms/stats"
 
 	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
@@ -129,3 +131,90 @@ func TestPaneDeltas(t *testing.T) {
 	passert.Equals(s, global(beam.ParDo(s, describeLate, late)), "app_load/a pane 2=5")
 	ptest.RunAndValidate(t, p)
 }
+
+func init() {
+	register.Function2x0(timedDelta)
+	register.Function2x2(lateKeyOf)
+	register.Function1x2(tooLateID)
+	register.Function2x2(totalOf)
+	register.Function2x1(describeTotal)
+	register.Function1x1(describeLateRow)
+	register.Emitter3[beam.EventTime, aggregate.AppKey, aggregate.Agg]()
+}
+
+// delta is a test input: n app loads of app at minute m (after day0).
+type delta struct {
+	App    string
+	Minute int
+	N      int
+}
+
+// timedDelta makes the delta's Agg, timestamped at the end of its minute
+// as a GroupByKey's output is.
+func timedDelta(d delta, emit func(beam.EventTime, aggregate.AppKey, aggregate.Agg)) {
+	fn := aggregate.Combine{Gran: aggregate.Minute, Precision: 14}
+	a := fn.CreateAccumulator()
+	at := day0.Add(time.Duration(d.Minute) * time.Minute)
+	for i := 0; i < d.N; i++ {
+		e := event.Event{Kind: event.AppLoad, AppID: d.App, AppVersion: "1", Platform: "ios",
+			DeviceID: []byte(fmt.Sprintf("%s-%d-%d", d.App, d.Minute, i)), EventTime: at.UnixMilli(), ReceivedTime: at.UnixMilli()}
+		a = fn.AddEvent(a, &e)
+	}
+	emit(mtime.FromMilliseconds(at.Add(time.Minute-time.Millisecond).UnixMilli()), aggregate.AppKey{Kind: event.AppLoad, AppID: d.App}, a)
+}
+
+func totalOf(k aggregate.AppKey, a aggregate.Agg) (string, int) {
+	return fmt.Sprintf("%s sketches=%v", k, a.Sketch(aggregate.DayCell{Version: "1", Day: day0.UnixMilli()}) != nil), int(a.Total())
+}
+
+func describeTotal(k string, n int) string { return fmt.Sprintf("%s total=%d", k, n) }
+
+// Totals keeps a running total per key and window: its largest (last)
+// total of each window is the sum of the window's deltas, with sketches
+// only when asked for.
+func TestTotals(t *testing.T) {
+	deltas := []delta{{"a", 0, 1}, {"a", 0, 2}, {"a", 0, 3}, {"a", 1, 4}, {"b", 59, 5}, {"a", 61, 6}}
+	p, s := beam.NewPipelineWithRoot()
+	in := beam.ParDo(s, timedDelta, beam.CreateList(s, deltas))
+	finals := func(size time.Duration, sketches bool) beam.PCollection {
+		totals := beam.ParDo(s, totalOf, Totals(s, in, size, time.Hour, sketches))
+		return beam.WindowInto(s, window.NewGlobalWindows(), beam.ParDo(s, describeTotal, stats.MaxPerKey(s, totals)))
+	}
+	passert.Equals(s, finals(time.Minute, false),
+		"app_load/a sketches=false total=6", "app_load/a sketches=false total=4", "app_load/b sketches=false total=5",
+		"app_load/a sketches=false total=6")
+	passert.Equals(s, finals(time.Hour, false),
+		"app_load/a sketches=false total=10", "app_load/b sketches=false total=5", "app_load/a sketches=false total=6")
+	passert.Equals(s, finals(24*time.Hour, true), "app_load/a sketches=true total=16", "app_load/b sketches=true total=5")
+	ptest.RunAndValidate(t, p)
+}
+
+func describeLateRow(r aggregate.LateRow) string {
+	return fmt.Sprintf("%s/%s/%s %s %s %s=%d", r.Kind, r.AppID, r.AppVersion, r.Gran, time.UnixMilli(r.Bucket).UTC().Format("15:04"), r.Source, r.Count)
+}
+
+// LateRowsOf renders a late pane at each granularity, per version and for
+// all versions, with the pane as its source; TooLateRows does the same for
+// single events beyond the lateness horizon, with their source id.
+func TestLateRows(t *testing.T) {
+	p, s := beam.NewPipelineWithRoot()
+	late := beam.ParDo(s, lateKeyOf, beam.ParDo(s, timedDelta, beam.CreateList(s, []delta{{"a", 0, 2}})))
+	passert.Equals(s, beam.ParDo(s, describeLateRow, LateRowsOf(s, late, aggregate.Minute, aggregate.Hour)),
+		fmt.Sprintf("app_load/a/1 minute 00:00 pane/%d/3=2", day0.UnixMilli()), fmt.Sprintf("app_load/a/ minute 00:00 pane/%d/3=2", day0.UnixMilli()),
+		fmt.Sprintf("app_load/a/1 hour 00:00 pane/%d/3=2", day0.UnixMilli()), fmt.Sprintf("app_load/a/ hour 00:00 pane/%d/3=2", day0.UnixMilli()))
+	e := event.Event{Kind: event.Crash, AppID: "c", AppVersion: "9", Platform: "ios", DeviceID: []byte("x"),
+		EventTime: day0.Add(90 * time.Minute).UnixMilli(), ReceivedTime: day0.Add(30 * time.Hour).UnixMilli(), Signature: "s"}
+	tooLate := beam.ParDo(s, tooLateID, beam.Create(s, e))
+	passert.Equals(s, beam.ParDo(s, describeLateRow, TooLateRows(s, tooLate, aggregate.Minute, aggregate.Hour)),
+		"crash/c/9 minute 01:30 lumen.crash/0/17=1", "crash/c/ minute 01:30 lumen.crash/0/17=1",
+		"crash/c/9 hour 01:00 lumen.crash/0/17=1", "crash/c/ hour 01:00 lumen.crash/0/17=1")
+	ptest.RunAndValidate(t, p)
+}
+
+// lateKeyOf makes a partial the third late pane of its window.
+func lateKeyOf(k aggregate.AppKey, a aggregate.Agg) (LateKey, aggregate.Agg) {
+	return LateKey{Kind: k.Kind, AppID: k.AppID, WindowStart: day0.UnixMilli(), Pane: 3}, a
+}
+
+// tooLateID keys an event by the source id the Kafka reader would give it.
+func tooLateID(e event.Event) (string, event.Event) { return "lumen.crash/0/17", e }

@@ -71,7 +71,9 @@ func TestQueryContract(t *testing.T) {
 	hours := query("counts", "--kind", "app_load", "--app", "com.photon.app", "--version", "1.0.0", "--granularity", "hour",
 		"--from", "2026-11-23T10:00:00Z", "--to", "2026-11-23T12:00:00Z")
 	var hs []countJSON
-	json.Unmarshal([]byte(hours), &hs)
+	if err := json.Unmarshal([]byte(hours), &hs); err != nil {
+		t.Fatalf("hours: not JSON: %v: %q", err, hours)
+	}
 	if len(hs) != 3 || hs[0].Bucket != "2026-11-23T10:00:00Z" || hs[2].Bucket != "2026-11-23T12:00:00Z" {
 		t.Errorf("hour range: %s", hours)
 	}
@@ -94,13 +96,21 @@ func TestQueryContract(t *testing.T) {
 
 	// users: the exact distinct devices of the sample (sparse sketches).
 	var u usersJSON
-	json.Unmarshal([]byte(query("users", "--kind", "app_load", "--app", "com.photon.app", "--from", "2026-10-26", "--to", tr.AsOf)), &u)
+	usersOut := query("users", "--kind", "app_load", "--app", "com.photon.app", "--from", "2026-10-26", "--to", tr.AsOf)
+	if err := json.Unmarshal([]byte(usersOut), &u); err != nil {
+		t.Fatalf("users: not JSON: %v: %q", err, usersOut)
+	}
+	compared := 0
 	for _, r := range tr.Ranges {
-		if r.Kind == "app_load" && r.App == "com.photon.app" && r.Version == "" && r.From == "2026-10-26" {
+		if r.Kind == "app_load" && r.App == "com.photon.app" && r.Version == "" && r.From == "2026-10-26" && r.To == tr.AsOf {
+			compared++
 			if u.Estimate != r.Distinct || u.From != "2026-10-26" || u.To != tr.AsOf {
 				t.Errorf("users = %+v, want estimate %d", u, r.Distinct)
 			}
 		}
+	}
+	if compared != 1 || u.Estimate == 0 {
+		t.Errorf("users: %d truth ranges compared (want 1), estimate %d", compared, u.Estimate)
 	}
 
 	// Bad flags fail with a message naming the flag.

@@ -257,6 +257,9 @@ func TestSchemaMigratesFromVersion1(t *testing.T) {
 // A migration interrupted before it recorded the new version is redone
 // on the next EnsureSchema.
 func TestSchemaMigratesAfterInterruptedMigration(t *testing.T) {
+	// Skip here, not in each subtest: a test whose subtests all skipped
+	// must not report a pass.
+	servicetest.Addr(t, "LUMEN_TEST_CASSANDRA")
 	servicetest.Use(t, "cassandra")
 	t.Run("v1 events already added", func(t *testing.T) {
 		c, ks := oldKeyspace(t, schemaV1, 1, "ALTER TABLE %s.batch_users ADD events bigint")

@@ -3,6 +3,7 @@ package kafkaio
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -16,6 +17,11 @@ import (
 )
 
 func init() {
+	// The coders of what ReadPartials emits (transforms registers the same
+	// for every graph that imports it): a Read used alone must not fall
+	// back to Beam's default coding of Agg's maps and pointers.
+	beam.RegisterCoder(reflect.TypeOf(aggregate.AppKey{}), aggregate.EncodeAppKey, aggregate.DecodeAppKey)
+	beam.RegisterCoder(reflect.TypeOf(aggregate.Agg{}), aggregate.EncodeAgg, aggregate.DecodeAgg)
 	register.DoFn7x2[context.Context, *watermarkEstimator, *sdf.LockRTracker, TopicPartition,
 		func(beam.EventTime, event.Event), func(deadletter.Record), func(beam.EventTime, string, event.Event),
 		sdf.ProcessContinuation, error](&readFn{})

@@ -3,10 +3,7 @@ package kafkaio
 import (
 	"context"
 	"fmt"
-	"math"
 	"reflect"
-	"sort"
-	"sync"
 	"testing"
 	"time"
 
@@ -316,49 +313,6 @@ func TestIdlePartitionWatermark(t *testing.T) {
 		t.Errorf("idle partition watermark %v, want about now - 2m", got)
 	}
 }
-
-// The whole Read on prism, bounded: every event once, dead letters apart,
-// events timestamped with their bucket time.
-func TestReadPipeline(t *testing.T) {
-	_, brokers := cluster(t, 3)
-	var want []string
-	for k, kind := range event.Kinds {
-		for part := int32(0); part < 3; part++ {
-			var evs []event.Event
-			for i := 0; i < 40; i++ {
-				e := ev(kind, k*1000+int(part)*100+i, t0.Add(time.Duration(i)*time.Second))
-				evs = append(evs, e)
-				want = append(want, string(e.DeviceID))
-			}
-			produceTo(t, brokers, part, evs)
-		}
-	}
-	p, s := beam.NewPipelineWithRoot()
-	events, dead, late := Read(s, ReadConfig{Brokers: brokers, Start: StartEarliest, Bounded: true,
-		Topics: []string{Topic(prefix, event.AppLoad), Topic(prefix, event.Crash), Topic(prefix, event.HandledException)}}, prefix)
-	collect(s, events, dead, late)
-	if err := ptest.Run(p); err != nil {
-		t.Fatal(err)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	sort.Strings(seenDevices)
-	sort.Strings(want)
-	if !reflect.DeepEqual(seenDevices, want) || seenDead != 0 || seenLate != 0 {
-		t.Errorf("read %d events (want %d), %d dead, %d late", len(seenDevices), len(want), seenDead, seenLate)
-	}
-	if badTimestamps != 0 {
-		t.Errorf("%d events not timestamped with their event time", badTimestamps)
-	}
-}
-
-var (
-	mu                 sync.Mutex
-	seenDevices        []string
-	seenDead, seenLate int
-	badTimestamps      int
-	_                  = math.MaxInt64
-)
 
 // A replay of history whose fetches are slow to come back: the first polls
 // of a bundle return nothing while the partition's end offset is still
