@@ -65,7 +65,9 @@ type Config struct {
 	ProgressInterval time.Duration
 	// Logger receives progress and warnings. Default slog.Default().
 	Logger *slog.Logger
-	// KafkaOptions are extra franz-go client options (tests, TLS, SASL).
+	// KafkaOptions are extra franz-go client options: TLS and SASL
+	// (kafkaio.Security's Opts, as cmd/archive's --kafka_* flags give
+	// them), or test settings.
 	KafkaOptions []kgo.Opt
 }
 

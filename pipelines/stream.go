@@ -101,7 +101,7 @@ func BuildStream(s beam.Scope, cfg StreamConfig) error {
 	partials, dead, tooLate := kafkaio.ReadPartials(s, cfg.Kafka, cfg.TopicPrefix, time.Minute, cfg.Combine())
 	StreamAggregates(s, partials, tooLate, cfg)
 	if !cfg.NoDeadLetterTopic {
-		kafkaio.WriteDeadLetters(s, cfg.Kafka.Brokers, cfg.TopicPrefix, dead)
+		kafkaio.WriteDeadLetters(s, cfg.Kafka.Brokers, cfg.Kafka.Security, cfg.TopicPrefix, dead)
 	}
 	return nil
 }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/lumenhq/lumen/archive"
+	"github.com/lumenhq/lumen/cmd/internal/kafkaflags"
 	"github.com/lumenhq/lumen/io/avroio"
 	"github.com/lumenhq/lumen/io/kafkaio"
 	"github.com/lumenhq/lumen/io/s3fs"
@@ -43,6 +44,7 @@ var (
 	s3Endpoint       = flag.String("s3_endpoint", "", "S3 endpoint for s3:// paths (default: $AWS_ENDPOINT_URL_S3, then AWS).")
 	s3Region         = flag.String("s3_region", "", "S3 region (default: the AWS chain, then us-east-1).")
 	s3PathStyle      = flag.String("s3_path_style", "auto", "S3 addressing: auto (path style with a custom endpoint), true or false.")
+	kafkaSec         = kafkaflags.Register(flag.CommandLine)
 )
 
 func main() {
@@ -93,6 +95,14 @@ func config() (archive.Config, error) {
 	if len(bs) == 0 {
 		errs = append(errs, errors.New("--brokers: at least one required"))
 	}
+	sec, err := kafkaSec.Security()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	secOpts, err := sec.Opts()
+	if err != nil && sec.Validate() == nil {
+		errs = append(errs, err)
+	}
 	progress := *progressInterval
 	if progress == 0 {
 		progress = -1
@@ -103,6 +113,6 @@ func config() (archive.Config, error) {
 		Brokers: bs, TopicPrefix: *topicPrefix, Group: *group, InstanceID: *instanceID, SessionTimeout: *sessionTimeout,
 		Start: st, Output: *output, S3: s3fs.Options{Endpoint: *s3Endpoint, Region: *s3Region, PathStyle: ps}, Codec: c,
 		RollBytes: *rollBytes, RollRecords: *rollRecords, RollInterval: *rollInterval, MaxHourFiles: *maxHourFiles,
-		ProgressInterval: progress, Logger: logger,
+		ProgressInterval: progress, Logger: logger, KafkaOptions: secOpts,
 	}, errors.Join(errs...)
 }

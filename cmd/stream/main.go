@@ -32,6 +32,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/lumenhq/lumen/aggregate"
+	"github.com/lumenhq/lumen/cmd/internal/kafkaflags"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/cassandraio"
 	"github.com/lumenhq/lumen/io/kafkaio"
@@ -60,6 +61,7 @@ var (
 	verbose     = flag.Bool("verbose", false, "Show the runner's own logs.")
 	casUser     = flag.String("cassandra_username", "", "Cassandra user (or $LUMEN_CASSANDRA_USERNAME); keeps credentials out of --store.")
 	casPassFile = flag.String("cassandra_password_file", "", "File holding the Cassandra password (or $LUMEN_CASSANDRA_PASSWORD).")
+	kafkaSec    = kafkaflags.Register(flag.CommandLine)
 )
 
 func main() {
@@ -104,6 +106,9 @@ func run(ctx context.Context) error {
 	pos, at, err := kafkaio.ParseStart(*start)
 	if err != nil {
 		return fmt.Errorf("--start: %w", err)
+	}
+	if cfg.Kafka.Security, err = kafkaSec.Security(); err != nil {
+		return err
 	}
 	cfg.Kafka.Start, cfg.Kafka.StartTimeMs = pos, at.UnixMilli()
 

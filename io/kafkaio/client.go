@@ -10,10 +10,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// kafkaFn holds what every Kafka DoFn shares: the brokers (serialised
-// config) and a client built in Setup, closed in Teardown.
+// kafkaFn holds what every Kafka DoFn shares: the brokers and how to reach
+// them (serialised config) and a client built in Setup, closed in Teardown.
 type kafkaFn struct {
-	Brokers []string
+	Brokers  []string
+	Security Security
 
 	client *kgo.Client
 	admin  *kadm.Client
@@ -23,7 +24,11 @@ func (f *kafkaFn) setup(opts ...kgo.Opt) error {
 	if f.client != nil {
 		return nil
 	}
-	c, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(f.Brokers...)}, opts...)...)
+	sec, err := f.Security.Opts()
+	if err != nil {
+		return err
+	}
+	c, err := kgo.NewClient(append(append([]kgo.Opt{kgo.SeedBrokers(f.Brokers...)}, sec...), opts...)...)
 	if err != nil {
 		return fmt.Errorf("kafkaio: client for %v: %w", f.Brokers, err)
 	}

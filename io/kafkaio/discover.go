@@ -2,6 +2,7 @@ package kafkaio
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -26,8 +27,11 @@ func init() {
 // read from their beginning whatever the start position.
 type discoverFn struct {
 	kafkaFn
-	Bounded    bool
-	IntervalMs int64
+	Bounded          bool
+	IntervalMs       int64
+	MissingTimeoutMs int64 // an unbounded read fails once a topic has been missing this long
+
+	missingSince map[string]time.Time // per topic, in this worker
 }
 
 // Setup builds a client whose metadata is never older than a poll: the
@@ -52,7 +56,7 @@ func (f *discoverFn) SplitRestriction(_ string, r offsetrange.Restriction) []off
 func (f *discoverFn) RestrictionSize(_ string, r offsetrange.Restriction) float64 { return 1 }
 
 func (f *discoverFn) CreateTracker(r offsetrange.Restriction) *sdf.LockRTracker {
-	return sdf.NewLockRTracker(newTracker(r, nil))
+	return sdf.NewLockRTracker(newTracker(r))
 }
 
 func (f *discoverFn) TruncateRestriction(rt *sdf.LockRTracker, _ string) offsetrange.Restriction {
@@ -72,7 +76,13 @@ func (f *discoverFn) ProcessElement(ctx context.Context, _ *sdf.WallTimeWatermar
 	emit func(beam.EventTime, TopicPartition)) (sdf.ProcessContinuation, error) {
 	n, err := partitions(ctx, f.admin, topic)
 	if err != nil {
+		if permanent(err) {
+			return sdf.StopProcessing(), fmt.Errorf("kafkaio: discovering partitions of %s: %w (not retriable)", topic, err)
+		}
 		return sdf.ResumeProcessingIn(time.Duration(f.IntervalMs) * time.Millisecond), nil // transient: look again
+	}
+	if err := f.checkMissing(topic, n); err != nil {
+		return sdf.StopProcessing(), err
 	}
 	start := rt.GetRestriction().(offsetrange.Restriction).Start
 	firstLook := start == -1
@@ -92,4 +102,29 @@ func (f *discoverFn) ProcessElement(ctx context.Context, _ *sdf.WallTimeWatermar
 		return sdf.StopProcessing(), nil
 	}
 	return sdf.ResumeProcessingIn(time.Duration(f.IntervalMs) * time.Millisecond), nil
+}
+
+// checkMissing fails an unbounded read whose topic has had no partitions
+// for MissingTimeoutMs: a topic that is not there is a misconfiguration
+// (a wrong prefix, a deleted topic), not something to wait for forever.
+func (f *discoverFn) checkMissing(topic string, partitions int) error {
+	if f.Bounded || f.MissingTimeoutMs <= 0 {
+		return nil
+	}
+	if partitions > 0 {
+		delete(f.missingSince, topic)
+		return nil
+	}
+	if f.missingSince == nil {
+		f.missingSince = map[string]time.Time{}
+	}
+	since, ok := f.missingSince[topic]
+	if !ok {
+		f.missingSince[topic] = time.Now()
+		return nil
+	}
+	if waited := time.Since(since); waited >= time.Duration(f.MissingTimeoutMs)*time.Millisecond {
+		return fmt.Errorf("kafkaio: topic %s does not exist (waited %v); check --topic_prefix and the brokers", topic, waited.Round(time.Second))
+	}
+	return nil
 }

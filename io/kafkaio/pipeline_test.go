@@ -150,7 +150,7 @@ func TestWriteDeadLetters(t *testing.T) {
 		{Pipeline: "stream", Source: "lumen.crash/2", Offset: 9, Index: -1, Lost: 1, Reason: "kind_mismatch", Detail: "y"},
 	}
 	p, s := beam.NewPipelineWithRoot()
-	WriteDeadLetters(s, brokers, prefix, beam.CreateList(s, recs))
+	WriteDeadLetters(s, brokers, Security{}, prefix, beam.CreateList(s, recs))
 	ptest.RunAndValidate(t, p)
 
 	cl := kgoClient(t, brokers)

@@ -34,7 +34,9 @@ func init() {
 	register.Emitter3[beam.EventTime, string, event.Event]()
 }
 
-// Read reads lumen's event topics.
+// Read reads lumen's event topics. It panics if cfg does not validate
+// (ReadConfig.Validate): a bad configuration fails when the graph is
+// built, not on the workers.
 //
 // It returns the valid events, each timestamped with its event time (the
 // time it is bucketed by); the dead letters (undecodable messages, a kind
@@ -45,6 +47,7 @@ func init() {
 //	() → PCollection<event.Event>, PCollection<deadletter.Record>, PCollection<KV<string, event.Event>>
 func Read(s beam.Scope, cfg ReadConfig, topicPrefix string) (events, dead, late beam.PCollection) {
 	s = s.Scope("kafkaio.Read")
+	mustValidate("Read", &cfg)
 	return beam.ParDo3(s, &readFn{reader: newReader(cfg, topicPrefix)}, discover(s, cfg))
 }
 
@@ -61,20 +64,34 @@ func Read(s beam.Scope, cfg ReadConfig, topicPrefix string) (events, dead, late 
 //	() → PCollection<KV<aggregate.AppKey, aggregate.Agg>>, PCollection<deadletter.Record>, PCollection<KV<string, event.Event>>
 func ReadPartials(s beam.Scope, cfg ReadConfig, topicPrefix string, size time.Duration, fn aggregate.Combine) (partials, dead, late beam.PCollection) {
 	s = s.Scope("kafkaio.ReadPartials")
+	mustValidate("ReadPartials", &cfg)
+	if size <= 0 {
+		panic(fmt.Sprintf("kafkaio.ReadPartials: window size %v, want > 0", size))
+	}
 	return beam.ParDo3(s, &readPartialsFn{reader: newReader(cfg, topicPrefix), WindowMs: size.Milliseconds(), Fn: fn}, discover(s, cfg))
+}
+
+// mustValidate fails the graph's construction on a bad configuration, as
+// Beam transforms do: a Read cannot be built from it.
+func mustValidate(name string, cfg *ReadConfig) {
+	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		panic(fmt.Sprintf("kafkaio.%s: %v", name, err))
+	}
 }
 
 // discover discovers the partitions of cfg's topics.
 func discover(s beam.Scope, cfg ReadConfig) beam.PCollection {
 	cfg.EnsureDefaults()
-	return beam.ParDo(s, &discoverFn{kafkaFn: kafkaFn{Brokers: cfg.Brokers}, Bounded: cfg.Bounded,
-		IntervalMs: cfg.DiscoveryInterval.Milliseconds()}, beam.CreateList(s, cfg.Topics))
+	return beam.ParDo(s, &discoverFn{kafkaFn: kafkaFn{Brokers: cfg.Brokers, Security: cfg.Security}, Bounded: cfg.Bounded,
+		IntervalMs: cfg.DiscoveryInterval.Milliseconds(), MissingTimeoutMs: cfg.MissingTopicTimeout.Milliseconds()},
+		beam.CreateList(s, cfg.Topics))
 }
 
 func newReader(cfg ReadConfig, topicPrefix string) reader {
 	cfg.EnsureDefaults()
 	id := fmt.Sprintf("read-%d-%d", time.Now().UnixNano(), readSeq.Add(1))
-	return reader{kafkaFn: kafkaFn{Brokers: cfg.Brokers}, Cfg: cfg, Prefix: topicPrefix, ReadID: id}
+	return reader{kafkaFn: kafkaFn{Brokers: cfg.Brokers, Security: cfg.Security}, Cfg: cfg, Prefix: topicPrefix, ReadID: id}
 }
 
 // readFn emits each event.

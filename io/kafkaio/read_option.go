@@ -10,7 +10,10 @@ import (
 // config serialises into the pipeline as plain fields.
 type ReadConfig struct {
 	Brokers []string
-	Topics  []string
+	// Security says how to reach the brokers (TLS, SASL); the zero value
+	// is plaintext.
+	Security Security
+	Topics   []string
 	// Start is where reading starts; default StartLatest. StartTimeMs is
 	// used with StartAtTime.
 	Start       StartPosition
@@ -50,6 +53,9 @@ type ReadConfig struct {
 	// IdleDelay is how long a caught-up partition waits before polling
 	// again. Default 200 ms.
 	IdleDelay time.Duration
+	// MissingTopicTimeout is how long a topic may be missing (never
+	// created, or deleted) before the read fails. Default 2 minutes.
+	MissingTopicTimeout time.Duration
 }
 
 // EnsureDefaults fills zero values.
@@ -71,6 +77,9 @@ func (c *ReadConfig) EnsureDefaults() {
 	}
 	if c.IdleDelay == 0 {
 		c.IdleDelay = 200 * time.Millisecond
+	}
+	if c.MissingTopicTimeout == 0 {
+		c.MissingTopicTimeout = 2 * time.Minute
 	}
 }
 
@@ -99,8 +108,14 @@ func (c *ReadConfig) Validate() error {
 	if c.CommitOffsets && c.Group == "" {
 		errs = append(errs, errors.New("commit_offsets needs a group"))
 	}
+	if c.MaxBundleTime < 0 || c.MaxBundleRecords < 0 || c.IdleDelay < 0 || c.DiscoveryInterval < 0 || c.MissingTopicTimeout < 0 {
+		errs = append(errs, errors.New("bundle, idle, discovery and missing-topic limits must not be negative"))
+	}
 	if c.MaxOutOfOrder < 0 || c.LateHorizon < 0 {
 		errs = append(errs, errors.New("max_out_of_order and late_horizon must not be negative"))
+	}
+	if err := c.Security.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("kafkaio: %w", errors.Join(errs...))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,9 +31,27 @@ type reader struct {
 	Prefix string
 	ReadID string // distinguishes this Read's partitions in the watermark registry
 
-	dec     *event.Decoder
-	endHint atomic.Int64
-	listed  bool // the topics' partitions are known to the watermark registry
+	dec    *event.Decoder
+	listed bool               // the topics' partitions are known to the watermark registry
+	reg    *watermarkRegistry // nil: partitionWatermarks
+
+	mu   sync.Mutex
+	ends map[TopicPartition]int64 // each partition's end offset, as last seen here, for sizing
+}
+
+// noteEnd records a partition's end offset for RestrictionSize, and for
+// the progress of the restriction being read.
+func (f *reader) noteEnd(tp TopicPartition, rt *sdf.LockRTracker, end int64) {
+	f.mu.Lock()
+	if f.ends == nil {
+		f.ends = map[TopicPartition]int64{}
+	}
+	tp.New = false
+	f.ends[tp] = end
+	f.mu.Unlock()
+	if t, ok := rt.Rt.(*tracker); ok {
+		t.end.Store(end)
+	}
 }
 
 func (f *reader) Setup() error {
@@ -55,11 +74,15 @@ func (f *reader) CreateInitialRestriction(ctx context.Context, tp TopicPartition
 	var start int64
 	var err error
 	for attempt := 0; ; attempt++ {
-		if start, err = f.startOffset(ctx, tp); err == nil || attempt == 8 {
+		if start, err = f.startOffset(ctx, tp); err == nil || attempt == 8 || permanent(err) {
 			break
 		}
 		f.client.ForceMetadataRefresh()
-		time.Sleep(time.Duration(100<<attempt) * time.Millisecond)
+		select {
+		case <-time.After(time.Duration(100<<attempt) * time.Millisecond):
+		case <-ctx.Done():
+			return offsetrange.Restriction{}, fmt.Errorf("kafkaio: start offset of %v: %w (after %v)", tp, ctx.Err(), err)
+		}
 	}
 	if err != nil {
 		return offsetrange.Restriction{}, err
@@ -99,7 +122,7 @@ func (f *reader) knowPartitions(ctx context.Context, tp TopicPartition) {
 			f.listed = true
 		}
 	}
-	partitionWatermarks.known(f.ReadID, tps)
+	f.registry().known(f.ReadID, tps)
 }
 
 func (f *reader) startOffset(ctx context.Context, tp TopicPartition) (int64, error) {
@@ -132,16 +155,24 @@ func (f *reader) SplitRestriction(_ TopicPartition, r offsetrange.Restriction) [
 	return []offsetrange.Restriction{r}
 }
 
-// RestrictionSize is the backlog in records, where known.
-func (f *reader) RestrictionSize(_ TopicPartition, r offsetrange.Restriction) float64 {
+// RestrictionSize is the backlog in records, where known: the distance to
+// the partition's end offset last seen by this worker (0 if none was).
+func (f *reader) RestrictionSize(tp TopicPartition, r offsetrange.Restriction) float64 {
 	if r.End != unbounded {
 		return float64(r.End - r.Start)
 	}
-	return float64(max(0, f.endHint.Load()-r.Start))
+	tp.New = false
+	f.mu.Lock()
+	end, ok := f.ends[tp]
+	f.mu.Unlock()
+	if !ok {
+		return 0
+	}
+	return float64(max(0, end-r.Start))
 }
 
 func (f *reader) CreateTracker(r offsetrange.Restriction) *sdf.LockRTracker {
-	return sdf.NewLockRTracker(newTracker(r, &f.endHint))
+	return sdf.NewLockRTracker(newTracker(r))
 }
 
 // TruncateRestriction lets a draining pipeline stop without reading on.
@@ -155,7 +186,16 @@ func (f *reader) InitialWatermarkEstimatorState(_ beam.EventTime, _ offsetrange.
 }
 
 func (f *reader) CreateWatermarkEstimator(s WatermarkState) *watermarkEstimator {
-	return newWatermarkEstimator(s, f.Cfg.MaxOutOfOrder)
+	return newWatermarkEstimator(s, f.Cfg.MaxOutOfOrder, f.registry())
+}
+
+// registry is the process's watermark registry, unless a test gave the
+// reader one of its own (a worker process of its own).
+func (f *reader) registry() *watermarkRegistry {
+	if f.reg != nil {
+		return f.reg
+	}
+	return partitionWatermarks
 }
 
 func (f *reader) WatermarkEstimatorState(w *watermarkEstimator) WatermarkState { return w.state }
@@ -203,16 +243,15 @@ func (f *reader) process(ctx context.Context, we *watermarkEstimator, rt *sdf.Lo
 			}
 		})
 		if fetchErr != nil {
-			// Transient (a broker away, a leader moving): retry shortly
-			// from the same position rather than failing the bundle.
 			counters.fetchErrors++
-			return sdf.ResumeProcessingIn(time.Second), nil
+			return f.fetchFailed(tp, we, fetchErr)
 		}
+		we.state.MissingSinceMs = 0
 		got := 0
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 			if p.Topic == tp.Topic && p.Partition == tp.Partition && p.HighWatermark >= 0 {
 				we.state.EndOffset = p.HighWatermark
-				f.endHint.Store(p.HighWatermark)
+				f.noteEnd(tp, rt, p.HighWatermark)
 			}
 		})
 		stop := false
@@ -235,7 +274,7 @@ func (f *reader) process(ctx context.Context, we *watermarkEstimator, rt *sdf.Lo
 		if got == 0 {
 			if we.state.EndOffset < 0 {
 				// Fetches report the end offset only with records: ask.
-				f.learnEndOffset(ctx, tp, we)
+				f.learnEndOffset(ctx, tp, we, rt)
 			}
 			if we.caughtUp(last + 1) {
 				// Caught up: idle until more arrives, and let the
@@ -252,11 +291,41 @@ func (f *reader) process(ctx context.Context, we *watermarkEstimator, rt *sdf.Lo
 	}
 }
 
+// fetchFailed decides what a fetch error means. A transient one (a broker
+// away, a leader moving) is retried shortly from the same position, for
+// as long as it lasts; a topic or partition that stays unknown for
+// Cfg.MissingTopicTimeout (it was deleted, or never existed) and any error
+// Kafka calls not retriable (authorization, a bad request) fail the bundle
+// with one line naming the partition, which fails the pipeline.
+func (f *reader) fetchFailed(tp TopicPartition, we *watermarkEstimator, err error) (sdf.ProcessContinuation, error) {
+	if permanent(err) {
+		return sdf.StopProcessing(), fmt.Errorf("kafkaio: reading %v: %w (not retriable)", tp, err)
+	}
+	if errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.UnknownTopicID) {
+		now := time.Now().UnixMilli()
+		if we.state.MissingSinceMs == 0 {
+			we.state.MissingSinceMs = now
+		}
+		if missing := time.Duration(now-we.state.MissingSinceMs) * time.Millisecond; missing >= f.Cfg.MissingTopicTimeout {
+			return sdf.StopProcessing(), fmt.Errorf("kafkaio: reading %v: %w for %v", tp, err, missing.Round(time.Second))
+		}
+	}
+	return sdf.ResumeProcessingIn(time.Second), nil
+}
+
+// permanent reports errors that retrying cannot fix: those Kafka marks not
+// retriable (authorization, SASL, a bad request). Network errors and
+// Kafka's retriable errors are not.
+func permanent(err error) bool {
+	var ke *kerr.Error
+	return errors.As(err, &ke) && !ke.Retriable
+}
+
 // learnEndOffset asks the broker for a partition's end offset, which a
 // fetch reports only when it returns records (an empty partition, or one
 // read to its end in an earlier bundle, never does). On an error the end
 // stays unknown and the partition keeps polling, which is safe.
-func (f *reader) learnEndOffset(ctx context.Context, tp TopicPartition, we *watermarkEstimator) {
+func (f *reader) learnEndOffset(ctx context.Context, tp TopicPartition, we *watermarkEstimator, rt *sdf.LockRTracker) {
 	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	lo, err := f.admin.ListEndOffsets(lctx, tp.Topic)
@@ -265,7 +334,7 @@ func (f *reader) learnEndOffset(ctx context.Context, tp TopicPartition, we *wate
 	}
 	if end, err := lookup(lo, tp); err == nil {
 		we.state.EndOffset = end
-		f.endHint.Store(end)
+		f.noteEnd(tp, rt, end)
 	}
 }
 

@@ -23,11 +23,11 @@ type tracker struct {
 	claimed int64 // last claimed offset; Start-1 before any
 	stopped bool
 	err     error
-	endHint *atomic.Int64 // newest end offset seen in fetches, for progress
+	end     atomic.Int64 // the partition's end offset as last seen, for progress; 0 until known
 }
 
-func newTracker(rest offsetrange.Restriction, endHint *atomic.Int64) *tracker {
-	return &tracker{rest: rest, claimed: rest.Start - 1, endHint: endHint}
+func newTracker(rest offsetrange.Restriction) *tracker {
+	return &tracker{rest: rest, claimed: rest.Start - 1}
 }
 
 func (t *tracker) TryClaim(pos any) bool {
@@ -78,10 +78,7 @@ func (t *tracker) GetProgress() (done, remaining float64) {
 	done = float64(t.claimed + 1 - t.rest.Start)
 	end := t.rest.End
 	if end == unbounded {
-		end = t.claimed + 1
-		if t.endHint != nil { // nil until the DoFn's Setup ran
-			end = max(t.endHint.Load(), end)
-		}
+		end = max(t.end.Load(), t.claimed+1)
 	}
 	return done, math.Max(0, float64(end-(t.claimed+1)))
 }

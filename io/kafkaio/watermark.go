@@ -25,6 +25,9 @@ type WatermarkState struct {
 	// Committed is the offset last committed to the consumer group by
 	// this Read; -1 for none.
 	Committed int64
+	// MissingSinceMs is when fetches began to find the topic or partition
+	// unknown; 0 while it is there.
+	MissingSinceMs int64
 }
 
 // watermarkEstimator estimates a partition's watermark as DESIGN §3 says:
@@ -33,30 +36,34 @@ type WatermarkState struct {
 // watermark advances with the wall clock minus the bound, so an idle
 // partition never holds the pipeline's watermark back.
 //
-// What it reports to the runner is the minimum over every partition of the
-// same Read known in this process, each at the watermark it had when its
-// last bundle ended, published only once that bundle's output is persisted
-// (when the runner resumes the partition, it creates the estimator from
-// the checkpointed state: that is the moment). Runners that hold an SDF's
-// output watermark at the minimum over its restrictions lose nothing by it
-// (the value is never above this partition's own). Prism (2.77) instead
+// What it reports to the runner is the minimum over the partitions of the
+// same Read that this process has read lately (watermarkRegistry), each at
+// the watermark it had when its last bundle ended, published only once
+// that bundle's output is persisted (when the runner resumes the
+// partition, it creates the estimator from the checkpointed state: that
+// is the moment). The report is never above this partition's own
+// watermark, so runners that hold an SDF's output watermark at the
+// minimum over its restrictions (Flink, Dataflow) lose nothing by it,
+// however the partitions are spread over workers. Prism (2.77) instead
 // takes each bundle's reported watermark in turn as the stage's, which
 // would make the pipeline's watermark the newest partition's rather than
-// the oldest's; and a partition's watermark published while its bundle's
-// output was still in flight let a concurrent bundle of another partition
-// close windows that output then arrived late to (a dense catch-up lost
-// part of a minute that way).
+// the oldest's; it runs every bundle of an environment in one worker
+// process, where the registry sees every partition. And a partition's
+// watermark published while its bundle's output was still in flight let
+// a concurrent bundle of another partition close windows that output then
+// arrived late to (a dense catch-up lost part of a minute that way).
 type watermarkEstimator struct {
 	state WatermarkState
 	bound int64
+	reg   *watermarkRegistry
 }
 
 // newWatermarkEstimator resumes a partition from its checkpointed state,
 // which the runner has persisted with the output before it: so it is
-// published.
-func newWatermarkEstimator(s WatermarkState, bound time.Duration) *watermarkEstimator {
-	partitionWatermarks.publish(s)
-	return &watermarkEstimator{state: s, bound: bound.Milliseconds()}
+// published to reg.
+func newWatermarkEstimator(s WatermarkState, bound time.Duration, reg *watermarkRegistry) *watermarkEstimator {
+	reg.publish(s)
+	return &watermarkEstimator{state: s, bound: bound.Milliseconds(), reg: reg}
 }
 
 // initialWatermarkState starts at Beam's minimum timestamp: nothing is
@@ -68,9 +75,10 @@ func initialWatermarkState(readID string, tp TopicPartition) WatermarkState {
 }
 
 // CurrentWatermark implements sdf.WatermarkEstimator: the minimum of the
-// published watermarks of the Read's partitions.
+// published watermarks of the Read's partitions, and never more than this
+// partition's own.
 func (w *watermarkEstimator) CurrentWatermark() time.Time {
-	return time.UnixMilli(partitionWatermarks.min(w.state.ReadID, w.state.WatermarkMs))
+	return time.UnixMilli(min(w.state.WatermarkMs, w.reg.min(w.state.ReadID, w.state.WatermarkMs)))
 }
 
 // own is this partition's watermark alone.
@@ -104,16 +112,37 @@ func (w *watermarkEstimator) advance(ms int64) {
 	}
 }
 
-// partitionWatermarks is the process's view of each Read's partitions.
-var partitionWatermarks = &watermarkRegistry{reads: map[string]map[TopicPartition]int64{}}
+// registryTTL is how long a partition's published watermark counts in this
+// process after it was last published. A partition being read is
+// published at every bundle (a few times a second, idle or not), so on
+// prism, where one process runs every bundle, no partition goes stale. On
+// a runner that spreads partitions over workers, a partition read
+// elsewhere (or moved away) stops holding this worker's reports back
+// after registryTTL; the runner's own minimum over restrictions covers it.
+const registryTTL = time.Minute
 
+// partitionWatermarks is the process's view of each Read's partitions.
+var partitionWatermarks = newWatermarkRegistry(time.Now)
+
+// watermarkRegistry holds, per Read, the published watermark of each
+// partition this process knows, with when it was last published.
 type watermarkRegistry struct {
 	mu    sync.Mutex
-	reads map[string]map[TopicPartition]int64
+	now   func() time.Time
+	reads map[string]map[TopicPartition]published
+}
+
+type published struct {
+	ms   int64     // the partition's watermark
+	seen time.Time // when it was last published
+}
+
+func newWatermarkRegistry(now func() time.Time) *watermarkRegistry {
+	return &watermarkRegistry{now: now, reads: map[string]map[TopicPartition]published{}}
 }
 
 // publish raises a partition's published watermark to s's (never lowers
-// it), making the partition known if it was not.
+// it) and marks it fresh.
 func (r *watermarkRegistry) publish(s WatermarkState) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -123,38 +152,55 @@ func (r *watermarkRegistry) publish(s WatermarkState) {
 func (r *watermarkRegistry) publishLocked(readID string, tp TopicPartition, ms int64) {
 	m := r.reads[readID]
 	if m == nil {
-		m = map[TopicPartition]int64{}
+		m = map[TopicPartition]published{}
 		r.reads[readID] = m
 	}
 	tp.New = false
-	if cur, ok := m[tp]; !ok || ms > cur {
-		m[tp] = ms
+	cur, ok := m[tp]
+	if ok && cur.ms > ms {
+		ms = cur.ms
 	}
+	m[tp] = published{ms: ms, seen: r.now()}
 }
 
 // known makes partitions known at the minimum timestamp, before any of the
 // Read's partitions reports: a partition whose restriction does not exist
-// yet must still hold the watermark back.
+// yet must still hold the watermark back (for registryTTL at most, unless
+// it is read here).
 func (r *watermarkRegistry) known(readID string, tps []TopicPartition) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, tp := range tps {
-		r.publishLocked(readID, tp, mtime.MinTimestamp.Milliseconds())
+		tp.New = false
+		if _, ok := r.reads[readID][tp]; !ok {
+			r.publishLocked(readID, tp, mtime.MinTimestamp.Milliseconds())
+		}
 	}
 }
 
-// min is the smallest published watermark of a Read's partitions, or
-// fallback if none is known.
+// min is the smallest fresh published watermark of a Read's partitions,
+// or fallback if none is fresh. It forgets partitions stale for ten TTLs,
+// and Reads with none left.
 func (r *watermarkRegistry) min(readID string, fallback int64) int64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	m := r.reads[readID]
-	if len(m) == 0 {
-		return fallback
+	now := r.now()
+	lo, fresh := int64(math.MaxInt64), false
+	for tp, p := range r.reads[readID] {
+		age := now.Sub(p.seen)
+		if age > 10*registryTTL {
+			delete(r.reads[readID], tp)
+			continue
+		}
+		if age <= registryTTL {
+			lo, fresh = min(lo, p.ms), true
+		}
 	}
-	lo := int64(math.MaxInt64)
-	for _, ms := range m {
-		lo = min(lo, ms)
+	if len(r.reads[readID]) == 0 {
+		delete(r.reads, readID)
+	}
+	if !fresh {
+		return fallback
 	}
 	return lo
 }

@@ -14,10 +14,11 @@ import (
 // output, still in flight, then reaches late.
 func TestWatermarkPublishedWhenPersisted(t *testing.T) {
 	const id = "test-published"
+	reg := newWatermarkRegistry(time.Now)
 	a, b := TopicPartition{Topic: "t", Partition: 0}, TopicPartition{Topic: "t", Partition: 1}
-	partitionWatermarks.known(id, []TopicPartition{a, b})
-	wa := newWatermarkEstimator(initialWatermarkState(id, a), 0)
-	wb := newWatermarkEstimator(initialWatermarkState(id, b), 0)
+	reg.known(id, []TopicPartition{a, b})
+	wa := newWatermarkEstimator(initialWatermarkState(id, a), 0, reg)
+	wb := newWatermarkEstimator(initialWatermarkState(id, b), 0, reg)
 	ms := func(d time.Duration) int64 { return t0.Add(d).UnixMilli() }
 
 	wa.observe(ms(10 * time.Minute)) // a's bundle reads to 10:10 and ends
@@ -25,17 +26,17 @@ func TestWatermarkPublishedWhenPersisted(t *testing.T) {
 	if got := wb.CurrentWatermark(); !got.Equal(mtime.MinTimestamp.ToTime()) {
 		t.Fatalf("before either bundle is persisted the Read's watermark is %v, want the minimum", got)
 	}
-	wa = newWatermarkEstimator(wa.state, 0) // a resumes: its output is persisted
+	wa = newWatermarkEstimator(wa.state, 0, reg) // a resumes: its output is persisted
 	if got := wb.CurrentWatermark(); !got.Equal(mtime.MinTimestamp.ToTime()) {
 		t.Fatalf("with b's output in flight the Read's watermark is %v, want the minimum", got)
 	}
-	wb = newWatermarkEstimator(wb.state, 0) // b resumes
+	wb = newWatermarkEstimator(wb.state, 0, reg) // b resumes
 	if got := wa.CurrentWatermark().UnixMilli(); got != ms(5*time.Minute) {
 		t.Errorf("both persisted: watermark %v, want b's 10:05", time.UnixMilli(got).UTC())
 	}
 	// A partition never read holds everything back.
 	c := TopicPartition{Topic: "u", Partition: 0}
-	partitionWatermarks.known(id, []TopicPartition{c})
+	reg.known(id, []TopicPartition{c})
 	if got := wa.CurrentWatermark(); !got.Equal(mtime.MinTimestamp.ToTime()) {
 		t.Errorf("with a partition not yet read the watermark is %v, want the minimum", got)
 	}

@@ -116,12 +116,15 @@ func EncodeDeadLetter(r deadletter.Record) ([]byte, error) {
 }
 
 // WriteDeadLetters sends dead letters to the dead-letter topic, keyed by
-// their source.
+// their source, through brokers reached as sec says.
 //
 //	dead: PCollection<deadletter.Record> → ()
-func WriteDeadLetters(s beam.Scope, brokers []string, topicPrefix string, dead beam.PCollection) {
+func WriteDeadLetters(s beam.Scope, brokers []string, sec Security, topicPrefix string, dead beam.PCollection) {
 	s = s.Scope("kafkaio.WriteDeadLetters")
-	beam.ParDo0(s, &writeDeadLettersFn{kafkaFn: kafkaFn{Brokers: brokers}, Topic: DeadLetterTopic(topicPrefix)}, dead)
+	if err := sec.Validate(); err != nil {
+		panic(fmt.Sprintf("kafkaio.WriteDeadLetters: %v", err))
+	}
+	beam.ParDo0(s, &writeDeadLettersFn{kafkaFn: kafkaFn{Brokers: brokers, Security: sec}, Topic: DeadLetterTopic(topicPrefix)}, dead)
 }
 
 type writeDeadLettersFn struct {
@@ -131,8 +134,11 @@ type writeDeadLettersFn struct {
 }
 
 func (f *writeDeadLettersFn) Setup() error {
-	p, err := NewProducer(f.Brokers, "")
-	f.p = p
+	sec, err := f.Security.Opts()
+	if err != nil {
+		return err
+	}
+	f.p, err = NewProducer(f.Brokers, "", sec...)
 	return err
 }
 
