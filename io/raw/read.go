@@ -21,6 +21,8 @@ type FileSplit struct {
 	Size  int64
 	Start int64
 	End   int64
+	// Version is the listing's version of the file (blob.FileInfo).
+	Version string
 }
 
 // Whole reports whether the split covers its whole file.
@@ -200,8 +202,10 @@ type unitReader struct {
 // if empty), else streamed.
 func (r *unitReader) read(ctx context.Context, s FileSplit, data []byte) error {
 	src := avroio.Source{Path: s.Path, Kind: s.Kind, Size: s.Size, Start: s.Start, End: s.End, Data: data,
-		SeekThreshold: r.opts.SeekThreshold,
-		Open:          func(offset int64) (io.ReadCloser, error) { return blob.OpenRange(ctx, s.Path, offset, -1) }}
+		SeekThreshold: r.opts.SeekThreshold}
+	if data == nil { // not fetched whole: stream it
+		src.Open = func(offset int64) (io.ReadCloser, error) { return blob.OpenRange(ctx, s.Path, offset, -1) }
+	}
 	st, err := r.rd.Read(src, r.sink.Events, func(d avroio.Damage) {
 		r.dead(deadletter.Record{Source: s.Path, Offset: d.Offset, Index: d.Index, Lost: d.Lost,
 			Reason: d.Reason, Detail: d.Detail, Payload: d.Payload})

@@ -38,7 +38,12 @@ func TestBatchS3(t *testing.T) {
 			e.Counter.Reset()
 			start = time.Now()
 			runBatch(t, "prism", pipelines.BatchConfig{Input: root, AsOf: asOf, Store: store, S3: e.Options})
-			t.Logf("%s: batch over s3:// in %v: %d LIST, %d GET requests", e.Name, time.Since(start).Round(time.Millisecond), e.Counter.Count("LIST"), e.Counter.Count("GET"))
+			t.Logf("%s: batch over s3:// in %v: %d LIST, %d GET requests (%d of raw objects), %d PUT", e.Name, time.Since(start).Round(time.Millisecond),
+				e.Counter.Count("LIST"), e.Counter.Count("GET"), e.Counter.CountPaths("GET", "/raw/"), e.Counter.Count("PUT"))
+			// Each raw object is fetched once, whole.
+			if got := e.Counter.CountPaths("GET", "/raw/"); got != int(sum.Files) {
+				t.Errorf("%d GETs of raw objects for %d objects", got, sum.Files)
+			}
 			checkAgainstTruth(t, openStore(t, store), tr)
 		})
 	}

@@ -89,10 +89,11 @@ func setUp(t testing.TB, name, url string) *Endpoint {
 
 // Counter is an http.RoundTripper that counts requests by kind.
 type Counter struct {
-	base http.RoundTripper
-	mu   sync.Mutex
-	n    map[string]int
-	urls []string
+	base  http.RoundTripper
+	mu    sync.Mutex
+	n     map[string]int
+	urls  []string
+	paths map[string]int // "KIND path" → requests
 }
 
 // RoundTrip counts and forwards a request.
@@ -106,6 +107,10 @@ func (c *Counter) RoundTrip(r *http.Request) (*http.Response, error) {
 		c.n = map[string]int{}
 	}
 	c.n[kind]++
+	if c.paths == nil {
+		c.paths = map[string]int{}
+	}
+	c.paths[kind+" "+r.URL.Path]++
 	if len(c.urls) < 10000 {
 		c.urls = append(c.urls, r.URL.String())
 	}
@@ -120,6 +125,20 @@ func (c *Counter) Count(kind string) int {
 	return c.n[kind]
 }
 
+// CountPaths returns how many requests of a kind went to paths containing
+// sub (e.g. GETs of one day's raw objects: "/raw/app_load/dt=2026-11-20/").
+func (c *Counter) CountPaths(kind, sub string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for k, v := range c.paths {
+		if strings.HasPrefix(k, kind+" ") && strings.Contains(k, sub) {
+			n += v
+		}
+	}
+	return n
+}
+
 // URLs returns the first requests' URLs.
 func (c *Counter) URLs() []string {
 	c.mu.Lock()
@@ -131,5 +150,5 @@ func (c *Counter) URLs() []string {
 func (c *Counter) Reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.n, c.urls = nil, nil
+	c.n, c.urls, c.paths = nil, nil, nil
 }
