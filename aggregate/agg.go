@@ -196,3 +196,31 @@ func (a Agg) Total() int64 {
 	}
 	return n
 }
+
+// Cut returns the part of a inside the window: the counts and sketches of
+// its days, adopted from a (which must not be used afterwards), and how
+// many events a holds before and after it. Kept whole, a partial can be
+// cut to any run's window later: the batch cuts rollups this way.
+func (a Agg) Cut(w DayWindow) (in Agg, before, after int64) {
+	if a.IsZero() {
+		return a, 0, 0
+	}
+	first, end := w.First.UnixMilli(), w.Last.AddDate(0, 0, 1).UnixMilli()
+	in = NewAgg(a.Gran, a.Precision)
+	for d, s := range a.days {
+		if d.Day >= first && d.Day < end {
+			in.days[d] = s
+		}
+	}
+	for k, c := range a.cells {
+		switch day := Day.Truncate(k.Bucket); {
+		case day < first:
+			before += c.n
+		case day >= end:
+			after += c.n
+		default:
+			in.cell(k).n = c.n
+		}
+	}
+	return in, before, after
+}

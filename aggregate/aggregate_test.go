@@ -286,3 +286,33 @@ func TestPlacement(t *testing.T) {
 		t.Error("Truncate must floor")
 	}
 }
+
+// Cut keeps exactly the events of the window's days, with their sketches,
+// and counts the rest: cutting a whole partial equals aggregating only the
+// window's events.
+func TestCut(t *testing.T) {
+	evs := genEvents(3000, 11)
+	w := DayWindow{First: day0.AddDate(0, 0, 1), Last: day0.AddDate(0, 0, 1)}
+	var inside []event.Event
+	var before, after int64
+	for _, e := range evs {
+		at := time.UnixMilli(min(e.EventTime, e.ReceivedTime)).UTC()
+		switch {
+		case at.Before(w.First):
+			before++
+		case !at.Before(w.Last.AddDate(0, 0, 1)):
+			after++
+		default:
+			inside = append(inside, e)
+		}
+	}
+	in, b, a := aggOf(evs, Hour, 14).Cut(w)
+	if b != before || a != after {
+		t.Errorf("cut counted %d before and %d after, want %d and %d", b, a, before, after)
+	}
+	gotRows, gotUsers := rowsOf(t, in, Hour, Day)
+	wantRows, wantUsers := rowsOf(t, aggOf(inside, Hour, 14), Hour, Day)
+	if !reflect.DeepEqual(gotRows, wantRows) || !reflect.DeepEqual(gotUsers, wantUsers) {
+		t.Error("the cut Agg differs from aggregating the window's events alone")
+	}
+}

@@ -37,6 +37,17 @@ type BatchConfig struct {
 	// Plan and Read tune the small-file reader.
 	Plan raw.PlanOptions
 	Read raw.ReadOptions
+
+	// RollupRoot is where partitions' rollups are kept, under rollup/.
+	// Default: Input.
+	RollupRoot string
+	// Grain is the arrival partition a rollup covers. Default an hour.
+	Grain raw.Grain
+	// Full reads every partition from raw, ignoring rollups (and writes
+	// them afresh).
+	Full bool
+	// NoRollups neither reads nor writes rollups: every run reads raw.
+	NoRollups bool
 }
 
 // EnsureDefaults fills zero values.
@@ -46,6 +57,12 @@ func (c *BatchConfig) EnsureDefaults() {
 	}
 	if c.DeadLetterRoot == "" {
 		c.DeadLetterRoot = c.Input
+	}
+	if c.RollupRoot == "" {
+		c.RollupRoot = c.Input
+	}
+	if c.Grain == 0 {
+		c.Grain = raw.GrainHour
 	}
 	if c.Precision == 0 {
 		c.Precision = hll.DefaultPrecision
@@ -71,6 +88,9 @@ func (c *BatchConfig) Validate() error {
 	}
 	if c.Store == "" {
 		errs = append(errs, errors.New("store: required"))
+	}
+	if c.Grain != raw.GrainHour && c.Grain != raw.GrainDay {
+		errs = append(errs, fmt.Errorf("grain: %v, want hour or day", c.Grain))
 	}
 	if c.Precision < hll.MinPrecision || c.Precision > hll.MaxPrecision {
 		errs = append(errs, fmt.Errorf("precision: %d, want %d..%d", c.Precision, hll.MinPrecision, hll.MaxPrecision))

@@ -123,8 +123,7 @@ func TestBatchGraph(t *testing.T) {
 		"crash b/2.0 2026-11-19 users=1 events=1", "crash b/ 2026-11-19 users=1 events=1")
 	passert.Equals(s, beam.ParDo(s, describeStats, out.Stats),
 		"app_load events=5 counted=4 clock_skew=1 too_old=1 after_window=0 dead=bad_magic:1,empty_app_id:1",
-		"crash events=1 counted=1 clock_skew=0 too_old=0 after_window=0 dead=",
-		"handled_exception events=0 counted=0 clock_skew=0 too_old=0 after_window=0 dead=")
+		"crash events=1 counted=1 clock_skew=0 too_old=0 after_window=0 dead=")
 	passert.Equals(s, beam.ParDo(s, deadReason, out.Dead), "part-0.avro empty_app_id", "junk.avro bad_magic")
 	ptest.RunAndValidate(t, p)
 }

@@ -27,17 +27,31 @@ func init() {
 
 // KindStats counts what a batch run did with one kind's input.
 type KindStats struct {
-	Kind        event.Kind
+	Kind event.Kind
+	// What the window's input holds, however the run read it: the same in
+	// an incremental run and a full one.
 	Files       int64
 	Bytes       int64
 	Placement   aggregate.Stats
 	DeadLetters map[string]int64 // by reason
+	// How the run read it.
+	PartitionsFromRollups, PartitionsFromRaw int64
+	RollupsRejected                          int64 // found unusable, and replaced by raw
+	RollupsWritten, RollupWriteErrors        int64
+	RawFiles, RawBytes                       int64 // raw files (or splits) read, and their bytes
 }
 
 func (a *KindStats) add(b KindStats) {
 	a.Files += b.Files
 	a.Bytes += b.Bytes
 	a.Placement.Add(b.Placement)
+	a.PartitionsFromRollups += b.PartitionsFromRollups
+	a.PartitionsFromRaw += b.PartitionsFromRaw
+	a.RollupsRejected += b.RollupsRejected
+	a.RollupsWritten += b.RollupsWritten
+	a.RollupWriteErrors += b.RollupWriteErrors
+	a.RawFiles += b.RawFiles
+	a.RawBytes += b.RawBytes
 	for r, n := range b.DeadLetters {
 		if a.DeadLetters == nil {
 			a.DeadLetters = map[string]int64{}
@@ -52,6 +66,9 @@ func (a KindStats) Counters() map[string]int64 {
 		"files": a.Files, "bytes": a.Bytes,
 		"events": a.Placement.Events, "counted": a.Placement.Counted,
 		"clock_skew": a.Placement.ClockSkew, "too_old": a.Placement.TooOld, "after_window": a.Placement.AfterWindow,
+		"read.partitions_from_rollups": a.PartitionsFromRollups, "read.partitions_from_raw": a.PartitionsFromRaw,
+		"read.rollups_rejected": a.RollupsRejected, "read.rollups_written": a.RollupsWritten,
+		"read.rollup_write_errors": a.RollupWriteErrors, "read.raw_files": a.RawFiles, "read.raw_bytes": a.RawBytes,
 	}
 	var dead int64
 	for r, n := range a.DeadLetters {

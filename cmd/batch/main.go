@@ -52,6 +52,10 @@ var (
 	s3PathStyle = flag.String("s3_path_style", "auto", "S3 addressing: auto (path style with a custom endpoint), true or false.")
 	casUser     = flag.String("cassandra_username", "", "Cassandra user (or $LUMEN_CASSANDRA_USERNAME); keeps credentials out of --store.")
 	casPassFile = flag.String("cassandra_password_file", "", "File holding the Cassandra password (or $LUMEN_CASSANDRA_PASSWORD).")
+	full        = flag.Bool("full", false, "Recompute every partition from raw, ignoring rollups (and rewrite them).")
+	noRollups   = flag.Bool("no_rollups", false, "Neither read nor write rollups: every partition from raw, nothing written under rollup/.")
+	rollupRoot  = flag.String("rollup_root", "", "Root for rollups (rollup/<kind>/dt=…). Default: --input.")
+	rollupGrain = flag.String("rollup_grain", "hour", "Arrival partition a rollup covers: hour or day.")
 )
 
 func main() {
@@ -84,6 +88,10 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	grain, err := raw.ParseGrain(*rollupGrain)
+	if err != nil {
+		return fmt.Errorf("--rollup_grain: %w", err)
+	}
 	base := pipelines.BatchConfig{
 		S3:             s3fs.Options{Endpoint: *s3Endpoint, Region: *s3Region, PathStyle: ps},
 		Input:          strings.TrimSuffix(*input, "/"),
@@ -93,6 +101,10 @@ func run(ctx context.Context) error {
 		Precision:      uint8(*precision),
 		Plan:           raw.PlanOptions{TargetBytes: *unitBytes, OpenCost: *openCost, Parallelism: *parallelism},
 		Read:           raw.ReadOptions{Concurrency: *concurrency},
+		Full:           *full,
+		NoRollups:      *noRollups,
+		RollupRoot:     strings.TrimSuffix(*rollupRoot, "/"),
+		Grain:          grain,
 	}
 	// Fail fast, with every problem named, before any job starts.
 	probe := base

@@ -43,6 +43,16 @@ func printSummary(ctx context.Context, w io.Writer, st serving.Store, cfg pipeli
 	fmt.Fprintf(w, "lumen batch as_of %s, window %s (%d days), %.1fs\n",
 		cfg.AsOf.Format(time.DateOnly), window, window.Days(), took.Seconds())
 	fmt.Fprintf(w, "  read     %s files (%s), %s valid events\n", num(total["files"]), bytesStr(total["bytes"]), num(total["events"]))
+	fromRaw, fromRollups := total["read.partitions_from_raw"], total["read.partitions_from_rollups"]
+	fmt.Fprintf(w, "  from     %s partitions' rollups, and %s partitions' raw files (%s files, %s)", num(fromRollups), num(fromRaw),
+		num(total["read.raw_files"]), bytesStr(total["read.raw_bytes"]))
+	if n := total["read.rollups_rejected"]; n > 0 {
+		fmt.Fprintf(w, "; %s rollups could not be used and were recomputed", num(n))
+	}
+	if n := total["read.rollup_write_errors"]; n > 0 {
+		fmt.Fprintf(w, "; %s rollups could not be written", num(n))
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "  counted  %s events; %s had device clocks ahead and were bucketed by received time (clock_skew)\n",
 		num(total["counted"]), num(total["clock_skew"]))
 	fmt.Fprintf(w, "  dropped  %s too_old (happened before %s; no batch run will count them)\n", num(total["too_old"]), window.First.Format(time.DateOnly))

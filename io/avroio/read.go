@@ -186,3 +186,33 @@ func (r *Reader) report(d Damage) {
 	r.stats.Damaged++
 	r.damage(d)
 }
+
+// Blocks calls fn with each block of an object container file held in
+// memory: its record count and its decompressed data, valid during the
+// call only. Every block is verified first (length bounds, sync marker,
+// the codec's checksum where it has one), so damage stops the walk with a
+// *CorruptError (IsCorrupt) before fn sees a bad byte. It returns the
+// file's header.
+func Blocks(file []byte, fn func(count int64, data []byte) error) (*Header, error) {
+	sc := newBytesScanner(file, "")
+	defer sc.close()
+	h, err := sc.readHeader()
+	if err != nil {
+		return nil, err
+	}
+	for {
+		b, ce, err := sc.next()
+		if err == io.EOF {
+			return h, nil
+		}
+		if err != nil {
+			return h, err
+		}
+		if ce != nil {
+			return h, ce
+		}
+		if err := fn(b.Count, b.Data); err != nil {
+			return h, err
+		}
+	}
+}

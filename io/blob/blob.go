@@ -17,6 +17,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -105,6 +106,11 @@ func ReadAll(ctx context.Context, path string, size int64, buf []byte) ([]byte, 
 type FileInfo struct {
 	Path string
 	Size int64
+	// Version changes whenever the file's content does, as far as the
+	// listing can tell: the ETag on S3, the modification time (ns) of a
+	// local file; "" where the filesystem gives none (then only the size
+	// tells).
+	Version string
 }
 
 var fsCache sync.Map // scheme -> filesystem.Interface
@@ -195,7 +201,7 @@ func ListPrefix(ctx context.Context, prefix string) ([]FileInfo, error) {
 			if err != nil {
 				return err
 			}
-			out = append(out, FileInfo{Path: p, Size: info.Size()})
+			out = append(out, FileInfo{Path: p, Size: info.Size(), Version: strconv.FormatInt(info.ModTime().UnixNano(), 10)})
 			return nil
 		})
 		return out, err

@@ -73,7 +73,7 @@ func ListWindow(ctx context.Context, root string, first, last time.Time, opts Pl
 				if !strings.HasSuffix(f.Path, ".avro") {
 					continue
 				}
-				results[i] = append(results[i], FileSplit{Path: f.Path, Kind: j.kind, Size: f.Size, End: f.Size})
+				results[i] = append(results[i], FileSplit{Path: f.Path, Kind: j.kind, Size: f.Size, End: f.Size, Version: f.Version})
 			}
 			return nil
 		})

@@ -180,7 +180,8 @@ func (f *FS) ListPrefix(ctx context.Context, prefix string) ([]blob.FileInfo, er
 	}
 	var out []blob.FileInfo
 	err = f.each(ctx, bucket, key, func(o types.Object) {
-		out = append(out, blob.FileInfo{Path: "s3://" + bucket + "/" + aws.ToString(o.Key), Size: aws.ToInt64(o.Size)})
+		out = append(out, blob.FileInfo{Path: "s3://" + bucket + "/" + aws.ToString(o.Key), Size: aws.ToInt64(o.Size),
+			Version: strings.Trim(aws.ToString(o.ETag), `"`)})
 	})
 	return out, err
 }

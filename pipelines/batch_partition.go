@@ -1,0 +1,109 @@
+package pipelines
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+
+	"github.com/lumenhq/lumen/aggregate"
+	"github.com/lumenhq/lumen/io/blob"
+	"github.com/lumenhq/lumen/io/rollup"
+)
+
+func init() {
+	register.DoFn5x1[context.Context, string, func(*partPartial) bool, func(aggregate.AppKey, aggregate.Agg), func(KindStats), error](&cutPartitionFn{})
+	register.Iter1[partPartial]()
+}
+
+// cutPartitionFn takes one partition's partials, grouped: it merges them
+// into the partition's whole partial aggregates, writes them as the
+// partition's rollup if they were read from raw (and removes the rollups
+// it replaces), then cuts them to the run's window and emits the part
+// inside it per (kind, app), with the partition's counters (too_old and
+// after_window from the cut). Rollups are written before the cut: they
+// keep every event, so any later run's window can be cut from them.
+//
+// A rollup that cannot be written is a warning and a counter, not a
+// failure: the run's rows do not depend on it, and the next run reads the
+// partition from raw again.
+type cutPartitionFn struct {
+	fileSetup
+	RollupRoot  string
+	NoRollups   bool
+	First, Last time.Time
+}
+
+func (f *cutPartitionFn) ProcessElement(ctx context.Context, key string, parts func(*partPartial) bool,
+	emit func(aggregate.AppKey, aggregate.Agg), emitStats func(KindStats)) error {
+	var whole rollup.Rollup
+	var st KindStats
+	started, fromRollup := false, false
+	stale := map[string]bool{}
+	var pp partPartial
+	for parts(&pp) {
+		if !started {
+			whole, started = pp.Rollup, true
+		} else if err := whole.Merge(pp.Rollup); err != nil {
+			return fmt.Errorf("pipelines: partition %s: %w", key, err)
+		}
+		fromRollup = fromRollup || pp.FromRollup
+		st.RollupsRejected += pp.Rejected
+		st.RawFiles += pp.RawFiles
+		st.RawBytes += pp.RawBytes
+		for _, s := range pp.Stale {
+			stale[s] = true
+		}
+		pp = partPartial{}
+	}
+	if !started {
+		return nil
+	}
+	if fromRollup {
+		st.PartitionsFromRollups = 1
+	} else {
+		st.PartitionsFromRaw = 1
+		if !f.NoRollups {
+			f.writeRollup(ctx, whole, stale, &st)
+		}
+	}
+
+	window := aggregate.DayWindow{First: f.First, Last: f.Last}
+	c := whole.Counters
+	st.Kind, st.Files, st.Bytes, st.DeadLetters = whole.Partition.Kind, c.Files, c.Bytes, c.DeadLetters
+	st.Placement = aggregate.Stats{Events: c.Events, ClockSkew: c.ClockSkew}
+	for k, a := range whole.Aggs {
+		in, before, after := a.Cut(window)
+		st.Placement.TooOld += before
+		st.Placement.AfterWindow += after
+		if in.Total() > 0 {
+			emit(k, in)
+		}
+	}
+	st.Placement.Counted = st.Placement.Events - st.Placement.TooOld - st.Placement.AfterWindow
+	emitStats(st)
+	return nil
+}
+
+func (f *cutPartitionFn) writeRollup(ctx context.Context, r rollup.Rollup, stale map[string]bool, st *KindStats) {
+	path := rollup.Path(f.RollupRoot, r.Partition, r.Manifest)
+	if err := rollup.Write(ctx, path, r); err != nil {
+		slog.Warn("batch: a rollup could not be written; the next run reads the partition from raw again",
+			"partition", r.Partition, "error", err)
+		st.RollupWriteErrors++
+		return
+	}
+	st.RollupsWritten++
+	for s := range stale {
+		if s == path {
+			continue
+		}
+		if err := blob.Remove(ctx, s); err != nil {
+			slog.Warn("batch: a replaced rollup could not be removed", "rollup", s, "error", err)
+		}
+	}
+	beam.NewCounter("lumen.batch", "rollups_written").Inc(ctx, 1)
+}

@@ -1,0 +1,137 @@
+package pipelines
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+
+	"github.com/lumenhq/lumen/io/raw"
+	"github.com/lumenhq/lumen/io/rollup"
+)
+
+func init() {
+	register.DoFn3x1[context.Context, []byte, func(batchUnit), error](&planFn{})
+	register.Emitter1[batchUnit]()
+}
+
+// batchUnit is a work unit of the batch read: some or all raw files of one
+// arrival partition, or several partitions to take from their rollups.
+type batchUnit struct {
+	ID int
+	// A raw unit: files (or splits of them) of one partition, with the
+	// partition's whole manifest, and its rollup files that the new one
+	// will replace.
+	Partition string // raw.Partition.String()
+	Splits    []raw.FileSplit
+	Manifest  rollup.Manifest
+	Stale     []string
+	// A rollup unit.
+	Rollups []rollupTask
+}
+
+// rollupTask is a partition whose listing matches its rollup's name. The
+// rollup is still checked when it is read; the partition's files come
+// along, to be read instead if it cannot be used.
+type rollupTask struct {
+	Partition string
+	Path      string
+	Manifest  rollup.Manifest
+	Files     []raw.FileSplit
+	Stale     []string
+}
+
+// rollupsPerUnit is how many rollups one unit reads (concurrently): a
+// day's worth of hourly ones.
+const rollupsPerUnit = 24
+
+// planFn lists the window's raw partitions and their rollups, and plans
+// the read: a partition whose raw listing still matches its rollup is
+// taken from the rollup, any other (new, changed, or without a rollup) is
+// read from its raw files. It runs once, on the impulse: listing happens
+// inside the job, so a submitted job needs no access to the input from
+// the launcher.
+type planFn struct {
+	fileSetup
+	Root, RollupRoot string
+	First, Last      time.Time
+	Grain            raw.Grain
+	Full, NoRollups  bool
+	Opts             raw.PlanOptions
+}
+
+func (f *planFn) ProcessElement(ctx context.Context, _ []byte, emit func(batchUnit)) error {
+	files, err := raw.ListWindow(ctx, f.Root, f.First, f.Last, f.Opts)
+	if err != nil {
+		// Listing failures are transient or a misconfiguration; either way
+		// the run must not succeed on a partial listing. Beam retries the
+		// bundle, then fails the job.
+		return fmt.Errorf("pipelines: %w", err)
+	}
+	existing := map[raw.Partition][]string{}
+	if !f.NoRollups {
+		if existing, err = rollup.List(ctx, f.RollupRoot, f.First, f.Last, f.Opts.ListConcurrency); err != nil {
+			return fmt.Errorf("pipelines: %w", err)
+		}
+	}
+	byPart := map[raw.Partition][]raw.FileSplit{}
+	for _, fs := range files {
+		p, err := raw.PartitionOf(fs.Path, f.Grain)
+		if err != nil {
+			return fmt.Errorf("pipelines: %w", err)
+		}
+		byPart[p] = append(byPart[p], fs)
+	}
+	parts := make([]raw.Partition, 0, len(byPart))
+	for p := range byPart {
+		parts = append(parts, p)
+	}
+	slices.SortFunc(parts, raw.Partition.Compare)
+
+	var units []batchUnit
+	var tasks []rollupTask
+	fromRaw := 0
+	for _, p := range parts {
+		m := rollup.NewManifest(byPart[p])
+		want := rollup.Path(f.RollupRoot, p, m)
+		var stale []string
+		found := false
+		for _, path := range existing[p] {
+			if path == want {
+				found = true
+			} else {
+				stale = append(stale, path)
+			}
+		}
+		if found && !f.Full {
+			tasks = append(tasks, rollupTask{Partition: p.String(), Path: want, Manifest: m, Files: byPart[p], Stale: stale})
+			continue
+		}
+		fromRaw++
+		// A partition is packed on its own, so its aggregates stay apart:
+		// usually one unit, more if it is larger than a unit.
+		opts := f.Opts
+		opts.Parallelism = 1
+		for _, u := range raw.Pack(byPart[p], opts) {
+			units = append(units, batchUnit{Partition: p.String(), Splits: u.Splits, Manifest: m, Stale: stale})
+		}
+	}
+	for lo := 0; lo < len(tasks); lo += rollupsPerUnit {
+		units = append(units, batchUnit{Rollups: tasks[lo:min(lo+rollupsPerUnit, len(tasks))]})
+	}
+	planned.Add(int64(len(files)))
+	unitsPlanned.Add(int64(len(units)))
+	c := "lumen.batch"
+	beam.NewCounter(c, "files_listed").Inc(ctx, int64(len(files)))
+	beam.NewCounter(c, "work_units").Inc(ctx, int64(len(units)))
+	beam.NewCounter(c, "partitions_planned_from_raw").Inc(ctx, int64(fromRaw))
+	beam.NewCounter(c, "partitions_planned_from_rollups").Inc(ctx, int64(len(tasks)))
+	for i := range units {
+		units[i].ID = i
+		emit(units[i])
+	}
+	return nil
+}

@@ -1,0 +1,226 @@
+package pipelines
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/lumenhq/lumen/aggregate"
+	"github.com/lumenhq/lumen/event"
+	"github.com/lumenhq/lumen/io/deadletter"
+	"github.com/lumenhq/lumen/io/raw"
+	"github.com/lumenhq/lumen/io/rollup"
+)
+
+func init() {
+	beam.RegisterCoder(reflect.TypeOf(partPartial{}), encodePartPartial, decodePartPartial)
+	register.DoFn4x1[context.Context, batchUnit, func(string, deadletter.Record), func(string, partPartial), error](&readPartitionsFn{})
+	register.Emitter2[string, partPartial]()
+}
+
+// partPartial is part (or all) of one partition's partial aggregates, on
+// its way to be grouped by partition.
+type partPartial struct {
+	Rollup     rollup.Rollup
+	FromRollup bool     // read from the partition's rollup, else from raw
+	Rejected   int64    // rollups found unusable, and replaced by raw
+	RawFiles   int64    // raw files (or splits) this part read
+	RawBytes   int64    // and their bytes
+	Stale      []string // rollup files the partition's new one replaces
+}
+
+// partMeta is partPartial but its rollup, for the coder.
+type partMeta struct {
+	FromRollup         bool
+	Rejected           int64
+	RawFiles, RawBytes int64
+	Stale              []string
+}
+
+// The coder: a length-prefixed JSON header, then the rollup in its file
+// form (aggregates in aggregate's binary form).
+func encodePartPartial(p partPartial) ([]byte, error) {
+	meta, err := json.Marshal(partMeta{p.FromRollup, p.Rejected, p.RawFiles, p.RawBytes, p.Stale})
+	if err != nil {
+		return nil, err
+	}
+	r, err := rollup.Marshal(p.Rollup)
+	if err != nil {
+		return nil, err
+	}
+	b := binary.AppendUvarint(nil, uint64(len(meta)))
+	return append(append(b, meta...), r...), nil
+}
+
+func decodePartPartial(b []byte) (partPartial, error) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)-k) {
+		return partPartial{}, errors.New("pipelines: partPartial coder: bad header")
+	}
+	var m partMeta
+	if err := json.Unmarshal(b[k:k+int(n)], &m); err != nil {
+		return partPartial{}, err
+	}
+	r, err := rollup.Unmarshal(b[k+int(n):])
+	if err != nil {
+		return partPartial{}, err
+	}
+	return partPartial{Rollup: r, FromRollup: m.FromRollup, Rejected: m.Rejected, RawFiles: m.RawFiles, RawBytes: m.RawBytes, Stale: m.Stale}, nil
+}
+
+// forever is the window a partition's partials are kept in: all of time.
+// Runs cut them to their own windows later.
+var forever = aggregate.DayWindow{First: time.UnixMilli(math.MinInt64 / 2).UTC(), Last: time.UnixMilli(math.MaxInt64 / 2).UTC()}
+
+// readPartitionsFn reads work units into partition partials: the hot
+// path. A raw unit's events are decoded, validated and pre-aggregated
+// (aggregate.Partials), so only per-(kind, app) partials leave it, never
+// single events; a rollup unit's rollups are read and checked, and a
+// rollup that cannot be used is replaced by its partition's raw files,
+// with a warning and a counter.
+type readPartitionsFn struct {
+	fileSetup
+	Precision uint8
+	Opts      raw.ReadOptions
+	MaxCells  int
+}
+
+func (f *readPartitionsFn) ProcessElement(ctx context.Context, u batchUnit,
+	emitDead func(string, deadletter.Record), emitPart func(string, partPartial)) error {
+	if len(u.Rollups) == 0 {
+		p, err := raw.ParsePartition(u.Partition)
+		if err != nil {
+			return fmt.Errorf("pipelines: work unit %d: %w", u.ID, err)
+		}
+		return f.readRaw(ctx, p, u.Splits, u.Manifest, u.Stale, 0, emitDead, emitPart)
+	}
+	// Rollups are small and many: fetch them concurrently, then use them
+	// in order.
+	type got struct {
+		r   rollup.Rollup
+		n   int64
+		err error
+	}
+	results := make([]got, len(u.Rollups))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(1, f.Opts.Concurrency))
+	for i, t := range u.Rollups {
+		g.Go(func() error {
+			p, err := raw.ParsePartition(t.Partition)
+			if err != nil {
+				return err
+			}
+			r, n, err := rollup.Read(gctx, t.Path)
+			if err == nil {
+				err = r.Check(p, t.Manifest, f.Precision)
+			}
+			if err != nil && !errors.Is(err, rollup.ErrInvalid) {
+				return fmt.Errorf("pipelines: rollup %s: %w", t.Path, err) // the filesystem: retry the bundle
+			}
+			results[i] = got{r, n, err}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for i, t := range u.Rollups {
+		if res := results[i]; res.err == nil {
+			beam.NewCounter("lumen.batch", "rollup_bytes_read").Inc(ctx, res.n)
+			emitPart(t.Partition, partPartial{Rollup: res.r, FromRollup: true})
+			continue
+		}
+		slog.Warn("batch: a rollup cannot be used; reading its partition's raw files instead",
+			"partition", t.Partition, "rollup", t.Path, "reason", results[i].err)
+		beam.NewCounter("lumen.batch", "rollups_rejected").Inc(ctx, 1)
+		p, _ := raw.ParsePartition(t.Partition)
+		// The new rollup goes to the same path (the manifest is the same).
+		if err := f.readRaw(ctx, p, t.Files, t.Manifest, t.Stale, 1, emitDead, emitPart); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readRaw reads a partition's raw files (or splits) into partials.
+func (f *readPartitionsFn) readRaw(ctx context.Context, p raw.Partition, splits []raw.FileSplit, m rollup.Manifest, stale []string,
+	rejected int64, emitDead func(string, deadletter.Record), emitPart func(string, partPartial)) error {
+	sink := &partitionSink{key: strings.ReplaceAll(p.String(), "/", "_"), emitDead: emitDead,
+		partials: aggregate.NewPartials(forever, aggregate.Hour, f.Precision), max: f.maxCells()}
+	sink.emit = func(files, bytes int64) {
+		c := rollup.Counters{Files: files, DeadLetters: sink.dead}
+		c.Bytes = bytes
+		aggs := map[aggregate.AppKey]aggregate.Agg{}
+		stats := sink.partials.Drain(func(k aggregate.AppKey, a aggregate.Agg) { aggs[k] = a })
+		c.Events, c.ClockSkew = stats[p.Kind].Events, stats[p.Kind].ClockSkew
+		emitPart(p.String(), partPartial{Rollup: rollup.Rollup{Partition: p, Precision: f.Precision, Manifest: m, Counters: c, Aggs: aggs},
+			Rejected: rejected, RawFiles: files, RawBytes: bytes, Stale: stale})
+		sink.dead, rejected = nil, 0
+	}
+	rs, err := raw.ReadUnit(ctx, raw.WorkUnit{Splits: splits}, f.Opts, sink)
+	if err != nil {
+		return fmt.Errorf("pipelines: partition %v: %w", p, err)
+	}
+	var files, bytes int64
+	for _, sp := range splits {
+		bytes += sp.End - sp.Start
+		if sp.Start == 0 {
+			files++
+		}
+	}
+	sink.emit(files, bytes)
+	c := "lumen.batch"
+	beam.NewCounter(c, "files_read").Inc(ctx, rs.Files)
+	beam.NewCounter(c, "bytes_read").Inc(ctx, rs.Bytes)
+	beam.NewCounter(c, "records_read").Inc(ctx, rs.Records)
+	filesRead.Add(rs.Files)
+	eventsRead.Add(rs.Records)
+	return nil
+}
+
+func (f *readPartitionsFn) maxCells() int {
+	if f.MaxCells > 0 {
+		return f.MaxCells
+	}
+	return 2_000_000
+}
+
+// partitionSink feeds a partition's events into Partials, hands it on
+// early past max cells, and keys its dead letters by partition, so each
+// partition's dead letters land in one file.
+type partitionSink struct {
+	key      string
+	partials *aggregate.Partials
+	max      int
+	emit     func(files, bytes int64)
+	emitDead func(string, deadletter.Record)
+	dead     map[string]int64
+}
+
+func (s *partitionSink) Events(evs []event.Event) {
+	for i := range evs {
+		s.partials.Add(&evs[i])
+	}
+	if s.partials.Cells() > s.max {
+		s.emit(0, 0) // the files and bytes go with the last part
+	}
+}
+
+func (s *partitionSink) DeadLetter(r deadletter.Record) {
+	if s.dead == nil {
+		s.dead = map[string]int64{}
+	}
+	s.dead[r.Reason]++
+	s.emitDead(s.key, r)
+}
