@@ -19,6 +19,18 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(ptest.MainRetWithDefault(m, "prism")) }
 
+// The contract's shapes, as a script reads them.
+type countJSON struct {
+	Bucket string `json:"bucket"`
+	Count  int64  `json:"count"`
+}
+
+type usersJSON struct {
+	From     string `json:"from"`
+	To       string `json:"to"`
+	Estimate int64  `json:"estimate"`
+}
+
 // The JSON output is a contract: shape, order, inclusive bounds, and the
 // numbers, checked against the bundled sample's truth.
 func TestQueryContract(t *testing.T) {

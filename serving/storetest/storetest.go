@@ -359,7 +359,11 @@ func testUsersAcrossLayers(t *testing.T, st serving.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantDaily := []serving.DayUsers{{day0.AddDate(0, 0, 28), 10, serving.Batch}, {day0.AddDate(0, 0, 29), 10, serving.Batch}, {day0.AddDate(0, 0, 30), 20, serving.Speed}}
+	wantDaily := []serving.DayUsers{
+		{Day: day0.AddDate(0, 0, 28), Estimate: 10, Layer: serving.Batch},
+		{Day: day0.AddDate(0, 0, 29), Estimate: 10, Layer: serving.Batch},
+		{Day: day0.AddDate(0, 0, 30), Estimate: 20, Layer: serving.Speed},
+	}
 	if !reflect.DeepEqual(daily, wantDaily) || !w.Day.Equal(day0.AddDate(0, 0, 29)) {
 		t.Errorf("daily = %v (watermark %v), want %v", daily, w.Day, wantDaily)
 	}
