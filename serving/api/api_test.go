@@ -346,6 +346,7 @@ func TestAppsHealthMetricsAndLogs(t *testing.T) {
 			t.Errorf("GET %s: %d", p, res.StatusCode)
 		}
 	}
+	s.Close() // waits for the handlers, which log after answering
 	lines := strings.Split(strings.TrimSpace(s.log.String()), "\n")
 	if len(lines) != 9 {
 		t.Errorf("%d log lines for 9 requests:\n%s", len(lines), s.log.String())

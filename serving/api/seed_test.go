@@ -66,7 +66,7 @@ func newSeed(now time.Time, holdBack time.Duration) *seed {
 				if d >= -6 && dev%10 < min(8, 2+(d+6)) {
 					v = 2
 				}
-				crashRate := []float64{0.003, 0.002, 0.03}[v]
+				crashRate := []float64{0.0002, 0.0001, 0.002}[v]
 				for range 1 + rng.IntN(4) {
 					at := day.Add(time.Duration(rng.Int64N(int64(24 * time.Hour))))
 					if at.After(s.now) {

@@ -56,27 +56,35 @@
           const at = state[key];
           if (at == null) return;
           const { left, top, width, height } = u.bbox;
-          let x = Math.round(u.valToPos(at + shift, 'x', true));
-          if (x > left + width) return;
-          x = Math.max(x, left);
+          const x = Math.round(u.valToPos(at + shift, 'x', true));
+          if (x > left + width) return; // all batch
           const ctx = u.ctx, px = devicePixelRatio || 1;
           ctx.save();
-          ctx.fillStyle = 'rgba(247, 144, 9, 0.09)';
-          ctx.fillRect(x, top, left + width - x, height);
-          if (x > left) {
-            ctx.strokeStyle = color('speed');
-            ctx.lineWidth = 1.5 * px;
-            ctx.setLineDash([5 * px, 4 * px]);
-            ctx.beginPath(); ctx.moveTo(x, top); ctx.lineTo(x, top + height); ctx.stroke();
-            ctx.fillStyle = '#667085';
-            ctx.font = (11 * px) + 'px system-ui, sans-serif';
-            ctx.textAlign = 'right';
-            ctx.fillText('batch', x - 6 * px, top + 14 * px);
-          }
-          ctx.fillStyle = '#b54708';
-          ctx.textAlign = 'left';
           ctx.font = (11 * px) + 'px system-ui, sans-serif';
-          ctx.fillText('speed', x + 6 * px, top + 14 * px);
+          if (x <= left) { // all speed: say so, no shading
+            ctx.fillStyle = '#b54708';
+            ctx.textAlign = 'right';
+            ctx.fillText('speed layer', left + width - 6 * px, top + 14 * px);
+            ctx.restore();
+            return;
+          }
+          ctx.fillStyle = 'rgba(247, 144, 9, 0.10)';
+          ctx.fillRect(x, top, left + width - x, height);
+          ctx.strokeStyle = color('speed');
+          ctx.lineWidth = 1.5 * px;
+          ctx.setLineDash([5 * px, 4 * px]);
+          ctx.beginPath(); ctx.moveTo(x, top); ctx.lineTo(x, top + height); ctx.stroke();
+          ctx.fillStyle = '#667085';
+          ctx.textAlign = 'right';
+          ctx.fillText('batch', x - 6 * px, top + 14 * px);
+          ctx.fillStyle = '#b54708';
+          const label = 'speed';
+          if (ctx.measureText(label).width + 10 * px < left + width - x) {
+            ctx.textAlign = 'left';
+            ctx.fillText(label, x + 6 * px, top + 14 * px);
+          } else { // no room on the speed side: point at it
+            ctx.fillText(label + ' \u2192', x - 6 * px, top + 28 * px);
+          }
           ctx.restore();
         }],
       },
@@ -91,7 +99,7 @@
       height: opts.height || 240,
       series: [{}].concat(series),
       axes: axes.map(a => Object.assign({ stroke: '#667085', grid: { stroke: '#f2f4f7' }, ticks: { stroke: '#e4e7ec' } }, a)),
-      scales: opts.scales || {},
+      scales: Object.assign({ x: { time: true } }, opts.scales || {}),
       cursor: { points: { size: 7 } },
       legend: { live: true },
       plugins: opts.plugins || [],
@@ -100,6 +108,11 @@
     return u;
   }
 
+  // Counts and users start at zero: a bar of 2,500 should not look empty.
+  const fromZero = { range: (u, min, max) => [0, max > 0 ? max * 1.08 : 1] };
+  // Day charts show each day as a point with half a day of room either side.
+  const dayX = { time: true, range: (u, min, max) => [min - DAY / 2, max + DAY / 2] };
+
   function initCharts() {
     const dayAxis = { values: (u, vals) => vals.map(v => new Date(v * 1000).toISOString().slice(5, 10)) };
     makeChart('chart-live', [
@@ -107,6 +120,7 @@
       { label: 'Crashes', stroke: color('crashes'), width: 2, scale: 'crashes', points: { show: false } },
     ], {
       axes: [{}, { scale: 'loads', label: 'loads / min' }, { scale: 'crashes', side: 1, label: 'crashes / min', grid: { show: false } }],
+      scales: { loads: fromZero, crashes: fromZero },
       plugins: [boundaryPlugin('speedFrom', 0)],
     });
     makeChart('chart-daily', [
@@ -114,11 +128,12 @@
       { label: 'Crashes', stroke: color('crashes'), width: 2, scale: 'crashes', points: { show: true, size: 6 } },
     ], {
       axes: [dayAxis, { scale: 'loads', label: 'loads / day', size: 60 }, { scale: 'crashes', side: 1, label: 'crashes / day', grid: { show: false }, size: 60 }],
+      scales: { x: dayX, loads: fromZero, crashes: fromZero },
       plugins: [boundaryPlugin('speedFrom', -DAY / 2)],
     });
     makeChart('chart-dau', [
       { label: 'Daily active users', stroke: color('users'), fill: 'rgba(122,90,248,0.08)', width: 2, points: { show: true, size: 6 } },
-    ], { axes: [dayAxis, { size: 60 }], plugins: [boundaryPlugin('speedFrom', -DAY / 2)] });
+    ], { axes: [dayAxis, { size: 60 }], scales: { x: dayX, y: fromZero }, plugins: [boundaryPlugin('speedFrom', -DAY / 2)] });
     window.addEventListener('resize', () => {
       for (const [id, u] of Object.entries(state.charts)) u.setSize({ width: Math.max(300, $(id).clientWidth), height: u.height });
     });
@@ -195,14 +210,16 @@
       const pct = (v.crash_free * 100).toFixed(2) + ' %';
       const c = v.crash_free >= 0.995 ? color('good') : v.crash_free >= 0.98 ? color('warn') : color('bad');
       const w = Math.max(2, (v.crash_free - floor) / (1 - floor) * 100);
-      tr.innerHTML = '<td></td><td class="num"></td><td class="num"></td><td><div class="bar"><span></span><em></em></div></td>';
+      tr.innerHTML = '<td></td><td class="num"></td><td class="num"></td><td class="num pct"></td><td><div class="bar"><span></span></div></td>';
       tr.children[0].textContent = v.version === '' ? 'All versions' : v.version;
       tr.children[1].textContent = fmt(v.active);
       tr.children[2].textContent = fmt(v.crashed);
+      tr.children[3].innerHTML = '<b></b> <small></small>';
+      tr.children[3].querySelector('b').textContent = pct;
+      tr.children[3].querySelector('small').textContent = '\u00b1' + (v.error_bound * 100).toFixed(2);
       const bar = tr.querySelector('.bar span');
       bar.style.width = w + '%';
       bar.style.background = c;
-      tr.querySelector('.bar em').textContent = pct + ' ±' + (v.error_bound * 100).toFixed(2);
       tr.title = 'crash-free ' + pct + ', 95 % bound ±' + (v.error_bound * 100).toFixed(2) + ' points';
       return tr;
     }));
@@ -211,6 +228,7 @@
     const all = cf.versions.find(v => v.version === (state.version || ''));
     if (all) {
       $('kpi-cf').textContent = all.active ? (all.crash_free * 100).toFixed(2) + ' %' : '–';
+      $('kpi-cf').style.color = all.crash_free >= 0.995 ? color('good') : all.crash_free >= 0.98 ? color('warn') : color('bad');
       $('kpi-cf-sub').textContent = '±' + (all.error_bound * 100).toFixed(2) + ' points · ' + fmt(all.crashed) + ' of ' + fmt(all.active) + ' crashed';
     }
   }
