@@ -59,7 +59,7 @@ func TestDashboardInChromium(t *testing.T) {
 	day := sd.today.Format(time.DateOnly)
 	eval := func(expr string) string {
 		t.Helper()
-		v, err := chromedp.Run(ctx, chromedp.Evaluate[string]("String(" + expr + ")"))
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[string]("String("+expr+")"))
 		if err != nil {
 			t.Fatalf("evaluating %s: %v", expr, err)
 		}
