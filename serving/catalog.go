@@ -9,9 +9,9 @@ import (
 	"github.com/lumenhq/lumen/event"
 )
 
-// CatalogMonths is how far back Apps looks for apps: 13 months before the
-// newest of the batch watermarks and today, so an app a year old is known
-// and the lookup stays a bounded number of partition reads.
+// CatalogMonths is how far back Apps looks for apps in the batch layer:
+// 13 months before the newest batch watermark, so an app a year old is
+// known and the lookup stays a bounded number of partition reads.
 const CatalogMonths = 13
 
 // AppInfo is one app the store knows, its versions, and the layers that
@@ -22,23 +22,38 @@ type AppInfo struct {
 	Layers   []Layer  // ascending (Batch before Speed)
 }
 
-// Apps lists the apps with rows of any kind in either layer from
-// CatalogMonths before the newest of the batch watermarks and now until
-// the day after it, sorted by app id. It is how the serving side tells an
-// unknown app from a quiet one: an app it lists answers empty ranges with
-// no points; one it does not list is unknown.
+// Apps lists the apps with rows of any kind, sorted by app id: batch rows
+// in the CatalogMonths up to the newest batch watermark W (of any kind),
+// and speed rows after W, up to the day after now, or at most
+// CatalogMonths back (W is now if no run has succeeded). These are the
+// rows the merge reads, so it is how the serving side tells an unknown
+// app from a quiet one: an app it lists answers an empty range with no
+// points; one it does not list is unknown.
 func (q *Querier) Apps(ctx context.Context, now time.Time) ([]AppInfo, error) {
-	anchor := now.UTC()
+	var w Watermark
 	for _, k := range event.Kinds {
-		w, err := q.Watermark(ctx, k)
+		kw, err := q.Watermark(ctx, k)
 		if err != nil {
 			return nil, err
 		}
-		if w.OK() && w.Day.After(anchor) {
-			anchor = w.Day
+		if kw.Day.After(w.Day) {
+			w = kw
 		}
 	}
-	from, to := anchor.AddDate(0, -CatalogMonths, 0), anchor.AddDate(0, 0, 1)
+	now = now.UTC()
+	anchor := now
+	if w.OK() {
+		anchor = w.Day
+	}
+	speedTo := now.AddDate(0, 0, 1)
+	if speedTo.Before(anchor) {
+		speedTo = anchor.AddDate(0, 0, 1)
+	}
+	speedFrom := anchor
+	if limit := speedTo.AddDate(0, -CatalogMonths, 0); speedFrom.Before(limit) {
+		speedFrom = limit
+	}
+	windows := map[Layer][2]time.Time{Batch: {anchor.AddDate(0, -CatalogMonths, 0), anchor}, Speed: {speedFrom, speedTo}}
 	type entry struct {
 		versions map[string]bool
 		layers   map[Layer]bool
@@ -46,7 +61,7 @@ func (q *Querier) Apps(ctx context.Context, now time.Time) ([]AppInfo, error) {
 	apps := map[string]*entry{}
 	for _, l := range []Layer{Batch, Speed} {
 		for _, k := range event.Kinds {
-			avs, err := q.Store.Catalog(ctx, l, k, from, to)
+			avs, err := q.Store.Catalog(ctx, l, k, windows[l][0], windows[l][1])
 			if err != nil {
 				return nil, err
 			}
