@@ -104,7 +104,7 @@ func TestServingMergesLayers(t *testing.T) {
 	// it is sent, keeping each device's lateness): a stream that has been
 	// idle has moved its watermark to the wall clock, so a replay of an
 	// older day would be all late.
-	if left := time.Until(time.Now().UTC().Truncate(24 * time.Hour).AddDate(0, 0, 1)); left < 3*time.Minute {
+	if left := time.Until(time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, 1)); left < 3*time.Minute {
 		t.Logf("waiting %v for midnight UTC, so D+1's traffic stays in one day", left.Round(time.Second))
 		time.Sleep(left + time.Second)
 	}
