@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/aggregate/hll"
@@ -123,17 +126,19 @@ type DayUsers struct {
 }
 
 // Daily returns the distinct devices of each day of uq that has any
-// (DAU as a series), labelled by layer, with the watermark.
-func (q *Querier) Daily(ctx context.Context, uq UserQuery) ([]DayUsers, Watermark, error) {
+// (DAU as a series), labelled by layer, and over the whole range, from one
+// read of the sketches, with the watermark.
+func (q *Querier) Daily(ctx context.Context, uq UserQuery) ([]DayUsers, UsersResult, Watermark, error) {
 	ds, w, err := q.sketches(ctx, uq)
 	if err != nil {
-		return nil, w, err
+		return nil, UsersResult{}, w, err
 	}
 	out := make([]DayUsers, len(ds))
 	for i, d := range ds {
 		out[i] = DayUsers{Day: d.day, Estimate: int64(d.sketch.Estimate()), Layer: d.layer}
 	}
-	return out, w, nil
+	total, err := merge(ds, uq.From, uq.To)
+	return out, total, w, err
 }
 
 // Active is the active users of a date: DAU (the day), WAU (the 7 days
@@ -195,33 +200,39 @@ func crashFree(version string, active, crashed int64, relErr float64) CrashFree 
 }
 
 // CrashFreeUsers returns the crash-free users of app over the days
-// [from, to]: the app as a whole first, then each version with loads in
-// either layer, ascending.
+// [from, to]: the app as a whole first, then each of versions, in order.
+// Versions are read concurrently (a few at a time): each is two series of
+// daily sketches, and a store answers them in parallel.
 func (q *Querier) CrashFreeUsers(ctx context.Context, app string, versions []string, from, to time.Time) ([]CrashFree, Watermark, error) {
-	var out []CrashFree
+	all := append([]string{aggregate.AllVersions}, versions...)
+	out := make([]CrashFree, len(all))
 	var w Watermark
-	for _, v := range append([]string{aggregate.AllVersions}, versions...) {
-		uq := UserQuery{AppID: app, Version: v, From: from, To: to}
-		uq.Kind = event.AppLoad
-		loads, lw, err := q.sketches(ctx, uq)
-		if err != nil {
-			return nil, w, err
-		}
-		uq.Kind = event.Crash
-		crashes, _, err := q.sketches(ctx, uq)
-		if err != nil {
-			return nil, w, err
-		}
-		w = lw
-		a, err := merge(loads, from, to)
-		if err != nil {
-			return nil, w, err
-		}
-		c, err := merge(crashes, from, to)
-		if err != nil {
-			return nil, w, err
-		}
-		out = append(out, crashFree(v, a.Estimate, c.Estimate, max(a.RelError, c.RelError)))
+	var mu sync.Mutex
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(4)
+	for i, v := range all {
+		g.Go(func() error {
+			var res [2]UsersResult
+			for j, k := range []event.Kind{event.AppLoad, event.Crash} {
+				ds, kw, err := q.sketches(ctx, UserQuery{Kind: k, AppID: app, Version: v, From: from, To: to})
+				if err != nil {
+					return err
+				}
+				if res[j], err = merge(ds, from, to); err != nil {
+					return err
+				}
+				if k == event.AppLoad && i == 0 {
+					mu.Lock()
+					w = kw
+					mu.Unlock()
+				}
+			}
+			out[i] = crashFree(v, res[0].Estimate, res[1].Estimate, max(res[0].RelError, res[1].RelError))
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, w, err
 	}
 	return out, w, nil
 }

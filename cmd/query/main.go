@@ -292,7 +292,8 @@ func serve(ctx context.Context, sf storeFlags, cfg serveConfig) error {
 	if host, _, _ := net.SplitHostPort(cfg.addr); !isLoopback(host) {
 		log.Warn("serving beyond loopback: the API has no authentication", "addr", cfg.addr)
 	}
-	svc := api.NewService(&serving.Querier{Store: serving.WithTimeout(st, cfg.timeout)})
+	// The watermark is read for every request and moves once a day.
+	svc := api.NewService(&serving.Querier{Store: serving.CacheRuns(serving.WithTimeout(st, cfg.timeout), 5*time.Second)})
 	log.Info("serving", "addr", "http://"+ln.Addr().String(), "store", serving.Redact(sf.store), "store_call_timeout", cfg.timeout)
 	return api.Serve(ctx, ln, api.NewHandler(svc, log, nil), log, cfg.grace)
 }

@@ -278,11 +278,7 @@ func (s *Service) Users(ctx context.Context, r UsersRequest) (UsersResponse, err
 		return UsersResponse{}, err
 	}
 	uq := serving.UserQuery{Kind: r.Kind, AppID: r.App, Version: r.Version, From: r.From, To: r.To}
-	days, w, err := s.q.Daily(ctx, uq)
-	if err != nil {
-		return UsersResponse{}, err
-	}
-	total, err := s.q.Users(ctx, uq)
+	days, total, w, err := s.q.Daily(ctx, uq)
 	if err != nil {
 		return UsersResponse{}, err
 	}

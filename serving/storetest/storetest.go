@@ -355,7 +355,7 @@ func testUsersAcrossLayers(t *testing.T, st serving.Store) {
 		}
 	}
 	q := &serving.Querier{Store: st}
-	daily, w, err := q.Daily(ctx, serving.UserQuery{Kind: event.AppLoad, AppID: "u", From: day0.AddDate(0, 0, 28), To: day0.AddDate(0, 0, 30)})
+	daily, total, w, err := q.Daily(ctx, serving.UserQuery{Kind: event.AppLoad, AppID: "u", From: day0.AddDate(0, 0, 28), To: day0.AddDate(0, 0, 30)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,6 +366,10 @@ func testUsersAcrossLayers(t *testing.T, st serving.Store) {
 	}
 	if !reflect.DeepEqual(daily, wantDaily) || !w.Day.Equal(day0.AddDate(0, 0, 29)) {
 		t.Errorf("daily = %v (watermark %v), want %v", daily, w.Day, wantDaily)
+	}
+	// Days 28..30: devices 28..49 (the speed layer's stale day 29 unused).
+	if total.Estimate != 22 || total.BatchDays != 2 || total.SpeedDays != 1 {
+		t.Errorf("users over days 28..30 = %+v, want 22 from 2 batch + 1 speed days", total)
 	}
 	a, err := q.ActiveUsers(ctx, event.AppLoad, "u", "", day0.AddDate(0, 0, 30).Add(13*time.Hour))
 	if err != nil {
