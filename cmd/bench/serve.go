@@ -88,7 +88,7 @@ func benchServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil)) // the one line per request, formatted and dropped
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))                                                               // the one line per request, formatted and dropped
 	svc := api.NewService(&serving.Querier{Store: serving.CacheRuns(serving.WithTimeout(st, *timeout), 5*time.Second)}) // as query serve
 	sctx, stop := context.WithCancel(ctx)
 	served := make(chan error, 1)
