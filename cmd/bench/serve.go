@@ -43,10 +43,11 @@ func benchServe(ctx context.Context, args []string) error {
 	apps := fs.Int("apps", 20, "Apps.")
 	rate := fs.Float64("rate", 200, "The main run's requests/s.")
 	duration := fs.Duration("duration", 30*time.Second, "The main run's length.")
-	ramp := fs.String("ramp", "400,800,1200,1600,2000,2500,3000", "Rates (requests/s) to try after the main run, ascending.")
+	ramp := fs.String("ramp", "250,300,350,400,500,600,800,1000,1200,1600,2000", "Rates (requests/s) to try after the main run, ascending.")
 	step := fs.Duration("step", 10*time.Second, "Each ramp step's length.")
 	p99 := fs.Duration("p99", 100*time.Millisecond, "The p99 latency a rate must stay under.")
 	timeout := fs.Duration("timeout", 2*time.Second, "The server's store-call timeout.")
+	cpuprofile := fs.String("cpuprofile", "", "Write a CPU profile of the main run (server and load generator) here.")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -108,7 +109,9 @@ func benchServe(ctx context.Context, args []string) error {
 		fmt.Fprintf(tw, "%s\t %.0f\t %.0f\t %d\t %.0f\t %.1f\t %.1f\t %.1f\t %d\t\n", name, r.rate, r.took.Seconds(), r.n, float64(r.n)/r.took.Seconds(),
 			ms(r.quantile(0.5)), ms(r.quantile(0.99)), ms(r.quantile(1)), r.errors)
 	}
+	stopProfile := startProfile(*cpuprofile)
 	main := runLoad(ctx, client, base, mix, *rate, *duration)
+	stopProfile()
 	row("main", main)
 	best := 0.0
 	if main.errors == 0 && main.quantile(0.99) < *p99 {
