@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -23,6 +24,8 @@ import (
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/serving"
 	"github.com/lumenhq/lumen/serving/api"
+	"github.com/lumenhq/lumen/serving/cassandrastore"
+	"github.com/lumenhq/lumen/testing/servicetest"
 )
 
 // server is an API server over a seeded SQLite store, logging to a buffer.
@@ -58,6 +61,31 @@ func openSQLite(t testing.TB) serving.Store {
 	}
 	t.Cleanup(func() { st.Close() })
 	return st
+}
+
+// openCassandra opens a fresh keyspace on the test cluster of
+// LUMEN_TEST_CASSANDRA, or skips saying how to get one.
+func openCassandra(t *testing.T) serving.Store {
+	t.Helper()
+	addr := servicetest.Addr(t, "LUMEN_TEST_CASSANDRA")
+	servicetest.Use(t, "cassandra")
+	ks := fmt.Sprintf("lumen_api_%d_%d", os.Getpid(), time.Now().UnixNano()%1e9)
+	st, err := serving.Open(context.Background(), fmt.Sprintf("cassandra://%s/%s?consistency=ONE", addr, ks))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		st.(*cassandrastore.Store).Client().Session().Query("DROP KEYSPACE " + ks).Exec()
+		st.Close()
+	})
+	return st
+}
+
+// eachStore runs fn on the embedded store and, when LUMEN_TEST_CASSANDRA
+// is set, on Cassandra: the API answers the same from either.
+func eachStore(t *testing.T, fn func(t *testing.T, st serving.Store)) {
+	t.Run("sqlite", func(t *testing.T) { fn(t, openSQLite(t)) })
+	t.Run("cassandra", func(t *testing.T) { fn(t, openCassandra(t)) })
 }
 
 func newServer(t testing.TB, st serving.Store, sd *seed) *server {
@@ -106,9 +134,11 @@ func q(kv ...string) string {
 
 // TestCountsAreLabelledAndExact: a range crossing the watermark comes back
 // in one answer, batch days then speed days, each equal to the truth.
-func TestCountsAreLabelledAndExact(t *testing.T) {
+func TestCountsAreLabelledAndExact(t *testing.T) { eachStore(t, testCountsAreLabelledAndExact) }
+
+func testCountsAreLabelledAndExact(t *testing.T, st serving.Store) {
 	sd := newSeed(time.Now(), 0)
-	s := newServer(t, openSQLite(t), sd)
+	s := newServer(t, st, sd)
 	from, to := sd.today.AddDate(0, 0, -6), sd.today
 	for _, k := range []event.Kind{event.AppLoad, event.Crash} {
 		for _, v := range []string{"", "3.3.0"} {
@@ -157,9 +187,11 @@ func TestCountsAreLabelledAndExact(t *testing.T) {
 
 // TestUsersActiveCrashFree: the sketch answers are within their stated
 // error of the exact numbers, and say which layers they merged.
-func TestUsersActiveCrashFree(t *testing.T) {
+func TestUsersActiveCrashFree(t *testing.T) { eachStore(t, testUsersActiveCrashFree) }
+
+func testUsersActiveCrashFree(t *testing.T, st serving.Store) {
 	sd := newSeed(time.Now(), 0)
-	s := newServer(t, openSQLite(t), sd)
+	s := newServer(t, st, sd)
 	app := "com.acme.notes"
 	within := func(what string, got int64, want int, rel float64) {
 		t.Helper()
@@ -210,9 +242,11 @@ func TestUsersActiveCrashFree(t *testing.T) {
 
 // TestLateLedger: drops after the watermark are pending, those before it
 // were recounted by the batch; day answers sum the hours.
-func TestLateLedger(t *testing.T) {
+func TestLateLedger(t *testing.T) { eachStore(t, testLateLedger) }
+
+func testLateLedger(t *testing.T, st serving.Store) {
 	sd := newSeed(time.Now(), 0)
-	s := newServer(t, openSQLite(t), sd)
+	s := newServer(t, st, sd)
 	from, to := sd.today.AddDate(0, 0, -1).Format(time.DateOnly), sd.today.Format(time.DateOnly)
 	var loads, crashes api.LateResponse
 	s.get(t, "/v1/late"+q("app", "com.acme.notes", "granularity", "day", "from", from, "to", to), &loads)

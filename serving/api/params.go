@@ -30,6 +30,8 @@ const (
 	MaxQueryBytes = 2048
 	// MaxVersions bounds the versions of one crash-free answer.
 	MaxVersions = 100
+	// MaxApps bounds the apps of one /v1/apps answer.
+	MaxApps = 10_000
 )
 
 // Bounds of any time a request may name: events before 2000 are invalid

@@ -399,6 +399,9 @@ type AppEntry struct {
 // AppsResponse is the answer of /v1/apps.
 type AppsResponse struct {
 	Apps []AppEntry `json:"apps"`
+	// Truncated is true if there are more than MaxApps apps and only the
+	// first ones (by id) are listed.
+	Truncated bool `json:"truncated"`
 }
 
 // Apps lists the apps with rows in either layer over the last
@@ -408,7 +411,11 @@ func (s *Service) Apps(ctx context.Context) (AppsResponse, error) {
 	if err != nil {
 		return AppsResponse{}, err
 	}
-	resp := AppsResponse{Apps: make([]AppEntry, len(apps))}
+	var resp AppsResponse
+	if len(apps) > MaxApps {
+		apps, resp.Truncated = apps[:MaxApps], true
+	}
+	resp.Apps = make([]AppEntry, len(apps))
 	for i, a := range apps {
 		e := AppEntry{App: a.AppID, Versions: a.Versions, Layers: make([]string, len(a.Layers))}
 		if e.Versions == nil {
