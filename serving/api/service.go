@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,7 +41,7 @@ func IsNotFound(err error) bool {
 // use.
 type Service struct {
 	q   *serving.Querier
-	now func() time.Time
+	now func() time.Time // "today" for /v1/active's default date
 	ttl time.Duration
 
 	mu      sync.Mutex
@@ -49,26 +50,15 @@ type Service struct {
 	refresh sync.Mutex // one catalog read at a time
 }
 
-// Option configures a Service.
-type Option func(*Service)
-
-// WithClock sets the clock that "today" (the default date of /v1/active)
-// is read from. Default time.Now.
-func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
-
-// WithCatalogTTL sets how long the list of known apps is reused before it
-// is read again. A request naming an app not in the list reads it again
-// at once if the list is older than a second, so a new app is found
-// without waiting. Default 30 s; 0 reads it for every request.
-func WithCatalogTTL(d time.Duration) Option { return func(s *Service) { s.ttl = d } }
+// catalogTTL is how long the list of known apps is reused before it is
+// read again. A request naming an app not in the list reads it again at
+// once if the list is older than a second, so a new app is found without
+// waiting.
+const catalogTTL = 30 * time.Second
 
 // NewService returns a Service over q.
-func NewService(q *serving.Querier, opts ...Option) *Service {
-	s := &Service{q: q, now: time.Now, ttl: 30 * time.Second}
-	for _, o := range opts {
-		o(s)
-	}
-	return s
+func NewService(q *serving.Querier) *Service {
+	return &Service{q: q, now: time.Now, ttl: catalogTTL}
 }
 
 // Querier is the querier the service answers from.
@@ -106,15 +96,7 @@ func (s *Service) catalog(ctx context.Context, maxAge time.Duration) ([]serving.
 // app returns the catalog entry of id, or a NotFoundError.
 func (s *Service) app(ctx context.Context, id string) (serving.AppInfo, error) {
 	find := func(apps []serving.AppInfo) (serving.AppInfo, bool) {
-		i, ok := slices.BinarySearchFunc(apps, id, func(a serving.AppInfo, id string) int {
-			switch {
-			case a.AppID < id:
-				return -1
-			case a.AppID > id:
-				return 1
-			}
-			return 0
-		})
+		i, ok := slices.BinarySearchFunc(apps, id, func(a serving.AppInfo, id string) int { return strings.Compare(a.AppID, id) })
 		if !ok {
 			return serving.AppInfo{}, false
 		}

@@ -270,16 +270,21 @@
   }
 
   // guard runs a loader, turning an API error into the banner.
+  // A 400 or 404 is about the request (a bad app id): it replaces the
+  // charts. Anything else (a 503, the server gone) is shown above them and
+  // cleared by the next refresh that works.
   async function guard(fn) {
     try {
       await fn();
+      if (state.transient) { state.transient = false; banner(''); }
       return true;
     } catch (e) {
       if (e.status === 404 || e.status === 400) {
         $('main').hidden = true;
         banner(e.message);
       } else {
-        banner('Could not load: ' + e.message);
+        state.transient = true;
+        banner('Could not refresh: ' + e.message + ' (retrying)');
       }
       return false;
     }
@@ -291,8 +296,8 @@
     stopTimers();
     banner('');
     $('main').hidden = false;
-    const ok = await guard(() => Promise.all([loadDaily(), loadActive(), loadCrashFree(), loadLate(), loadLive()]));
-    if (!ok) return;
+    await guard(() => Promise.all([loadDaily(), loadActive(), loadCrashFree(), loadLate(), loadLive()]));
+    if ($('main').hidden) return; // a bad request: nothing to refresh
     state.timers.push(setInterval(() => guard(loadLive), LIVE_EVERY_MS));
     state.timers.push(setInterval(() => guard(() => Promise.all([loadDaily(), loadActive(), loadCrashFree(), loadLate()])), SLOW_EVERY_MS));
     document.body.dataset.loaded = 'true';
