@@ -57,7 +57,7 @@
           if (at == null) return;
           const { left, top, width, height } = u.bbox;
           const x = Math.round(u.valToPos(at + shift, 'x', true));
-          if (x > left + width) return; // all batch
+          if (x >= left + width - 1) return; // all batch
           const ctx = u.ctx, px = devicePixelRatio || 1;
           ctx.save();
           ctx.font = (11 * px) + 'px system-ui, sans-serif';
@@ -239,6 +239,7 @@
     const [loads, crashes] = await Promise.all([api('/v1/late', Object.assign({ kind: 'app_load' }, p)), api('/v1/late', Object.assign({ kind: 'crash' }, p))]);
     const pending = loads.pending + crashes.pending;
     $('kpi-late').textContent = fmt(pending);
+    $('kpi-late').style.color = pending ? '' : color('muted');
     $('kpi-late-sub').textContent = pending ? 'will arrive with tonight\u2019s batch' : 'nothing waiting for the batch';
     const byDay = new Map();
     for (const [k, r] of [['loads', loads], ['crashes', crashes]]) {
