@@ -100,6 +100,16 @@ func TestDashboardInChromium(t *testing.T) {
 		t.Errorf("daily loads on %s days (want 30), MAU %q, crash-free %q, late %q (want 40)", daily, mau, crashFree, late)
 	}
 
+	// The stream writes the last minutes: the live chart picks them up on
+	// its next refresh.
+	before := points("#chart-live")
+	sd.release(t, st)
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`Number(document.querySelector('#chart-live').dataset.points) > `+strconv.Itoa(before),
+		chromedp.WithPollingTimeout(2*time.Minute))); err != nil {
+		t.Errorf("the live chart stayed at %d points after new speed rows: %v", before, err)
+	}
+
+	// The page as a person sees it, now that the last minutes are in.
 	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatal(err)
@@ -119,15 +129,6 @@ func TestDashboardInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s", out)
-
-	// The stream writes the last minutes: the live chart picks them up on
-	// its next refresh.
-	before := points("#chart-live")
-	sd.release(t, st)
-	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`Number(document.querySelector('#chart-live').dataset.points) > `+strconv.Itoa(before),
-		chromedp.WithPollingTimeout(2*time.Minute))); err != nil {
-		t.Errorf("the live chart stayed at %d points after new speed rows: %v", before, err)
-	}
 
 	// A bad app id: a message, not a blank page.
 	if err := chromedp.Do(ctx, chromedp.Navigate(s.URL+"/?app=no.such.app"), chromedp.WaitVisible(`#banner`)); err != nil {
