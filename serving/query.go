@@ -2,134 +2,181 @@ package serving
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/lumenhq/lumen/aggregate"
-	"github.com/lumenhq/lumen/aggregate/hll"
 	"github.com/lumenhq/lumen/event"
 )
 
-// Querier answers queries over both layers: completed batch days come from
-// the batch tables, everything after from the speed tables (DESIGN, the
-// serving layer). Minutes exist in the speed layer only.
+// Querier answers queries over both layers (DESIGN, the serving layer).
+// The merge is one rule, applied the same way to counts, sketches and the
+// late ledger:
+//
+//   - the batch watermark of a kind is the as_of of its newest successful
+//     run in batch_runs;
+//   - a bucket on or before the watermark day comes from the batch tables,
+//     a later one from the speed tables (minutes from speed minutes, hours
+//     from speed hours, days from speed days, users from speed day
+//     sketches);
+//   - every point carries the layer it came from, and a range that crosses
+//     the watermark is answered in one call.
+//
+// Minutes exist in the speed layer only, so a minute is a speed point on
+// either side of the watermark (for as long as speed rows live, 7 days).
 type Querier struct {
 	Store Store
+}
+
+// Watermark is how far the batch layer of a kind is complete.
+type Watermark struct {
+	// Day is the as_of of the newest successful batch run (a UTC day
+	// start); zero if no run has succeeded.
+	Day time.Time
+}
+
+// OK reports whether a batch run has succeeded.
+func (w Watermark) OK() bool { return !w.Day.IsZero() }
+
+// Cutoff is the first instant the batch layer does not cover: midnight
+// after Day. Without a successful run it is the zero time, and everything
+// is speed.
+func (w Watermark) Cutoff() time.Time {
+	if !w.OK() {
+		return time.Time{}
+	}
+	return w.Day.AddDate(0, 0, 1)
+}
+
+// LayerOf returns the layer that answers for the bucket starting at t.
+func (w Watermark) LayerOf(t time.Time) Layer {
+	if w.OK() && t.Before(w.Cutoff()) {
+		return Batch
+	}
+	return Speed
+}
+
+// Watermark returns the batch watermark of kind.
+func (q *Querier) Watermark(ctx context.Context, kind event.Kind) (Watermark, error) {
+	runs, err := q.Store.Runs(ctx, kind)
+	if err != nil {
+		return Watermark{}, err
+	}
+	var w Watermark
+	for _, r := range runs {
+		if r.Status == RunSucceeded && r.AsOf.After(w.Day) {
+			w.Day = r.AsOf.UTC()
+		}
+	}
+	return w, nil
 }
 
 // BatchCutoff returns the first instant not covered by a successful batch
 // run of kind: midnight after its newest as_of. ok is false if no run has
 // succeeded, in which case everything comes from the speed layer.
 func (q *Querier) BatchCutoff(ctx context.Context, kind event.Kind) (time.Time, bool, error) {
-	runs, err := q.Store.Runs(ctx, kind)
-	if err != nil {
-		return time.Time{}, false, err
-	}
-	for _, r := range runs { // newest first
-		if r.Status == RunSucceeded {
-			return r.AsOf.AddDate(0, 0, 1), true, nil
-		}
-	}
-	return time.Time{}, false, nil
+	w, err := q.Watermark(ctx, kind)
+	return w.Cutoff(), w.OK(), err
 }
 
-// Counts returns the counts of cq over both layers, ascending by bucket, one
-// point per bucket that has events.
-func (q *Querier) Counts(ctx context.Context, cq CountQuery) ([]CountPoint, error) {
-	if cq.Gran == aggregate.Minute {
-		return q.Store.Counts(ctx, Speed, cq)
+// split divides [from, to] at the watermark into the part the batch layer
+// answers and the part the speed layer answers; an empty part has ok false.
+func (w Watermark) split(from, to time.Time, step time.Duration) (batchTo time.Time, batchOK bool, speedFrom time.Time, speedOK bool) {
+	cut := w.Cutoff()
+	if !w.OK() {
+		return time.Time{}, false, from, true
 	}
-	cut, ok, err := q.BatchCutoff(ctx, cq.Kind)
+	batchOK = from.Before(cut)
+	batchTo = to
+	if !to.Before(cut) {
+		batchTo = cut.Add(-step)
+	}
+	speedOK = !to.Before(cut)
+	speedFrom = from
+	if from.Before(cut) {
+		speedFrom = cut
+	}
+	return batchTo, batchOK, speedFrom, speedOK
+}
+
+// Counts returns the counts of cq over both layers, ascending by bucket,
+// one point per bucket with events, each labelled with its layer.
+func (q *Querier) Counts(ctx context.Context, cq CountQuery) ([]CountPoint, error) {
+	pts, _, err := q.CountsAt(ctx, cq)
+	return pts, err
+}
+
+// CountsAt is Counts that also returns the watermark it merged at (read
+// once, so the points and the boundary a chart draws agree).
+func (q *Querier) CountsAt(ctx context.Context, cq CountQuery) ([]CountPoint, Watermark, error) {
+	w, err := q.Watermark(ctx, cq.Kind)
 	if err != nil {
-		return nil, err
+		return nil, w, err
+	}
+	if cq.Gran == aggregate.Minute {
+		pts, err := q.Store.Counts(ctx, Speed, cq)
+		return label(pts, Speed), w, err
 	}
 	var out []CountPoint
-	if ok && cq.From.Before(cut) {
+	batchTo, batchOK, speedFrom, speedOK := w.split(cq.From, cq.To, time.Millisecond)
+	if batchOK {
 		b := cq
-		if !b.To.Before(cut) {
-			b.To = cut.Add(-time.Millisecond)
-		}
+		b.To = batchTo
 		pts, err := q.Store.Counts(ctx, Batch, b)
 		if err != nil {
-			return nil, err
+			return nil, w, err
 		}
-		out = append(out, pts...)
+		out = append(out, label(pts, Batch)...)
 	}
-	if !ok || !cq.To.Before(cut) {
+	if speedOK {
 		sp := cq
-		if ok && sp.From.Before(cut) {
-			sp.From = cut
-		}
+		sp.From = speedFrom
 		pts, err := q.Store.Counts(ctx, Speed, sp)
 		if err != nil {
-			return nil, err
+			return nil, w, err
 		}
-		out = append(out, pts...)
+		out = append(out, label(pts, Speed)...)
 	}
-	return out, nil
+	return out, w, nil
 }
 
-// UsersResult is a distinct-device estimate over a range of days.
-type UsersResult struct {
-	Estimate  int64
-	BatchDays int // days whose sketch came from the batch layer
-	SpeedDays int // days whose sketch came from the speed layer
+// label sets the layer of points read from one layer's tables: the store
+// knows, but the merge is where it must be right.
+func label(pts []CountPoint, l Layer) []CountPoint {
+	for i := range pts {
+		pts[i].Layer = l
+	}
+	return pts
 }
 
-// Users estimates distinct devices over the days [uq.From, uq.To] by
-// merging daily sketches: batch days before the cutoff, speed days after.
-// Today's MAU is thus 29 batch days merged with today's speed sketch.
-func (q *Querier) Users(ctx context.Context, uq UserQuery) (UsersResult, error) {
-	cut, ok, err := q.BatchCutoff(ctx, uq.Kind)
+// Late returns the late-data ledger of cq: events the speed layer dropped
+// as late, per bucket, ascending. The stream records drops per minute and
+// hour; a day's drops are the sum of its hours. Each point is labelled
+// Speed; pending (bucket after the watermark) or not is for the caller to
+// judge with the returned watermark: a dropped event in a bucket on or
+// before the watermark has already been counted by the batch.
+func (q *Querier) Late(ctx context.Context, cq CountQuery) ([]CountPoint, Watermark, error) {
+	w, err := q.Watermark(ctx, cq.Kind)
 	if err != nil {
-		return UsersResult{}, err
+		return nil, w, err
 	}
-	var res UsersResult
-	var merged *hll.Sketch
-	add := func(rows []aggregate.UserRow) error {
-		for _, r := range rows {
-			s := new(hll.Sketch)
-			if err := s.UnmarshalBinary(r.Sketch); err != nil {
-				return fmt.Errorf("serving: sketch of %s %s %s: %w", r.Kind, r.AppID, r.DayTime().Format(time.DateOnly), err)
-			}
-			if merged == nil {
-				merged = s
-			} else if err := merged.Merge(s); err != nil {
-				return fmt.Errorf("serving: merging sketches: %w", err)
-			}
-		}
-		return nil
+	if cq.Gran != aggregate.Day {
+		pts, err := q.Store.Late(ctx, cq)
+		return label(pts, Speed), w, err
 	}
-	if ok && uq.From.Before(cut) {
-		b := uq
-		if !b.To.Before(cut) {
-			b.To = cut.AddDate(0, 0, -1)
-		}
-		rows, err := q.Store.Users(ctx, Batch, b)
-		if err != nil {
-			return res, err
-		}
-		res.BatchDays = len(rows)
-		if err := add(rows); err != nil {
-			return res, err
-		}
+	hq := cq
+	hq.Gran = aggregate.Hour
+	hours, err := q.Store.Late(ctx, hq)
+	if err != nil {
+		return nil, w, err
 	}
-	if !ok || !uq.To.Before(cut) {
-		sp := uq
-		if ok && sp.From.Before(cut) {
-			sp.From = cut
+	var out []CountPoint
+	for _, h := range hours {
+		d := h.Bucket.Truncate(24 * time.Hour)
+		if n := len(out); n > 0 && out[n-1].Bucket.Equal(d) {
+			out[n-1].Count += h.Count
+			continue
 		}
-		rows, err := q.Store.Users(ctx, Speed, sp)
-		if err != nil {
-			return res, err
-		}
-		res.SpeedDays = len(rows)
-		if err := add(rows); err != nil {
-			return res, err
-		}
+		out = append(out, CountPoint{Bucket: d, Count: h.Count, Layer: Speed})
 	}
-	if merged != nil {
-		res.Estimate = int64(merged.Estimate())
-	}
-	return res, nil
+	return out, w, nil
 }

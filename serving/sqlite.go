@@ -376,7 +376,7 @@ func (s *sqliteStore) Counts(ctx context.Context, layer Layer, q CountQuery) ([]
 		if err := rows.Scan(&b, &n); err != nil {
 			return nil, err
 		}
-		out = append(out, CountPoint{Bucket: time.UnixMilli(b).UTC(), Count: n})
+		out = append(out, CountPoint{Bucket: time.UnixMilli(b).UTC(), Count: n, Layer: layer})
 	}
 	return out, rows.Err()
 }
@@ -429,7 +429,7 @@ func (s *sqliteStore) Late(ctx context.Context, q CountQuery) ([]CountPoint, err
 		if err := rows.Scan(&b, &n); err != nil {
 			return nil, err
 		}
-		out = append(out, CountPoint{Bucket: time.UnixMilli(b).UTC(), Count: n})
+		out = append(out, CountPoint{Bucket: time.UnixMilli(b).UTC(), Count: n, Layer: Speed})
 	}
 	return out, rows.Err()
 }
@@ -455,6 +455,35 @@ func (s *sqliteStore) Versions(ctx context.Context, kind event.Kind, app string,
 		return nil, fmt.Errorf("serving: sqlite versions: %w", err)
 	}
 	return scanStrings(rows)
+}
+
+// Catalog reads the day rows' keys: every count row has a day row, and
+// speed rows past their expiry are left out, as Cassandra's TTL would.
+func (s *sqliteStore) Catalog(ctx context.Context, layer Layer, kind event.Kind, from, to time.Time) ([]AppVersion, error) {
+	table, live := "batch_counts", ""
+	if layer == Speed {
+		table, live = "speed_counts", fmt.Sprintf(" AND expires > %d", time.Now().UnixMilli())
+	} else if layer != Batch {
+		return nil, fmt.Errorf("serving: bad layer %v", layer)
+	}
+	periods := Periods(aggregate.Day, from, to)
+	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT app_id, app_version FROM `+table+`
+		WHERE kind = ? AND granularity = 'day' AND period IN (`+placeholders(len(periods))+`)
+		AND app_version != ''`+live+` ORDER BY app_id, app_version`,
+		append([]any{kind.String()}, anys(periods)...)...)
+	if err != nil {
+		return nil, fmt.Errorf("serving: sqlite catalog: %w", err)
+	}
+	defer rows.Close()
+	var out []AppVersion
+	for rows.Next() {
+		var av AppVersion
+		if err := rows.Scan(&av.AppID, &av.Version); err != nil {
+			return nil, err
+		}
+		out = append(out, av)
+	}
+	return out, rows.Err()
 }
 
 func scanStrings(rows *sql.Rows) ([]string, error) {

@@ -59,6 +59,13 @@ type Store interface {
 	// Versions lists the versions (not AllVersions) of an app with batch
 	// rows of kind in the months that overlap [from, to].
 	Versions(ctx context.Context, kind event.Kind, app string, from, to time.Time) ([]string, error)
+	// Catalog lists the (app, version) pairs, versions other than
+	// AllVersions, with rows of kind in one layer in the months that
+	// overlap [from, to], sorted. Apps and Versions answer for the batch
+	// layer only; the serving side also needs what only the speed layer
+	// has seen yet (an app or a release that is hours old). Speed entries
+	// expire with the speed rows.
+	Catalog(ctx context.Context, layer Layer, kind event.Kind, from, to time.Time) ([]AppVersion, error)
 	// RecordRun upserts a batch_runs row.
 	RecordRun(ctx context.Context, r BatchRun) error
 	// Runs returns the batch_runs rows of kind, newest as_of first.
@@ -175,10 +182,16 @@ type CountQuery struct {
 	From, To time.Time
 }
 
-// CountPoint is one bucket's count.
+// CountPoint is one bucket's count, and the layer it was read from.
 type CountPoint struct {
 	Bucket time.Time
 	Count  int64
+	Layer  Layer
+}
+
+// AppVersion is one entry of a Catalog.
+type AppVersion struct {
+	AppID, Version string
 }
 
 // UserQuery selects daily sketch rows: days in [From, To] (day starts).

@@ -6,6 +6,7 @@
 //	go run ./cmd/bench cassandra --rate=5000        # throttled Cassandra writes, uncapped vs capped
 //	go run ./cmd/bench s3                           # 144,000 small objects vs a sequential reader
 //	go run ./cmd/bench stream --kafka=localhost:9092 # speed layer: backlog events/s, latency at 5,000 events/s
+//	go run ./cmd/bench serve --cassandra=localhost:9042 # the query server: p50/p99 at 200 requests/s, then the highest rate with p99 < 100 ms
 package main
 
 import (
@@ -19,7 +20,7 @@ import (
 	beamlog "github.com/apache/beam/sdks/v2/go/pkg/beam/log"
 )
 
-const usage = `usage: bench batch|cassandra|s3|stream [flags]   (run "bench NAME -h" for flags)`
+const usage = `usage: bench batch|cassandra|s3|stream|serve [flags]   (run "bench NAME -h" for flags)`
 
 func main() {
 	if len(os.Args) < 2 {
@@ -44,6 +45,8 @@ func main() {
 		err = benchS3(context.Background(), args)
 	case "stream":
 		err = benchStream(context.Background(), args)
+	case "serve":
+		err = benchServe(context.Background(), args)
 	case "s3-server": // a child of "s3"
 		err = serveS3(args)
 	default:

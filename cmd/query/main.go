@@ -1,12 +1,19 @@
 // Command query answers questions from lumen's store, merging the batch and
-// speed layers. Its JSON output is a contract other tools script against.
+// speed layers, from the command line or as an HTTP server with a
+// dashboard. Its JSON output is a contract other tools script against.
 //
-//	query counts --store S --kind app_load --app A [--version V] --granularity day|hour|minute --from FROM --to TO [--format json|table]
-//	query users  --store S --kind app_load --app A [--version V] --from D1 --to D2 [--format json|table]
-//	query runs   --store S [--kind K]
+//	query counts     --store S --kind KIND --app A [--version V] --granularity day|hour|minute --from FROM --to TO [--format json|table]
+//	query users      --store S --kind KIND --app A [--version V] --from D1 --to D2 [--format json|table]
+//	query active     --store S --kind KIND --app A [--version V] [--date D]
+//	query crash-free --store S --app A [--version V] --from D1 --to D2
+//	query late       --store S --kind KIND --app A [--version V] --granularity day|hour|minute --from FROM --to TO
+//	query runs       --store S [--kind K]
+//	query serve      --store S [--addr 127.0.0.1:8080] [--timeout 2s]
 //
 // FROM and TO are inclusive: days (YYYY-MM-DD) or RFC3339 times. With no
-// --version, results are for all versions.
+// --version, results are for all versions. Each subcommand's flags are the
+// parameters of the HTTP endpoint of the same name (/v1/counts, …), parsed
+// and answered by the same functions (package serving/api).
 package main
 
 import (
@@ -16,22 +23,31 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/url"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
-	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/cassandraio"
 	"github.com/lumenhq/lumen/serving"
+	"github.com/lumenhq/lumen/serving/api"
 	_ "github.com/lumenhq/lumen/serving/cassandrastore" // cassandra:// stores
 )
 
 const usage = `usage:
-  query counts --store S --kind KIND --app APP [--version V] --granularity day|hour|minute --from FROM --to TO [--format json|table]
-  query users  --store S --kind KIND --app APP [--version V] --from DAY --to DAY [--format json|table]
-  query runs   --store S [--kind KIND]
+  query counts     --store S --kind KIND --app APP [--version V] --granularity day|hour|minute --from FROM --to TO [--format json|table]
+  query users      --store S --kind KIND --app APP [--version V] --from DAY --to DAY [--format json|table]
+  query active     --store S --kind KIND --app APP [--version V] [--date DAY]
+  query crash-free --store S --app APP [--version V] --from DAY --to DAY
+  query late       --store S --kind KIND --app APP [--version V] --granularity day|hour|minute --from FROM --to TO
+  query runs       --store S [--kind KIND]
+  query serve      --store S [--addr 127.0.0.1:8080] [--timeout 2s]
 FROM/TO are inclusive days (YYYY-MM-DD) or RFC3339 times; KIND is app_load, crash or handled_exception.`
 
 func main() {
@@ -39,7 +55,9 @@ func main() {
 		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
 	}
-	err := run(context.Background(), os.Args[1], os.Args[2:], os.Stdout)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1], os.Args[2:], os.Stdout)
+	stop()
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(2)
 	}
@@ -49,179 +67,200 @@ func main() {
 	}
 }
 
-type common struct {
-	store, kind, app, version, from, to, format string
-	casUser, casPassFile                        string
+// storeFlags are the flags every subcommand has.
+type storeFlags struct {
+	store, casUser, casPassFile string
 }
 
-func (c *common) register(fs *flag.FlagSet, withApp bool, defKind string) {
+func (c *storeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.store, "store", "sqlite:lumen.db", "Store URL: sqlite:PATH or cassandra://…")
-	fs.StringVar(&c.kind, "kind", defKind, "Event kind: app_load, crash or handled_exception.")
-	fs.StringVar(&c.format, "format", "json", "Output: json (for scripts) or table (for people).")
 	fs.StringVar(&c.casUser, "cassandra_username", "", "Cassandra user (or $LUMEN_CASSANDRA_USERNAME).")
 	fs.StringVar(&c.casPassFile, "cassandra_password_file", "", "File holding the Cassandra password (or $LUMEN_CASSANDRA_PASSWORD).")
-	if withApp {
-		fs.StringVar(&c.app, "app", "", "App id (required).")
-		fs.StringVar(&c.version, "version", "", "App version; empty means all versions.")
-		fs.StringVar(&c.from, "from", "", "First day or time, inclusive (required).")
-		fs.StringVar(&c.to, "to", "", "Last day or time, inclusive (required).")
-	}
 }
 
-func run(ctx context.Context, cmd string, args []string, out io.Writer) error {
-	var c common
-	fs := flag.NewFlagSet("query "+cmd, flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprintln(fs.Output(), usage); fs.PrintDefaults() }
-	switch cmd {
-	case "counts":
-		gran := fs.String("granularity", "day", "Bucket size: minute, hour or day.")
-		c.register(fs, true, "app_load")
-		if err := fs.Parse(args); err != nil {
-			return err
-		}
-		g, err := aggregate.ParseGranularity(*gran)
-		if err != nil {
-			return fmt.Errorf("--granularity: %w", err)
-		}
-		return counts(ctx, c, g, out)
-	case "users":
-		c.register(fs, true, "app_load")
-		if err := fs.Parse(args); err != nil {
-			return err
-		}
-		return users(ctx, c, out)
-	case "runs":
-		c.register(fs, false, "all")
-		if err := fs.Parse(args); err != nil {
-			return err
-		}
-		return runs(ctx, c, out)
-	case "-h", "--help", "help":
-		fmt.Fprintln(out, usage)
-		return nil
-	}
-	return fmt.Errorf("unknown command %q\n%s", cmd, usage)
-}
-
-// parseTime parses an inclusive bound: a day or an RFC3339 time. A day as
-// an upper bound means the end of that day.
-func parseTime(name, v string, upper bool) (time.Time, error) {
-	if v == "" {
-		return time.Time{}, fmt.Errorf("--%s is required", name)
-	}
-	if d, err := time.Parse(time.DateOnly, v); err == nil {
-		if upper {
-			return d.AddDate(0, 0, 1).Add(-time.Millisecond), nil
-		}
-		return d, nil
-	}
-	t, err := time.Parse(time.RFC3339Nano, v)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("--%s: %q is neither YYYY-MM-DD nor RFC3339", name, v)
-	}
-	return t.UTC(), nil
-}
-
-func (c common) validate() (event.Kind, error) {
-	var errs []error
-	k, err := event.ParseKind(c.kind)
-	if err != nil {
-		errs = append(errs, fmt.Errorf("--kind: %w", err))
-	}
-	if c.app == "" {
-		errs = append(errs, errors.New("--app is required"))
-	}
-	if c.format != "json" && c.format != "table" {
-		errs = append(errs, fmt.Errorf("--format: %q, want json or table", c.format))
-	}
-	return k, errors.Join(errs...)
-}
-
-func open(ctx context.Context, c common) (*serving.Querier, func(), error) {
+func (c storeFlags) open(ctx context.Context) (serving.Store, error) {
 	if err := cassandraio.ExportCredentials(c.casUser, c.casPassFile); err != nil {
-		return nil, nil, fmt.Errorf("--cassandra_password_file: %w", err)
+		return nil, fmt.Errorf("--cassandra_password_file: %w", err)
 	}
 	st, err := serving.Open(ctx, c.store)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--store: %w", err)
+		return nil, fmt.Errorf("--store: %w", err)
 	}
-	return &serving.Querier{Store: st}, func() { st.Close() }, nil
+	return st, nil
 }
 
-type countJSON struct {
-	Bucket string `json:"bucket"`
-	Count  int64  `json:"count"`
+// apiFlags declares the flags that are an endpoint's parameters; values
+// turns the ones given into the url.Values the endpoint's parser reads, so
+// the CLI and the server validate alike (defaults are the parser's).
+type apiFlags struct {
+	fs    *flag.FlagSet
+	names []string
 }
 
-func counts(ctx context.Context, c common, g aggregate.Granularity, out io.Writer) error {
-	k, err := c.validate()
-	from, ferr := parseTime("from", c.from, false)
-	to, terr := parseTime("to", c.to, true)
-	if err = errors.Join(err, ferr, terr); err != nil {
-		return err
-	}
-	q, closeFn, err := open(ctx, c)
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	pts, err := q.Counts(ctx, serving.CountQuery{Kind: k, AppID: c.app, Version: c.version, Gran: g,
-		From: g.TruncateTime(from), To: to})
-	if err != nil {
-		return err
-	}
-	if c.format == "table" {
-		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintf(tw, "bucket (UTC)\t %s\t\n", c.kind)
-		for _, p := range pts {
-			fmt.Fprintf(tw, "%s\t %d\t\n", p.Bucket.Format(time.RFC3339), p.Count)
+func (a *apiFlags) add(name, help string) {
+	a.fs.String(name, "", help)
+	a.names = append(a.names, name)
+}
+
+func (a *apiFlags) values() url.Values {
+	v := url.Values{}
+	a.fs.Visit(func(f *flag.Flag) {
+		for _, n := range a.names {
+			if f.Name == n {
+				v.Set(n, f.Value.String())
+			}
 		}
-		return tw.Flush()
-	}
-	rows := make([]countJSON, len(pts))
-	for i, p := range pts {
-		rows[i] = countJSON{Bucket: p.Bucket.Format(time.RFC3339), Count: p.Count}
-	}
-	return writeJSON(out, rows)
+	})
+	return v
 }
 
-type usersJSON struct {
-	From     string `json:"from"`
-	To       string `json:"to"`
-	Estimate int64  `json:"estimate"`
+var flagHelp = map[string]string{
+	"kind":        "Event kind: app_load (default), crash or handled_exception.",
+	"app":         "App id (required).",
+	"version":     "App version; empty means all versions.",
+	"granularity": "Bucket size: minute, hour or day (default day).",
+	"from":        "First day or time, inclusive (required).",
+	"to":          "Last day or time, inclusive (required).",
+	"date":        "The day of DAU/WAU/MAU (default today, UTC).",
 }
 
-func users(ctx context.Context, c common, out io.Writer) error {
-	k, err := c.validate()
-	from, ferr := time.Parse(time.DateOnly, c.from)
-	if ferr != nil {
-		ferr = fmt.Errorf("--from: %q is not YYYY-MM-DD", c.from)
+func run(ctx context.Context, cmd string, args []string, out io.Writer) error {
+	var sf storeFlags
+	fs := flag.NewFlagSet("query "+cmd, flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprintln(fs.Output(), usage); fs.PrintDefaults() }
+	sf.register(fs)
+	af := &apiFlags{fs: fs}
+	params := map[string][]string{
+		"counts":     {"kind", "app", "version", "granularity", "from", "to"},
+		"late":       {"kind", "app", "version", "granularity", "from", "to"},
+		"users":      {"kind", "app", "version", "from", "to"},
+		"active":     {"kind", "app", "version", "date"},
+		"crash-free": {"app", "version", "from", "to"},
 	}
-	to, terr := time.Parse(time.DateOnly, c.to)
-	if terr != nil {
-		terr = fmt.Errorf("--to: %q is not YYYY-MM-DD", c.to)
+	switch cmd {
+	case "-h", "--help", "help":
+		fmt.Fprintln(out, usage)
+		return nil
+	case "runs":
+		kind := fs.String("kind", "all", "Event kind, or all.")
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		return runs(ctx, sf, *kind, out)
+	case "serve":
+		var cfg serveConfig
+		fs.StringVar(&cfg.addr, "addr", api.DefaultAddr, "Address to listen on. The default is loopback only; give 0.0.0.0:PORT to serve the network.")
+		fs.DurationVar(&cfg.timeout, "timeout", 2*time.Second, "Time limit of each store call; a request whose call runs out gets 503.")
+		fs.DurationVar(&cfg.grace, "grace", 10*time.Second, "On SIGTERM, how long requests in flight may take to finish.")
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if cfg.timeout <= 0 {
+			return fmt.Errorf("--timeout: %v, want > 0", cfg.timeout)
+		}
+		return serve(ctx, sf, cfg)
 	}
-	if err = errors.Join(err, ferr, terr); err != nil {
+	names, ok := params[cmd]
+	if !ok {
+		return fmt.Errorf("unknown command %q\n%s", cmd, usage)
+	}
+	for _, n := range names {
+		af.add(n, flagHelp[n])
+	}
+	format := "json"
+	if cmd == "counts" || cmd == "users" {
+		fs.StringVar(&format, "format", "json", "Output: json (for scripts) or table (for people).")
+	}
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if to.Before(from) {
-		return errors.New("--to is before --from")
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	q, closeFn, err := open(ctx, c)
+	if format != "json" && format != "table" {
+		return fmt.Errorf("--format: %q, want json or table", format)
+	}
+	v := af.values()
+	// Validate before opening the store: a bad flag fails fast.
+	var answer func(*api.Service) (any, error)
+	switch cmd {
+	case "counts":
+		r, err := api.ParseCounts(v)
+		if err != nil {
+			return flagError(err)
+		}
+		answer = func(s *api.Service) (any, error) { return s.Counts(ctx, r) }
+	case "late":
+		r, err := api.ParseCounts(v)
+		if err != nil {
+			return flagError(err)
+		}
+		answer = func(s *api.Service) (any, error) { return s.Late(ctx, r) }
+	case "users":
+		r, err := api.ParseUsers(v)
+		if err != nil {
+			return flagError(err)
+		}
+		answer = func(s *api.Service) (any, error) { return s.Users(ctx, r) }
+	case "active":
+		r, err := api.ParseActive(v, time.Now())
+		if err != nil {
+			return flagError(err)
+		}
+		answer = func(s *api.Service) (any, error) { return s.Active(ctx, r) }
+	case "crash-free":
+		r, err := api.ParseCrashFree(v)
+		if err != nil {
+			return flagError(err)
+		}
+		answer = func(s *api.Service) (any, error) { return s.CrashFree(ctx, r) }
+	}
+	st, err := sf.open(ctx)
 	if err != nil {
 		return err
 	}
-	defer closeFn()
-	res, err := q.Users(ctx, serving.UserQuery{Kind: k, AppID: c.app, Version: c.version, From: from, To: to})
+	defer st.Close()
+	resp, err := answer(api.NewService(&serving.Querier{Store: st}))
 	if err != nil {
 		return err
 	}
-	if c.format == "table" {
-		_, err := fmt.Fprintf(out, "%s distinct devices of %s %s, %s..%s: %d (%d batch days, %d speed days)\n",
-			c.kind, c.app, versionLabel(c.version), c.from, c.to, res.Estimate, res.BatchDays, res.SpeedDays)
+	switch r := resp.(type) {
+	case api.CountsResponse:
+		if format == "table" {
+			return countsTable(out, r)
+		}
+		// The CLI's contract is the bare array of points.
+		return writeJSON(out, r.Points)
+	case api.UsersResponse:
+		if format == "table" {
+			_, err := fmt.Fprintf(out, "%s distinct devices of %s %s, %s..%s: %d (%d batch days, %d speed days)\n",
+				r.Kind, r.App, versionLabel(r.Version), r.From, r.To, r.Estimate, r.BatchDays, r.SpeedDays)
+			return err
+		}
+	}
+	return writeJSON(out, resp)
+}
+
+// flagError renders a parameter error in flag terms ("--from: …").
+func flagError(err error) error {
+	var bad *api.BadRequestError
+	if !errors.As(err, &bad) {
 		return err
 	}
-	return writeJSON(out, usersJSON{From: c.from, To: c.to, Estimate: res.Estimate})
+	var errs []error
+	for _, p := range bad.Problems {
+		errs = append(errs, fmt.Errorf("--%s: %s", p.Param, p.Message))
+	}
+	return errors.Join(errs...)
+}
+
+func countsTable(out io.Writer, r api.CountsResponse) error {
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "bucket (UTC)\t %s\t layer\t\n", r.Kind)
+	for _, p := range r.Points {
+		fmt.Fprintf(tw, "%s\t %d\t %s\t\n", p.Bucket.Format(time.RFC3339), p.Count, p.Layer)
+	}
+	return tw.Flush()
 }
 
 func versionLabel(v string) string {
@@ -231,24 +270,60 @@ func versionLabel(v string) string {
 	return v
 }
 
-func runs(ctx context.Context, c common, out io.Writer) error {
-	q, closeFn, err := open(ctx, c)
+type serveConfig struct {
+	addr           string
+	timeout, grace time.Duration
+}
+
+// serve runs the HTTP API and dashboard until ctx is cancelled (SIGINT or
+// SIGTERM), then shuts down gracefully.
+func serve(ctx context.Context, sf storeFlags, cfg serveConfig) error {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return fmt.Errorf("--addr: %w", err)
+	}
+	defer ln.Close()
+	st, err := sf.open(ctx)
 	if err != nil {
 		return err
 	}
-	defer closeFn()
+	defer st.Close()
+	if host, _, _ := net.SplitHostPort(cfg.addr); !isLoopback(host) {
+		log.Warn("serving beyond loopback: the API has no authentication", "addr", cfg.addr)
+	}
+	// The watermark is read for every request and moves once a day.
+	svc := api.NewService(&serving.Querier{Store: serving.CacheRuns(serving.WithTimeout(st, cfg.timeout), 5*time.Second)})
+	log.Info("serving", "addr", "http://"+ln.Addr().String(), "store", serving.Redact(sf.store), "store_call_timeout", cfg.timeout)
+	return api.Serve(ctx, ln, api.NewHandler(svc, log, nil), log, cfg.grace)
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func runs(ctx context.Context, sf storeFlags, kind string, out io.Writer) error {
 	kinds := event.Kinds
-	if c.kind != "" && c.kind != "all" {
-		k, err := event.ParseKind(c.kind)
+	if kind != "" && kind != "all" {
+		k, err := event.ParseKind(kind)
 		if err != nil {
 			return fmt.Errorf("--kind: %w", err)
 		}
 		kinds = []event.Kind{k}
 	}
+	st, err := sf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "kind\tas_of\twindow_start\tstatus\tseconds\tcounted\ttoo_old\tclock_skew\tdead_letters")
 	for _, k := range kinds {
-		rs, err := q.Store.Runs(ctx, k)
+		rs, err := st.Runs(ctx, k)
 		if err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +19,18 @@ import (
 )
 
 func TestMain(m *testing.M) { os.Exit(ptest.MainRetWithDefault(m, "prism")) }
+
+// The contract's shapes, as a script reads them.
+type countJSON struct {
+	Bucket string `json:"bucket"`
+	Count  int64  `json:"count"`
+}
+
+type usersJSON struct {
+	From     string `json:"from"`
+	To       string `json:"to"`
+	Estimate int64  `json:"estimate"`
+}
 
 // The JSON output is a contract: shape, order, inclusive bounds, and the
 // numbers, checked against the bundled sample's truth.
@@ -113,6 +126,50 @@ func TestQueryContract(t *testing.T) {
 		t.Errorf("users: %d truth ranges compared (want 1), estimate %d", compared, u.Estimate)
 	}
 
+	// Every point says its layer: the sample's batch run covers it all.
+	var labelled []struct{ Layer string }
+	json.Unmarshal([]byte(query("counts", "--kind", "crash", "--app", "com.quill.app", "--from", "2026-11-22", "--to", "2026-11-24")), &labelled)
+	for _, p := range labelled {
+		if p.Layer != "batch" {
+			t.Errorf("a point before the watermark came from %q", p.Layer)
+		}
+	}
+
+	// active and crash-free, exactly (the sample's sets are small enough
+	// for HLL++'s sparse form), against the truth's 7- and 30-day ranges.
+	distinct := func(kind, app, version, from string) int64 {
+		for _, r := range tr.Ranges {
+			if r.Kind == kind && r.App == app && r.Version == version && r.From == from && r.To == tr.AsOf {
+				return r.Distinct
+			}
+		}
+		t.Fatalf("no truth for %s %s %q from %s", kind, app, version, from)
+		return 0
+	}
+	var a struct {
+		WAU, MAU struct{ Estimate int64 }
+	}
+	json.Unmarshal([]byte(query("active", "--app", "com.photon.app", "--date", tr.AsOf)), &a)
+	if a.WAU.Estimate != distinct("app_load", "com.photon.app", "", "2026-11-18") || a.MAU.Estimate != distinct("app_load", "com.photon.app", "", "2026-10-26") {
+		t.Errorf("active = %+v", a)
+	}
+	var cf struct {
+		Versions []struct {
+			Version   string
+			CrashFree float64 `json:"crash_free"`
+		}
+	}
+	json.Unmarshal([]byte(query("crash-free", "--app", "com.quill.app", "--from", "2026-10-26", "--to", tr.AsOf)), &cf)
+	if len(cf.Versions) < 2 {
+		t.Fatalf("crash-free = %+v", cf)
+	}
+	for _, v := range cf.Versions {
+		want := 1 - float64(distinct("crash", "com.quill.app", v.Version, "2026-10-26"))/float64(distinct("app_load", "com.quill.app", v.Version, "2026-10-26"))
+		if math.Abs(v.CrashFree-want) > 1e-9 {
+			t.Errorf("crash-free of %q = %v, want %v", v.Version, v.CrashFree, want)
+		}
+	}
+
 	// Bad flags fail with a message naming the flag.
 	for _, c := range []struct {
 		args []string
@@ -123,6 +180,11 @@ func TestQueryContract(t *testing.T) {
 		{[]string{"counts", "--from", "2026-11-24", "--to", "2026-11-24"}, "--app"},
 		{[]string{"users", "--app", "a", "--kind", "crashes", "--from", "2026-11-24", "--to", "2026-11-24"}, "--kind"},
 		{[]string{"users", "--app", "a", "--from", "2026-11-24", "--to", "2026-11-20"}, "--to"},
+		{[]string{"active", "--app", "a", "--date", "yesterday"}, "--date"},
+		{[]string{"crash-free", "--app", "a", "--from", "2026-11-24"}, "--to"},
+		{[]string{"late", "--app", "a", "--granularity", "minute", "--from", "2026-01-01", "--to", "2026-11-24"}, "--to"},
+		{[]string{"counts", "--app", "nope", "--from", "2026-11-24", "--to", "2026-11-24"}, "no app"},
+		{[]string{"serve", "--timeout", "0s"}, "--timeout"},
 	} {
 		err := run(context.Background(), c.args[0], append(c.args[1:], "--store", store), &bytes.Buffer{})
 		if err == nil || !strings.Contains(err.Error(), c.want) {

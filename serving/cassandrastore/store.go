@@ -9,6 +9,7 @@
 package cassandrastore
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -222,7 +223,7 @@ func (s *Store) Counts(ctx context.Context, layer serving.Layer, q serving.Count
 			if len(out) > 0 && out[len(out)-1].Bucket.Equal(b.UTC()) {
 				out[len(out)-1].Count += n
 			} else {
-				out = append(out, serving.CountPoint{Bucket: b.UTC(), Count: n})
+				out = append(out, serving.CountPoint{Bucket: b.UTC(), Count: n, Layer: layer})
 			}
 		}
 		if err := it.Close(); err != nil {
@@ -267,7 +268,7 @@ func (s *Store) Late(ctx context.Context, q serving.CountQuery) ([]serving.Count
 			if len(out) > 0 && out[len(out)-1].Bucket.Equal(b.UTC()) {
 				out[len(out)-1].Count += n
 			} else {
-				out = append(out, serving.CountPoint{Bucket: b.UTC(), Count: n})
+				out = append(out, serving.CountPoint{Bucket: b.UTC(), Count: n, Layer: serving.Speed})
 			}
 		}
 		if err := it.Close(); err != nil {
@@ -277,11 +278,11 @@ func (s *Store) Late(ctx context.Context, q serving.CountQuery) ([]serving.Count
 	return out, nil
 }
 
-// index reads app_index for kind over the months of [from, to].
-func (s *Store) indexRows(ctx context.Context, kind event.Kind, from, to time.Time, fn func(app, version string)) error {
+// indexRows reads one layer's app_index for kind over the months of [from, to].
+func (s *Store) indexRows(ctx context.Context, layer serving.Layer, kind event.Kind, from, to time.Time, fn func(app, version string)) error {
 	stmt := fmt.Sprintf("SELECT app_id, app_version FROM %s.app_index WHERE layer = ? AND kind = ? AND period = ?", s.ks)
 	for _, p := range serving.Periods(aggregate.Day, from, to) {
-		it := s.c.Query(ctx, stmt, serving.Batch.String(), kind.String(), p).Iter()
+		it := s.c.Query(ctx, stmt, layer.String(), kind.String(), p).Iter()
 		var app, version string
 		for it.Scan(&app, &version) {
 			fn(app, version)
@@ -295,18 +296,36 @@ func (s *Store) indexRows(ctx context.Context, kind event.Kind, from, to time.Ti
 
 func (s *Store) Apps(ctx context.Context, kind event.Kind, from, to time.Time) ([]string, error) {
 	seen := map[string]bool{}
-	err := s.indexRows(ctx, kind, from, to, func(app, _ string) { seen[app] = true })
+	err := s.indexRows(ctx, serving.Batch, kind, from, to, func(app, _ string) { seen[app] = true })
 	return sortedKeys(seen), err
 }
 
 func (s *Store) Versions(ctx context.Context, kind event.Kind, app string, from, to time.Time) ([]string, error) {
 	seen := map[string]bool{}
-	err := s.indexRows(ctx, kind, from, to, func(a, v string) {
+	err := s.indexRows(ctx, serving.Batch, kind, from, to, func(a, v string) {
 		if a == app {
 			seen[v] = true
 		}
 	})
 	return sortedKeys(seen), err
+}
+
+// Catalog reads one layer's app_index; speed entries carry the speed
+// rows' TTL, so they expire with them.
+func (s *Store) Catalog(ctx context.Context, layer serving.Layer, kind event.Kind, from, to time.Time) ([]serving.AppVersion, error) {
+	if layer != serving.Batch && layer != serving.Speed {
+		return nil, fmt.Errorf("cassandrastore: bad layer %v", layer)
+	}
+	seen := map[serving.AppVersion]bool{}
+	err := s.indexRows(ctx, layer, kind, from, to, func(app, version string) { seen[serving.AppVersion{AppID: app, Version: version}] = true })
+	out := make([]serving.AppVersion, 0, len(seen))
+	for av := range seen {
+		out = append(out, av)
+	}
+	slices.SortFunc(out, func(a, b serving.AppVersion) int {
+		return cmp.Or(cmp.Compare(a.AppID, b.AppID), cmp.Compare(a.Version, b.Version))
+	})
+	return out, err
 }
 
 func sortedKeys(m map[string]bool) []string {

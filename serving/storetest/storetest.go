@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"reflect"
 	"testing"
 	"time"
@@ -30,6 +31,9 @@ func Run(t *testing.T, open func(t *testing.T) serving.Store) {
 		{"Runs", testRuns},
 		{"LayersAreSeparate", testLayers},
 		{"QuerierMergesLayers", testQuerier},
+		{"QuerierMergesHoursAtTheWatermark", testQuerierHours},
+		{"QuerierMergesUsers", testUsersAcrossLayers},
+		{"Catalog", testCatalog},
 		{"ValuesAreBoundNotFormatted", testHostileStrings},
 		{"SpeedKeepsTheLargestTotal", testSpeedMonotone},
 		{"LateSumsSources", testLate},
@@ -252,6 +256,191 @@ func testQuerier(t *testing.T, st serving.Store) {
 	}
 	if !reflect.DeepEqual(got, []int64{100, 100, 100, 1}) {
 		t.Errorf("merged counts = %v, want batch for days 0-2 and speed for day 3", got)
+	}
+	var layers []serving.Layer
+	for _, p := range pts {
+		layers = append(layers, p.Layer)
+	}
+	if !reflect.DeepEqual(layers, []serving.Layer{serving.Batch, serving.Batch, serving.Batch, serving.Speed}) {
+		t.Errorf("layers = %v, want batch×3 then speed", layers)
+	}
+	// The store labels what it reads too.
+	if raw := points(t, st, serving.Batch, "a", "1.0", t0, t0); len(raw) > 0 && raw[0].Layer != serving.Batch {
+		t.Errorf("a batch read is labelled %v", raw[0].Layer)
+	}
+	// A failed run after the successful one does not move the watermark.
+	if err := st.RecordRun(ctx, serving.BatchRun{Kind: event.AppLoad, AsOf: day0.AddDate(0, 0, 3), WindowStart: day0, Started: day0, Status: serving.RunFailed, Counters: map[string]int64{}}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := q.Watermark(ctx, event.AppLoad)
+	if err != nil || !w.Day.Equal(day0.AddDate(0, 0, 2)) {
+		t.Errorf("watermark = %v, %v; want %v (the newest successful run)", w.Day, err, day0.AddDate(0, 0, 2))
+	}
+	if w, _ := q.Watermark(ctx, event.Crash); w.OK() {
+		t.Errorf("crash has no runs but a watermark %v", w.Day)
+	}
+}
+
+// Hours on either side of the watermark come from their own layer, in one
+// call; a minute is always speed.
+func testQuerierHours(t *testing.T, st serving.Store) {
+	day0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	var batch, speed []aggregate.CountRow
+	for h := 20; h < 28; h++ { // 20:00 on day 0 .. 03:00 on day 1
+		r := aggregate.CountRow{Kind: event.Crash, AppID: "h", AppVersion: "2.0", Gran: aggregate.Hour, Bucket: day0.Add(time.Duration(h) * time.Hour).UnixMilli(), Count: int64(h)}
+		batch = append(batch, r)
+		r.Count = 1000 + int64(h)
+		speed = append(speed, r)
+	}
+	write(t, st, serving.Batch, batch, nil)
+	m := aggregate.CountRow{Kind: event.Crash, AppID: "h", AppVersion: "2.0", Gran: aggregate.Minute, Bucket: day0.Add(23*time.Hour + 59*time.Minute).UnixMilli(), Count: 3}
+	write(t, st, serving.Speed, append(speed, m), nil)
+	if err := st.RecordRun(ctx, serving.BatchRun{Kind: event.Crash, AsOf: day0, WindowStart: day0, Started: day0, Finished: day0, Status: serving.RunSucceeded, Counters: map[string]int64{}}); err != nil {
+		t.Fatal(err)
+	}
+	q := &serving.Querier{Store: st}
+	pts, w, err := q.CountsAt(ctx, serving.CountQuery{Kind: event.Crash, AppID: "h", Version: "2.0", Gran: aggregate.Hour, From: day0.Add(22 * time.Hour), To: day0.Add(25 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []serving.CountPoint{
+		{Bucket: day0.Add(22 * time.Hour), Count: 22, Layer: serving.Batch},
+		{Bucket: day0.Add(23 * time.Hour), Count: 23, Layer: serving.Batch},
+		{Bucket: day0.Add(24 * time.Hour), Count: 1024, Layer: serving.Speed},
+		{Bucket: day0.Add(25 * time.Hour), Count: 1025, Layer: serving.Speed},
+	}
+	if !reflect.DeepEqual(pts, want) {
+		t.Errorf("hours across the watermark = %v, want %v", pts, want)
+	}
+	if !w.Cutoff().Equal(day0.AddDate(0, 0, 1)) || w.LayerOf(day0.Add(23*time.Hour)) != serving.Batch || w.LayerOf(day0.AddDate(0, 0, 1)) != serving.Speed {
+		t.Errorf("watermark %v: cutoff %v", w.Day, w.Cutoff())
+	}
+	mins, err := q.Counts(ctx, serving.CountQuery{Kind: event.Crash, AppID: "h", Version: "2.0", Gran: aggregate.Minute, From: day0, To: day0.AddDate(0, 0, 1)})
+	if err != nil || len(mins) != 1 || mins[0].Count != 3 || mins[0].Layer != serving.Speed {
+		t.Errorf("minutes = %v, %v; want one speed point of 3", mins, err)
+	}
+}
+
+// Users over a range merge batch days before the watermark with speed
+// days after; DAU/WAU/MAU and crash-free users come from the same merge.
+// Small sets are counted exactly by HLL++'s sparse form, so the numbers
+// are exact here.
+func testUsersAcrossLayers(t *testing.T, st serving.Store) {
+	day0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	row := func(k event.Kind, version string, d int, ids ...string) aggregate.UserRow {
+		b, est := sketchOf(ids...)
+		return aggregate.UserRow{Kind: k, AppID: "u", AppVersion: version, Day: day0.AddDate(0, 0, d).UnixMilli(), Sketch: b, Estimate: est, Events: int64(len(ids))}
+	}
+	ids := func(lo, hi int) []string {
+		var out []string
+		for i := lo; i < hi; i++ {
+			out = append(out, fmt.Sprint("d", i))
+		}
+		return out
+	}
+	var batch []aggregate.UserRow
+	for d := 0; d < 30; d++ { // day d: devices d..d+9
+		batch = append(batch, row(event.AppLoad, "", d, ids(d, d+10)...))
+	}
+	batch = append(batch, row(event.Crash, "", 29, "d29", "d30"), row(event.AppLoad, "1.0", 29, ids(29, 39)...), row(event.Crash, "1.0", 29, "d30"))
+	write(t, st, serving.Batch, nil, batch)
+	// Speed: day 30 has devices 30..49 (and a stale view of day 29, which the
+	// batch supersedes).
+	speed := []aggregate.UserRow{row(event.AppLoad, "", 30, ids(30, 50)...), row(event.AppLoad, "", 29, "zzz"),
+		row(event.Crash, "", 30, "d45"), row(event.AppLoad, "2.0", 30, ids(40, 50)...), row(event.Crash, "2.0", 30, "d45")}
+	write(t, st, serving.Speed, nil, speed)
+	for _, k := range []event.Kind{event.AppLoad, event.Crash} {
+		if err := st.RecordRun(ctx, serving.BatchRun{Kind: k, AsOf: day0.AddDate(0, 0, 29), WindowStart: day0, Started: day0, Finished: day0, Status: serving.RunSucceeded, Counters: map[string]int64{}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q := &serving.Querier{Store: st}
+	daily, total, w, err := q.Daily(ctx, serving.UserQuery{Kind: event.AppLoad, AppID: "u", From: day0.AddDate(0, 0, 28), To: day0.AddDate(0, 0, 30)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantDaily := []serving.DayUsers{
+		{Day: day0.AddDate(0, 0, 28), Estimate: 10, Layer: serving.Batch},
+		{Day: day0.AddDate(0, 0, 29), Estimate: 10, Layer: serving.Batch},
+		{Day: day0.AddDate(0, 0, 30), Estimate: 20, Layer: serving.Speed},
+	}
+	if !reflect.DeepEqual(daily, wantDaily) || !w.Day.Equal(day0.AddDate(0, 0, 29)) {
+		t.Errorf("daily = %v (watermark %v), want %v", daily, w.Day, wantDaily)
+	}
+	// Days 28..30: devices 28..49 (the speed layer's stale day 29 unused).
+	if total.Estimate != 22 || total.BatchDays != 2 || total.SpeedDays != 1 {
+		t.Errorf("users over days 28..30 = %+v, want 22 from 2 batch + 1 speed days", total)
+	}
+	a, err := q.ActiveUsers(ctx, event.AppLoad, "u", "", day0.AddDate(0, 0, 30).Add(13*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// DAU day 30: 20. WAU days 24..30: devices 24..49 = 26. MAU days 1..30:
+	// devices 1..49 = 49 (day 0's d0 falls out).
+	if a.DAU.Estimate != 20 || a.WAU.Estimate != 26 || a.MAU.Estimate != 49 {
+		t.Errorf("DAU/WAU/MAU = %d/%d/%d, want 20/26/49", a.DAU.Estimate, a.WAU.Estimate, a.MAU.Estimate)
+	}
+	if a.MAU.BatchDays != 29 || a.MAU.SpeedDays != 1 || a.DAU.BatchDays != 0 || a.DAU.SpeedDays != 1 {
+		t.Errorf("MAU from %d batch + %d speed days, DAU %d + %d; want 29+1 and 0+1", a.MAU.BatchDays, a.MAU.SpeedDays, a.DAU.BatchDays, a.DAU.SpeedDays)
+	}
+	if a.MAU.RelError < 0.008 || a.MAU.RelError > 0.0082 {
+		t.Errorf("relative error at p=14 = %v, want 0.0081", a.MAU.RelError)
+	}
+	cf, _, err := q.CrashFreeUsers(ctx, "u", []string{"1.0", "2.0"}, day0.AddDate(0, 0, 29), day0.AddDate(0, 0, 30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// All versions: active 29..49 = 21 devices, crashed {29, 30, 45} = 3.
+	// 1.0 (batch day 29): 10 active, 1 crashed. 2.0 (speed day 30): 10, 1.
+	want := map[string][2]int64{"": {21, 3}, "1.0": {10, 1}, "2.0": {10, 1}}
+	if len(cf) != 3 || cf[0].Version != "" {
+		t.Fatalf("crash-free = %+v, want all versions first, then 1.0 and 2.0", cf)
+	}
+	for _, c := range cf {
+		if w := want[c.Version]; c.Active != w[0] || c.Crashed != w[1] || math.Abs(c.Rate-(1-float64(w[1])/float64(w[0]))) > 1e-12 || c.ErrorBound <= 0 {
+			t.Errorf("crash-free %q = %+v, want active %d crashed %d", c.Version, c, w[0], w[1])
+		}
+	}
+}
+
+// The catalog lists (app, version) pairs per layer, never the
+// all-versions series.
+func testCatalog(t *testing.T, st serving.Store) {
+	day := time.Date(2026, 11, 3, 0, 0, 0, 0, time.UTC).UnixMilli()
+	row := func(app, v string) aggregate.CountRow {
+		return aggregate.CountRow{Kind: event.AppLoad, AppID: app, AppVersion: v, Gran: aggregate.Day, Bucket: day, Count: 1}
+	}
+	write(t, st, serving.Batch, []aggregate.CountRow{row("old", "1.0"), row("old", ""), row("old", "1.1")}, nil)
+	write(t, st, serving.Speed, []aggregate.CountRow{row("new", "0.1"), row("new", ""), row("old", "1.2")}, nil)
+	from, to := time.UnixMilli(day).UTC().AddDate(0, 0, -40), time.UnixMilli(day).UTC()
+	for _, c := range []struct {
+		layer serving.Layer
+		want  []serving.AppVersion
+	}{
+		{serving.Batch, []serving.AppVersion{{AppID: "old", Version: "1.0"}, {AppID: "old", Version: "1.1"}}},
+		{serving.Speed, []serving.AppVersion{{AppID: "new", Version: "0.1"}, {AppID: "old", Version: "1.2"}}},
+	} {
+		got, err := st.Catalog(ctx, c.layer, event.AppLoad, from, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%v catalog = %v, want %v", c.layer, got, c.want)
+		}
+	}
+	if got, _ := st.Catalog(ctx, serving.Batch, event.AppLoad, from.AddDate(-1, 0, 0), from.AddDate(0, -1, 0)); len(got) != 0 {
+		t.Errorf("catalog of other months = %v", got)
+	}
+	apps, err := (&serving.Querier{Store: st}).Apps(ctx, time.UnixMilli(day))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []serving.AppInfo{
+		{AppID: "new", Versions: []string{"0.1"}, Layers: []serving.Layer{serving.Speed}},
+		{AppID: "old", Versions: []string{"1.0", "1.1", "1.2"}, Layers: []serving.Layer{serving.Batch, serving.Speed}},
+	}
+	if !reflect.DeepEqual(apps, want) {
+		t.Errorf("apps = %+v, want %+v", apps, want)
 	}
 }
 

@@ -1,0 +1,155 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"image"
+	"image/png"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+var screenshot = flag.String("screenshot", "", "also save the dashboard's screenshot to this PNG file (the README's is docs/dashboard.png)")
+
+// chromium finds a browser: $LUMEN_TEST_CHROMIUM (exported by
+// `testing/services/up chromium`), else chromium on the PATH.
+func chromium(t *testing.T) string {
+	if p := os.Getenv("LUMEN_TEST_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Skip("SKIP: no Chromium found (set LUMEN_TEST_CHROMIUM, or run `eval \"$(testing/services/up chromium)\"`, which installs Debian's chromium); the dashboard is NOT tested")
+	return ""
+}
+
+// TestDashboardInChromium drives headless Chromium against a server on a
+// seeded store: every chart renders with points, the live chart gains
+// points when the speed layer writes new minutes, and a bad app id shows
+// a message instead of a blank page.
+func TestDashboardInChromium(t *testing.T) {
+	exe := chromium(t)
+	now := time.Now().UTC()
+	sd := newSeed(now, 3*time.Minute)
+	st := openSQLite(t)
+	s := newServer(t, st, sd)
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.WindowSize(1440, 1500),
+		chromedp.Flag("headless", "new"), chromedp.Flag("disable-gpu", true), chromedp.Flag("hide-scrollbars", true))
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
+	defer cancel()
+	// Generous: a shared 2-core machine. Nothing below asserts on time.
+	ctx, cancel = context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+
+	day := sd.today.Format(time.DateOnly)
+	eval := func(expr string) string {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[string]("String("+expr+")"))
+		if err != nil {
+			t.Fatalf("evaluating %s: %v", expr, err)
+		}
+		return v
+	}
+	points := func(sel string) int {
+		t.Helper()
+		n, err := strconv.Atoi(eval(`document.querySelector('` + sel + `').dataset.points`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(s.URL+"/?app=com.acme.notes&date="+day),
+		chromedp.WaitVisible(`body[data-loaded="true"]`),
+	); err != nil {
+		t.Fatalf("dashboard did not load: %v", err)
+	}
+	for _, c := range []struct {
+		sel    string
+		canvas bool
+	}{{"#chart-live", true}, {"#chart-daily", true}, {"#chart-dau", true}, {"#crashfree", false}, {"#ledger", false}} {
+		if n := points(c.sel); n == 0 {
+			t.Errorf("%s shows no points", c.sel)
+		}
+		if c.canvas {
+			if w, _ := strconv.Atoi(eval(`(document.querySelector('` + c.sel + ` canvas') || {width: 0}).width`)); w < 300 {
+				t.Errorf("%s has no drawn canvas (width %d)", c.sel, w)
+			}
+		}
+	}
+	// The daily chart has loads on all 30 days (29 batch, today speed), and
+	// the tiles show the numbers.
+	daily := eval(`lumenDashboard.charts['chart-daily'].data[1].filter(v => v > 0).length`)
+	mau, crashFree, late := eval(`document.getElementById('kpi-mau').textContent`), eval(`document.getElementById('kpi-cf').textContent`), eval(`document.getElementById('kpi-late').textContent`)
+	if daily != "30" || mau == "–" || crashFree == "–" || late != "40" {
+		t.Errorf("daily loads on %s days (want 30), MAU %q, crash-free %q, late %q (want 40)", daily, mau, crashFree, late)
+	}
+
+	// The stream writes the last minutes: the live chart picks them up on
+	// its next refresh.
+	before := points("#chart-live")
+	sd.release(t, st)
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`Number(document.querySelector('#chart-live').dataset.points) > `+strconv.Itoa(before),
+		chromedp.WithPollingTimeout(2*time.Minute))); err != nil {
+		t.Errorf("the live chart stayed at %d points after new speed rows: %v", before, err)
+	}
+
+	// The page as a person sees it, now that the last minutes are in.
+	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(bytes.NewReader(shot))
+	if err != nil {
+		t.Fatalf("screenshot is not a PNG: %v", err)
+	}
+	if b := img.Bounds(); b.Dx() < 1000 || b.Dy() < 800 || uniform(img) {
+		t.Errorf("screenshot %v looks blank", b)
+	}
+	out := filepath.Join(t.TempDir(), "dashboard.png")
+	if *screenshot != "" {
+		out = *screenshot
+	}
+	if err := os.WriteFile(out, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", out)
+
+	// A bad app id: a message, not a blank page.
+	if err := chromedp.Do(ctx, chromedp.Navigate(s.URL+"/?app=no.such.app"), chromedp.WaitVisible(`#banner`)); err != nil {
+		t.Fatalf("no message for a bad app: %v", err)
+	}
+	msg, mainHidden := eval(`document.getElementById('banner').textContent`), eval(`document.getElementById('main').hidden`)
+	if !strings.Contains(msg, "no.such.app") || mainHidden != "true" {
+		t.Errorf("bad app: banner %q, charts hidden %s", msg, mainHidden)
+	}
+}
+
+// uniform reports whether an image is one colour (a blank page).
+func uniform(img image.Image) bool {
+	b := img.Bounds()
+	first := img.At(b.Min.X, b.Min.Y)
+	for y := b.Min.Y; y < b.Max.Y; y += 7 {
+		for x := b.Min.X; x < b.Max.X; x += 7 {
+			if img.At(x, y) != first {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,265 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lumenhq/lumen/serving"
+	"github.com/lumenhq/lumen/serving/dashboard"
+)
+
+// ErrorResponse is the body of every 4xx and 5xx answer.
+type ErrorResponse struct {
+	// Error says what is wrong, naming the parameter when there is one.
+	Error string `json:"error"`
+	// Param is the (first) parameter at fault, if any.
+	Param string `json:"param,omitempty"`
+	// Problems lists every bad parameter of a 400.
+	Problems []*ParamError `json:"problems,omitempty"`
+}
+
+// Handler serves the API, the dashboard, /healthz, /readyz and /metrics.
+type Handler struct {
+	svc *Service
+	log *slog.Logger
+	m   *metrics
+	mux *http.ServeMux
+}
+
+// NewHandler returns the HTTP handler of svc. It logs one line per request
+// to log, and registers its metrics with reg (nil: a registry of its own,
+// with the Go and process collectors), served on /metrics.
+func NewHandler(svc *Service, log *slog.Logger, reg *prometheus.Registry) *Handler {
+	h := &Handler{svc: svc, log: log, m: newMetrics(reg), mux: http.NewServeMux()}
+	route := func(path string, fn func(*http.Request, url.Values) (any, error)) {
+		h.mux.Handle(path, h.instrument(path, func(w http.ResponseWriter, r *http.Request) { h.api(w, r, fn) }))
+	}
+	route("/v1/counts", func(r *http.Request, v url.Values) (any, error) {
+		return answer(r.Context(), v, ParseCounts, svc.Counts)
+	})
+	route("/v1/late", func(r *http.Request, v url.Values) (any, error) {
+		return answer(r.Context(), v, ParseCounts, svc.Late)
+	})
+	route("/v1/users", func(r *http.Request, v url.Values) (any, error) {
+		return answer(r.Context(), v, ParseUsers, svc.Users)
+	})
+	route("/v1/active", func(r *http.Request, v url.Values) (any, error) {
+		parse := func(v url.Values) (ActiveRequest, error) { return ParseActive(v, svc.now()) }
+		return answer(r.Context(), v, parse, svc.Active)
+	})
+	route("/v1/crash-free", func(r *http.Request, v url.Values) (any, error) {
+		return answer(r.Context(), v, ParseCrashFree, svc.CrashFree)
+	})
+	route("/v1/apps", func(r *http.Request, v url.Values) (any, error) {
+		if err := ParseNone(v); err != nil {
+			return nil, err
+		}
+		return svc.Apps(r.Context())
+	})
+	route("/healthz", func(r *http.Request, v url.Values) (any, error) {
+		return map[string]string{"status": "ok"}, ParseNone(v)
+	})
+	route("/readyz", func(r *http.Request, v url.Values) (any, error) {
+		if err := ParseNone(v); err != nil {
+			return nil, err
+		}
+		if err := svc.Ready(r.Context()); err != nil {
+			return nil, fmt.Errorf("api: the store does not answer: %w", errNotReady{err})
+		}
+		return map[string]string{"status": "ready"}, nil
+	})
+	h.mux.Handle("/metrics", h.instrument("/metrics", h.m.handler().ServeHTTP))
+	static := dashboard.Handler()
+	h.mux.Handle("/", h.instrument("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" && r.URL.Path != "/index.html" && !dashboard.Has(r.URL.Path) {
+			h.fail(w, r, http.StatusNotFound, ErrorResponse{Error: fmt.Sprintf("no such page %s (the API is under /v1/)", quote(r.URL.Path))})
+			return
+		}
+		static.ServeHTTP(w, r)
+	}))
+	return h
+}
+
+// errNotReady marks a failed readiness check (503).
+type errNotReady struct{ err error }
+
+func (e errNotReady) Error() string { return e.err.Error() }
+func (e errNotReady) Unwrap() error { return e.err }
+
+// answer parses v and, if it is valid, answers it.
+func answer[Req, Resp any](ctx context.Context, v url.Values, parse func(url.Values) (Req, error), fn func(context.Context, Req) (Resp, error)) (any, error) {
+	req, err := parse(v)
+	if err != nil {
+		return nil, err
+	}
+	return fn(ctx, req)
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// api runs one JSON endpoint: method and query-string checks, then fn,
+// then the answer or the classified error.
+func (h *Handler) api(w http.ResponseWriter, r *http.Request, fn func(*http.Request, url.Values) (any, error)) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		h.fail(w, r, http.StatusMethodNotAllowed, ErrorResponse{Error: fmt.Sprintf("method %s: the API is read-only, use GET", r.Method)})
+		return
+	}
+	if n := len(r.URL.RawQuery); n > MaxQueryBytes {
+		h.fail(w, r, http.StatusRequestURITooLong, ErrorResponse{Error: fmt.Sprintf("the query string is %d bytes; at most %d", n, MaxQueryBytes), Param: "query"})
+		return
+	}
+	v, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		h.fail(w, r, http.StatusBadRequest, ErrorResponse{Error: "the query string is malformed: " + err.Error(), Param: "query"})
+		return
+	}
+	resp, err := fn(r, v)
+	if err != nil {
+		h.error(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	h.write(w, http.StatusOK, resp)
+}
+
+// error answers err with its status: 400 for bad parameters, 404 for an
+// unknown app, 503 for a store that timed out or is not ready, 500 for
+// anything else (logged; its text is not shown to the client).
+func (h *Handler) error(w http.ResponseWriter, r *http.Request, err error) {
+	var bad *BadRequestError
+	var nf *NotFoundError
+	var nr errNotReady
+	switch {
+	case errors.As(err, &bad):
+		h.fail(w, r, http.StatusBadRequest, ErrorResponse{Error: bad.Error(), Param: bad.Problems[0].Param, Problems: bad.Problems})
+	case errors.As(err, &nf):
+		h.fail(w, r, http.StatusNotFound, ErrorResponse{Error: nf.Error(), Param: nf.Param})
+	case serving.IsTimeout(err):
+		h.m.timeouts.Inc()
+		h.log.Warn("store timeout", "path", r.URL.Path, "err", err)
+		w.Header().Set("Retry-After", "1")
+		h.fail(w, r, http.StatusServiceUnavailable, ErrorResponse{Error: "the store did not answer in time; try again"})
+	case errors.As(err, &nr):
+		h.log.Warn("not ready", "err", err)
+		h.fail(w, r, http.StatusServiceUnavailable, ErrorResponse{Error: "the store does not answer"})
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client went away; nobody reads the answer.
+		h.fail(w, r, 499, ErrorResponse{Error: "request cancelled"})
+	default:
+		h.log.Error("request failed", "path", r.URL.Path, "query", truncate(r.URL.RawQuery, 256), "err", err)
+		h.fail(w, r, http.StatusInternalServerError, ErrorResponse{Error: "internal error (logged by the server)"})
+	}
+}
+
+func (h *Handler) fail(w http.ResponseWriter, _ *http.Request, status int, body ErrorResponse) {
+	w.Header().Set("Cache-Control", "no-store")
+	h.write(w, status, body)
+}
+
+func (h *Handler) write(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":"internal error (logged by the server)"}`)
+		h.log.Error("encoding a response", "err", err)
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// statusWriter records what a handler answered, for the log line and the
+// metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	n, err := s.ResponseWriter.Write(b)
+	s.bytes += n
+	return n, err
+}
+
+// instrument logs one line per request with its latency and records the
+// request in the metrics under route (a fixed label: never the raw path).
+func (h *Handler) instrument(route string, fn http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		fn(sw, r)
+		if sw.status == 0 {
+			sw.status = http.StatusOK
+		}
+		d := time.Since(start)
+		h.m.observe(route, sw.status, d)
+		h.log.Info("request", "method", r.Method, "path", r.URL.Path, "query", truncate(r.URL.RawQuery, 256),
+			"status", sw.status, "bytes", sw.bytes, "latency", d.Round(time.Microsecond), "remote", r.RemoteAddr)
+	})
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// DefaultAddr is where `query serve` listens by default: loopback only, so
+// an operator opens it to the network on purpose.
+const DefaultAddr = "127.0.0.1:8080"
+
+// Serve serves h on ln until ctx is done, then shuts down gracefully:
+// it stops accepting, lets requests in flight finish for up to grace, and
+// returns nil after a clean shutdown.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger, grace time.Duration) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("api: serving %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "addr", ln.Addr().String(), "grace", grace)
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("api: shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
