@@ -52,6 +52,7 @@ func (f *cutPartitionFn) ProcessElement(ctx context.Context, key string, parts f
 		}
 		fromRollup = fromRollup || pp.FromRollup
 		st.RollupsRejected += pp.Rejected
+		st.RollupBytes += pp.RollupSize
 		st.RawFiles += pp.RawFiles
 		st.RawBytes += pp.RawBytes
 		for _, s := range pp.Stale {

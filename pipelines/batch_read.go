@@ -35,6 +35,7 @@ type partPartial struct {
 	Rollup     rollup.Rollup
 	FromRollup bool     // read from the partition's rollup, else from raw
 	Rejected   int64    // rollups found unusable, and replaced by raw
+	RollupSize int64    // bytes of the rollup read, if FromRollup
 	RawFiles   int64    // raw files (or splits) this part read
 	RawBytes   int64    // and their bytes
 	Stale      []string // rollup files the partition's new one replaces
@@ -44,6 +45,7 @@ type partPartial struct {
 type partMeta struct {
 	FromRollup         bool
 	Rejected           int64
+	RollupSize         int64
 	RawFiles, RawBytes int64
 	Stale              []string
 }
@@ -51,7 +53,7 @@ type partMeta struct {
 // The coder: a length-prefixed JSON header, then the rollup in its file
 // form (aggregates in aggregate's binary form).
 func encodePartPartial(p partPartial) ([]byte, error) {
-	meta, err := json.Marshal(partMeta{p.FromRollup, p.Rejected, p.RawFiles, p.RawBytes, p.Stale})
+	meta, err := json.Marshal(partMeta{p.FromRollup, p.Rejected, p.RollupSize, p.RawFiles, p.RawBytes, p.Stale})
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +78,8 @@ func decodePartPartial(b []byte) (partPartial, error) {
 	if err != nil {
 		return partPartial{}, err
 	}
-	return partPartial{Rollup: r, FromRollup: m.FromRollup, Rejected: m.Rejected, RawFiles: m.RawFiles, RawBytes: m.RawBytes, Stale: m.Stale}, nil
+	return partPartial{Rollup: r, FromRollup: m.FromRollup, Rejected: m.Rejected, RollupSize: m.RollupSize, RawFiles: m.RawFiles,
+		RawBytes: m.RawBytes, Stale: m.Stale}, nil
 }
 
 // forever is the window a partition's partials are kept in: all of time.
@@ -138,7 +141,7 @@ func (f *readPartitionsFn) ProcessElement(ctx context.Context, u batchUnit,
 	for i, t := range u.Rollups {
 		if res := results[i]; res.err == nil {
 			beam.NewCounter("lumen.batch", "rollup_bytes_read").Inc(ctx, res.n)
-			emitPart(t.Partition, partPartial{Rollup: res.r, FromRollup: true})
+			emitPart(t.Partition, partPartial{Rollup: res.r, FromRollup: true, RollupSize: res.n})
 			continue
 		}
 		slog.Warn("batch: a rollup cannot be used; reading its partition's raw files instead",

@@ -39,6 +39,7 @@ type KindStats struct {
 	RollupsRejected                          int64 // found unusable, and replaced by raw
 	RollupsWritten, RollupWriteErrors        int64
 	RawFiles, RawBytes                       int64 // raw files (or splits) read, and their bytes
+	RollupBytes                              int64 // bytes of the rollups read
 }
 
 func (a *KindStats) add(b KindStats) {
@@ -52,6 +53,7 @@ func (a *KindStats) add(b KindStats) {
 	a.RollupWriteErrors += b.RollupWriteErrors
 	a.RawFiles += b.RawFiles
 	a.RawBytes += b.RawBytes
+	a.RollupBytes += b.RollupBytes
 	for r, n := range b.DeadLetters {
 		if a.DeadLetters == nil {
 			a.DeadLetters = map[string]int64{}
@@ -69,6 +71,7 @@ func (a KindStats) Counters() map[string]int64 {
 		"read.partitions_from_rollups": a.PartitionsFromRollups, "read.partitions_from_raw": a.PartitionsFromRaw,
 		"read.rollups_rejected": a.RollupsRejected, "read.rollups_written": a.RollupsWritten,
 		"read.rollup_write_errors": a.RollupWriteErrors, "read.raw_files": a.RawFiles, "read.raw_bytes": a.RawBytes,
+		"read.rollup_bytes": a.RollupBytes,
 	}
 	var dead int64
 	for r, n := range a.DeadLetters {

@@ -3,6 +3,7 @@
 // because the machine is noisy.
 //
 //	go run ./cmd/bench batch --events=10000000     # the batch layer against a goavro baseline
+//	go run ./cmd/bench incremental                  # the batch after one new day: from rollups vs --full
 //	go run ./cmd/bench cassandra --rate=5000        # throttled Cassandra writes, uncapped vs capped
 //	go run ./cmd/bench s3                           # 144,000 small objects vs a sequential reader
 //	go run ./cmd/bench stream --kafka=localhost:9092 # speed layer: backlog events/s, latency at 5,000 events/s
@@ -20,7 +21,7 @@ import (
 	beamlog "github.com/apache/beam/sdks/v2/go/pkg/beam/log"
 )
 
-const usage = `usage: bench batch|cassandra|s3|stream|serve [flags]   (run "bench NAME -h" for flags)`
+const usage = `usage: bench batch|incremental|cassandra|s3|stream|serve [flags]   (run "bench NAME -h" for flags)`
 
 func main() {
 	if len(os.Args) < 2 {
@@ -39,6 +40,8 @@ func main() {
 	switch cmd {
 	case "batch":
 		err = benchBatch(context.Background(), args)
+	case "incremental":
+		err = benchIncremental(context.Background(), args)
 	case "cassandra":
 		err = benchCassandra(context.Background(), args)
 	case "s3":

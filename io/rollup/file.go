@@ -234,12 +234,15 @@ func (d *decoder) rollup() (r Rollup) {
 }
 
 // Write writes r to path atomically: the file appears whole or not at all.
+// It is not synced to disk before the rename: a rollup is a cache, and one
+// that a crash left empty or short is rejected when read (and its
+// partition read from raw), never trusted.
 func Write(ctx context.Context, path string, r Rollup) error {
 	b, err := Marshal(r)
 	if err != nil {
 		return err
 	}
-	w, err := blob.Create(ctx, path)
+	w, err := blob.Create(ctx, path, blob.NoSync())
 	if err != nil {
 		return fmt.Errorf("rollup: create %s: %w", path, err)
 	}

@@ -1,0 +1,271 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/prism"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/lumenhq/lumen/event"
+	"github.com/lumenhq/lumen/io/avroio"
+	"github.com/lumenhq/lumen/io/raw"
+	"github.com/lumenhq/lumen/io/s3fs"
+	"github.com/lumenhq/lumen/pipelines"
+	"github.com/lumenhq/lumen/serving"
+	"github.com/lumenhq/lumen/testing/gen"
+)
+
+// benchIncremental measures the nightly batch after one new day of data:
+// 31 arrival days are generated; a run as of day D (the 30th) reads them
+// and writes rollups; then day D+1's files arrive, and the run as of D+1
+// is timed twice, from rollups (incremental) and with --full, for each
+// rollup grain; the table gives wall time and what each read. It runs on
+// local files, then (with --s3) on an S3 server such as moto, where
+// reading is the cost.
+func benchIncremental(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("bench incremental", flag.ContinueOnError)
+	events := fs.Int("events", 10_000_000, "Events in 30 days (the 31st adds a day's worth).")
+	filesPerHour := fs.Int("files_per_hour", 200, "Files per arrival hour (200 x 24 x 30 = 144,000).")
+	s3Endpoint := fs.String("s3", os.Getenv("LUMEN_TEST_S3"), "Also run on this S3 endpoint (default $LUMEN_TEST_S3, e.g. moto); empty: local only.")
+	s3Events := fs.Int("s3_events", 1_000_000, "Events in 30 days on S3 (uploading 144,000 objects to moto takes too long).")
+	s3FilesPerHour := fs.Int("s3_files_per_hour", 20, "Files per arrival hour on S3.")
+	grains := fs.String("grains", "hour,day", "Rollup grains to measure.")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var gs []raw.Grain
+	for _, g := range strings.Split(*grains, ",") {
+		grain, err := raw.ParseGrain(strings.TrimSpace(g))
+		if err != nil {
+			return err
+		}
+		gs = append(gs, grain)
+	}
+	var rows []incRow
+	local, err := incrementalLocal(ctx, *events, *filesPerHour, gs)
+	if err != nil {
+		return err
+	}
+	rows = append(rows, local...)
+	if *s3Endpoint != "" {
+		remote, err := incrementalS3(ctx, *s3Endpoint, *s3Events, *s3FilesPerHour, gs)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, remote...)
+	}
+	fmt.Println()
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "where\tgrain\trun as of D+1\tseconds\tvs full\traw files read\traw MiB read\trollups read\trollup MiB read\tpartitions from raw / rollups\t")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%.3fx\t%d\t%.1f\t%d\t%.1f\t%d / %d\t\n", r.where, r.grain, r.run, r.took.Seconds(), r.vsFull,
+			r.c["read.raw_files"], mib(r.c["read.raw_bytes"]), r.c["read.partitions_from_rollups"], mib(r.c["read.rollup_bytes"]),
+			r.c["read.partitions_from_raw"], r.c["read.partitions_from_rollups"])
+	}
+	return tw.Flush()
+}
+
+type incRow struct {
+	where, grain, run string
+	took              time.Duration
+	vsFull            float64
+	c                 map[string]int64
+}
+
+func mib(n int64) float64 { return float64(n) / (1 << 20) }
+
+func incConfig(events, filesPerHour int) gen.Config {
+	return gen.Config{Seed: 42, Start: time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC), Days: 31, WindowDays: 30,
+		Events: events * 31 / 30, Apps: 50, OfflineShare: 0.05, SkewShare: 0.01, TooOld: 1000, FilesPerHour: filesPerHour,
+		Codec: avroio.CodecSnappy}
+}
+
+// incrementalLocal links the generated files into a fresh root: days up
+// to D first, D+1 later.
+func incrementalLocal(ctx context.Context, events, filesPerHour int, grains []raw.Grain) ([]incRow, error) {
+	cfg := incConfig(events, filesPerHour)
+	data := filepath.Join(os.TempDir(), fmt.Sprintf("lumen-bench-inc-%d-%d", events, filesPerHour))
+	nfiles, nbytes, err := ensureDataset(data, cfg)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(os.Stderr, "local: %s, %d files (%.0f MiB) over 31 days\n", data, nfiles, mib(nbytes))
+	var rows []incRow
+	for _, g := range grains {
+		root, err := os.MkdirTemp("", "lumen-bench-inc-root")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(root)
+		last := cfg.AsOf()
+		add := func(newDay bool) error {
+			return linkRaw(data, root, func(rel string) bool {
+				return strings.Contains(rel, "/dt="+last.Format(time.DateOnly)+"/") == newDay
+			})
+		}
+		r, err := incrementalRuns(ctx, "local", root, g, last, add)
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, r...)
+	}
+	return rows, nil
+}
+
+// linkRaw hard-links the raw files keep selects from data into root.
+func linkRaw(data, root string, keep func(rel string) bool) error {
+	return filepath.WalkDir(filepath.Join(data, "raw"), func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(data, p)
+		if !keep(filepath.ToSlash(rel)) {
+			return nil
+		}
+		dst := filepath.Join(root, rel)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		return os.Link(p, dst)
+	})
+}
+
+func incrementalS3(ctx context.Context, endpoint string, events, filesPerHour int, grains []raw.Grain) ([]incRow, error) {
+	for k, v := range map[string]string{"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret", "AWS_REGION": "us-east-1",
+		"AWS_EC2_METADATA_DISABLED": "true"} {
+		if os.Getenv(k) == "" {
+			os.Setenv(k, v)
+		}
+	}
+	opts := s3fs.Options{Endpoint: endpoint}
+	s3fs.Configure(opts)
+	client, err := s3fs.NewClient(ctx, opts, nil)
+	if err != nil {
+		return nil, err
+	}
+	cfg := incConfig(events, filesPerHour)
+	data := filepath.Join(os.TempDir(), fmt.Sprintf("lumen-bench-inc-%d-%d", events, filesPerHour))
+	nfiles, nbytes, err := ensureDataset(data, cfg)
+	if err != nil {
+		return nil, err
+	}
+	var rows []incRow
+	for _, g := range grains {
+		bucket := fmt.Sprintf("lumen-bench-inc-%d", time.Now().UnixNano())
+		if _, err := client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
+			return nil, err
+		}
+		last := cfg.AsOf()
+		dayDir := "dt=" + last.Format(time.DateOnly)
+		// Upload the days up to D, keeping D+1's files aside.
+		staged, err := os.MkdirTemp("", "lumen-bench-inc-staged")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(staged)
+		if err := linkRaw(data, staged, func(rel string) bool { return !strings.Contains(rel, "/"+dayDir+"/") }); err != nil {
+			return nil, err
+		}
+		t0 := time.Now()
+		if err := upload(ctx, client, staged, bucket, "lake"); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(os.Stderr, "s3 (%s): uploaded ~%d objects (%.0f MiB) in %.0fs\n", endpoint, nfiles, mib(nbytes), time.Since(t0).Seconds())
+		add := func(bool) error {
+			next, err := os.MkdirTemp("", "lumen-bench-inc-next")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(next)
+			if err := linkRaw(data, next, func(rel string) bool { return strings.Contains(rel, "/"+dayDir+"/") }); err != nil {
+				return err
+			}
+			return upload(ctx, client, next, bucket, "lake")
+		}
+		r, err := incrementalRuns(ctx, "s3 "+endpoint, "s3://"+bucket+"/lake", g, last, func(newDay bool) error {
+			if newDay {
+				return add(true)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, r...)
+	}
+	return rows, nil
+}
+
+// incrementalRuns runs as of D (writing rollups), adds D+1 (add(true); the
+// days up to D are added by add(false) first), then times the
+// incremental and the full run as of D+1.
+func incrementalRuns(ctx context.Context, where, root string, g raw.Grain, last time.Time, add func(newDay bool) error) ([]incRow, error) {
+	if err := add(false); err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "lumen-bench-inc-store")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	run := func(name string, asOf time.Time, full bool) (time.Duration, map[string]int64, error) {
+		store := "sqlite:" + filepath.Join(dir, name+".db")
+		cfg := pipelines.BatchConfig{Input: root, AsOf: asOf, Store: store, DeadLetterRoot: dir, Grain: g, Full: full}
+		p, s := beam.NewPipelineWithRoot()
+		if err := pipelines.BuildBatch(s, cfg); err != nil {
+			return 0, nil, err
+		}
+		t0 := time.Now()
+		if _, err := prism.Execute(ctx, p); err != nil {
+			return 0, nil, err
+		}
+		took := time.Since(t0)
+		st, err := serving.Open(ctx, store)
+		if err != nil {
+			return 0, nil, err
+		}
+		defer st.Close()
+		total := map[string]int64{}
+		for _, k := range event.Kinds {
+			runs, err := st.Runs(ctx, k)
+			if err != nil {
+				return 0, nil, err
+			}
+			for n, v := range runs[0].Counters {
+				total[n] += v
+			}
+		}
+		fmt.Fprintf(os.Stderr, "  %s, %v grain: %-34s %6.1fs\n", where, g, name, took.Seconds())
+		return took, total, nil
+	}
+	firstTook, first, err := run("as of D: reads raw, writes rollups", last.AddDate(0, 0, -1), false)
+	if err != nil {
+		return nil, err
+	}
+	if err := add(true); err != nil {
+		return nil, err
+	}
+	incTook, inc, err := run("as of D+1: incremental", last, false)
+	if err != nil {
+		return nil, err
+	}
+	fullTook, full, err := run("as of D+1: --full", last, true)
+	if err != nil {
+		return nil, err
+	}
+	vs := func(d time.Duration) float64 { return d.Seconds() / fullTook.Seconds() }
+	return []incRow{
+		{where, g.String(), "(as of D, writing rollups)", firstTook, vs(firstTook), first},
+		{where, g.String(), "--full", fullTook, 1, full},
+		{where, g.String(), "incremental", incTook, vs(incTook), inc},
+	}, nil
+}
