@@ -70,6 +70,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "batch: --cassandra_password_file:", err)
 		os.Exit(2)
 	}
+	// No password in --store: it would travel in the pipeline's options
+	// and DoFns. This process keeps it in its environment.
+	if clean, moved, err := cassandraio.MovePasswordToEnv(*store); err != nil {
+		fmt.Fprintln(os.Stderr, "batch: --store:", err)
+		os.Exit(2)
+	} else if moved {
+		flag.Set("store", clean)
+	}
 	beam.Init()
 	ctx := context.Background()
 	if err := run(ctx); err != nil {

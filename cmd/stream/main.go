@@ -76,6 +76,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "stream: --cassandra_password_file:", err)
 		os.Exit(2)
 	}
+	// No password in --store: it would travel in the pipeline's options
+	// and DoFns. This process keeps it in its environment.
+	if clean, moved, err := cassandraio.MovePasswordToEnv(*store); err != nil {
+		fmt.Fprintln(os.Stderr, "stream: --store:", err)
+		os.Exit(2)
+	} else if moved {
+		flag.Set("store", clean)
+	}
 	beam.Init()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
