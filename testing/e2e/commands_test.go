@@ -65,7 +65,7 @@ func cleanupCommands() {
 
 // baseEnv is a child's environment: nothing of the test's but PATH, and a
 // HOME of its own, so no credentials or settings come from the machine
-// (the AWS chain reads ~/.aws, Beam nothing). extra is added as is.
+// (the AWS chain would read ~/.aws). extra is added as is.
 func baseEnv(t testing.TB, extra ...string) []string {
 	t.Helper()
 	return append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "TMPDIR=" + os.TempDir(),
@@ -191,10 +191,10 @@ var poolAddr = regexp.MustCompile(`worker pool at (localhost:\d+)`)
 // own with env, and returns its address once it serves. A job service
 // (prism 2.77) panics when it cannot reach the pool of an EXTERNAL job, so
 // jobs are submitted only once it is up.
-func startPool(t testing.TB, bin string, env []string) (addr string, p *process) {
+func startPool(t testing.TB, bin string, env []string) string {
 	t.Helper()
-	p = startProcess(t, "worker pool", env, bin, "--worker_pool=0")
-	return p.await(t, poolAddr, 30*time.Second), p
+	p := startProcess(t, "worker pool", env, bin, "--worker_pool=0")
+	return p.await(t, poolAddr, 30*time.Second)
 }
 
 // processWorker writes the command a PROCESS environment runs: it starts

@@ -66,7 +66,8 @@ func secret(t testing.TB) string {
 	return "lumen-secret-" + hex.EncodeToString(b)
 }
 
-func jobName(t testing.TB, what string) string {
+// jobName is a job name of this run's own.
+func jobName(what string) string {
 	return fmt.Sprintf("lumen-e2e-%s-%d", what, time.Now().UnixNano())
 }
 
@@ -117,13 +118,13 @@ var portableBatchConfig = gen.Config{
 // and neither the Cassandra password, given to the launcher in --store,
 // nor the pool's AWS secret key is in what the job service received.
 func TestPortableBatch(t *testing.T) {
-	bin := command(t, "batch")
 	forEachJobService(t, func(t *testing.T, js jobService) {
+		bin := command(t, "batch")
 		root, tr := dataset(t, "portable", portableBatchConfig)
 		asOf := "--as_of=" + tr.AsOf
 		t.Run("LOOPBACK", func(t *testing.T) {
 			store := sqliteURL(t)
-			job := jobName(t, "batch-loopback")
+			job := jobName("batch-loopback")
 			args := append(js.submit(job, "LOOPBACK", "", ""), "--input="+root, asOf, "--store="+store,
 				"--deadletter_root="+t.TempDir(), "--quiet")
 			launch(t, js, job, baseEnv(t), bin, args...)
@@ -135,7 +136,7 @@ func TestPortableBatch(t *testing.T) {
 		})
 		t.Run("PROCESS", func(t *testing.T) {
 			store := sqliteURL(t)
-			job := jobName(t, "batch-process")
+			job := jobName("batch-process")
 			worker := processWorker(t, bin, baseEnv(t))
 			envConfig, _ := json.Marshal(map[string]string{"command": worker})
 			args := append(js.submit(job, "PROCESS", string(envConfig), bin), "--input="+root, asOf, "--store="+store,
@@ -167,10 +168,10 @@ func portableBatchExternal(t *testing.T, js jobService, bin string) {
 	casPassword, awsSecret := secret(t), secret(t)
 	keyspace := fmt.Sprintf("lumen_portable_%d", os.Getpid())
 	const settings = "consistency=ONE&adaptive=true&rate=50000&workers=2"
-	pool, _ := startPool(t, bin, baseEnv(t,
+	pool := startPool(t, bin, baseEnv(t,
 		"AWS_ACCESS_KEY_ID=lumen-pool", "AWS_SECRET_ACCESS_KEY="+awsSecret, "AWS_REGION=us-east-1",
 		"LUMEN_CASSANDRA_USERNAME=lumen", "LUMEN_CASSANDRA_PASSWORD="+casPassword))
-	job := jobName(t, "batch-external")
+	job := jobName("batch-external")
 	args := append(js.submit(job, "EXTERNAL", pool, bin), "--input="+root, "--as_of="+tr.AsOf,
 		"--store=cassandra://lumen:"+casPassword+"@"+addr+"/"+keyspace+"?"+settings,
 		"--s3_endpoint="+s3.URL, "--quiet")
@@ -213,20 +214,20 @@ var portableStreamConfig = gen.Config{Seed: 1208, Start: time.Date(2026, 11, 20,
 // restrictions (io/kafkaio, issue 12 part 3).
 func TestPortableStream(t *testing.T) {
 	servicetest.Addr(t, "LUMEN_TEST_KAFKA")
-	bin := command(t, "stream")
 	forEachJobService(t, func(t *testing.T, js jobService) {
+		bin := command(t, "stream")
 		for _, mode := range []string{"LOOPBACK", "EXTERNAL"} {
 			t.Run(mode, func(t *testing.T) {
 				brokers, prefix := kafkatest.Cluster(t, 3)
 				tr := produce(t, brokers, prefix, portableStreamConfig, false, 0, "")
 				casPassword := secret(t)
 				store := sqliteURL(t)
-				job := jobName(t, "stream-"+strings.ToLower(mode))
+				job := jobName("stream-" + strings.ToLower(mode))
 				var submit []string
 				if mode == "LOOPBACK" {
 					submit = js.submit(job, "LOOPBACK", "", "")
 				} else {
-					pool, _ := startPool(t, bin, baseEnv(t, "LUMEN_CASSANDRA_PASSWORD="+casPassword))
+					pool := startPool(t, bin, baseEnv(t, "LUMEN_CASSANDRA_PASSWORD="+casPassword))
 					submit = js.submit(job, "EXTERNAL", pool, bin)
 				}
 				args := append(submit, "--brokers="+strings.Join(brokers, ","), "--topic_prefix="+prefix,
