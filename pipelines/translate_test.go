@@ -60,7 +60,7 @@ func TestDataflowTranslationBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	model, job := translate(t, p, false)
-	g := newGraph(t, model)
+	g := newTranslation(t, model)
 
 	g.want(t, "pipelines.Batch/pipelines.planFn", "beam:transform:pardo:v1", `"Root":"s3://lumen-lake/root"`, translateEndpoint, `"Region":"eu-west-1"`)
 	g.want(t, "pipelines.Batch/pipelines.readAggregateFn", "beam:transform:pardo:v1", translateEndpoint)
@@ -90,7 +90,7 @@ func TestDataflowTranslationStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	model, job := translate(t, p, true)
-	g := newGraph(t, model)
+	g := newTranslation(t, model)
 
 	// The Kafka reader is a splittable DoFn with the brokers, topics and
 	// group in its fields, and it adds events with the shared combine.
@@ -189,9 +189,9 @@ func checkJob(t *testing.T, job *df.Job, typ string) {
 	}
 }
 
-// graph indexes a pipeline proto's transforms by name, with the JSON
-// fields of their Go DoFns and combine functions decoded.
-type graph struct {
+// translation indexes a pipeline proto's transforms by name, with the
+// JSON fields of their Go DoFns and combine functions decoded.
+type translation struct {
 	model  *pipepb.Pipeline
 	byName map[string]node
 }
@@ -202,9 +202,9 @@ type node struct {
 	fn    []byte // the decoded Go function payload: type and JSON fields
 }
 
-func newGraph(t *testing.T, model *pipepb.Pipeline) *graph {
+func newTranslation(t *testing.T, model *pipepb.Pipeline) *translation {
 	t.Helper()
-	g := &graph{model: model, byName: map[string]node{}}
+	g := &translation{model: model, byName: map[string]node{}}
 	for _, tr := range model.GetComponents().GetTransforms() {
 		n := node{urn: tr.GetSpec().GetUrn()}
 		var goFn []byte
@@ -236,7 +236,7 @@ func newGraph(t *testing.T, model *pipepb.Pipeline) *graph {
 
 // want returns the transform named name, checking its URN and that its
 // function carries every one of fields.
-func (g *graph) want(t *testing.T, name, urn string, fields ...string) node {
+func (g *translation) want(t *testing.T, name, urn string, fields ...string) node {
 	t.Helper()
 	n, ok := g.byName[name]
 	if !ok {
@@ -259,7 +259,7 @@ func (g *graph) want(t *testing.T, name, urn string, fields ...string) node {
 }
 
 // noSecrets: no secret is in the pipeline (functions included) or the job.
-func (g *graph) noSecrets(t *testing.T, job *df.Job, secrets ...string) {
+func (g *translation) noSecrets(t *testing.T, job *df.Job, secrets ...string) {
 	t.Helper()
 	blobs := [][]byte{protox.MustEncode(g.model)}
 	for _, n := range g.byName {
