@@ -208,10 +208,9 @@ var portableStreamConfig = gen.Config{Seed: 1208, Start: time.Date(2026, 11, 20,
 // interrupted: the job is cancelled on the job service, and every minute
 // and hour equals the truth less what was dropped as late, exactly.
 //
-// prism runs an environment's workers in one process, so the Kafka
-// reader's per-process watermark registry sees every partition here; a
-// runner spreading partitions over processes needs it shared through the
-// restrictions (io/kafkaio, issue 12 part 3).
+// prism runs an environment's workers in one process, so here every
+// partition of the Read is in the EXTERNAL pool's process; partitions
+// moving between processes are io/kafkaio's TestRegistryAcrossWorkers.
 func TestPortableStream(t *testing.T) {
 	servicetest.Addr(t, "LUMEN_TEST_KAFKA")
 	forEachJobService(t, func(t *testing.T, js jobService) {
