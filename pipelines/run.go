@@ -2,12 +2,19 @@ package pipelines
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	jobpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/jobmanagement_v1"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/options/jobopts"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/util/grpcx"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/x/beamx"
 )
 
@@ -21,8 +28,19 @@ import (
 // those reports out of the process's log (slog's default logger), so a
 // healthy run that is stopped logs no error. Errors before the stop are
 // logged and returned as usual.
+//
+// On a job service (a portable runner: universal, flink or spark with
+// --endpoint), a stop cancels the job there through Beam's Job API and
+// waits up to a minute for it to end: Beam's launcher only stops waiting
+// when its context ends, which would leave the job running without the
+// launcher (and, in LOOPBACK, without its workers; prism then keeps it
+// RUNNING for ever). With --async, RunStream returns once the job is
+// submitted, and the job runs until it is cancelled in the runner.
 func RunStream(ctx context.Context, p *beam.Pipeline) error {
 	installStopFilter()
+	if IsJobServiceRunner(*runners.Runner) && !*jobopts.Async {
+		return runStreamJob(ctx, p)
+	}
 	stop := context.AfterFunc(ctx, func() { stopping.Add(1) })
 	err := beamx.Run(ctx, p)
 	if !stop() {
@@ -32,6 +50,100 @@ func RunStream(ctx context.Context, p *beam.Pipeline) error {
 		return nil
 	}
 	return err
+}
+
+// IsJobServiceRunner reports whether a --runner value submits jobs to a
+// job service over Beam's Job API (with --endpoint). prism is not one: it
+// starts a job service in process unless given an --endpoint, and is then
+// the universal runner.
+func IsJobServiceRunner(runner string) bool {
+	switch strings.ToLower(runner) {
+	case "universal", "portable", "portablerunner", "flink", "flinkrunner", "spark", "sparkrunner":
+		return true
+	}
+	return false
+}
+
+// runStreamJob runs a stream on a job service; a stop cancels the job.
+func runStreamJob(ctx context.Context, p *beam.Pipeline) error {
+	endpoint, err := jobopts.GetEndpoint()
+	if err != nil {
+		return fmt.Errorf("pipelines: %w", err)
+	}
+	// The job is found again by its name, the one handle the Job API gives
+	// a launcher before the job ends.
+	if *jobopts.JobName == "" {
+		*jobopts.JobName = fmt.Sprintf("lumen-stream-%d", time.Now().UnixNano())
+		defer func() { *jobopts.JobName = "" }()
+	}
+	name := *jobopts.JobName
+	run, stopWaiting := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWaiting()
+	var cancelErr error
+	cancelled := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(cancelled)
+		stopping.Add(1)
+		cctx, cancel := context.WithTimeout(run, 30*time.Second)
+		defer cancel()
+		var n int
+		n, cancelErr = CancelJobs(cctx, endpoint, name)
+		if n == 0 {
+			// Not submitted yet, already over, or unreachable.
+			stopWaiting()
+			return
+		}
+		time.AfterFunc(time.Minute, stopWaiting)
+	})
+	err = beamx.Run(run, p)
+	if !stop() {
+		<-cancelled
+		defer time.AfterFunc(5*time.Second, func() { stopping.Add(-1) })
+		// A job submitted while the stop was under way is cancelled too.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if _, err := CancelJobs(cctx, endpoint, name); err != nil || cancelErr != nil {
+			return fmt.Errorf("pipelines: stopped, but job %s may still run; cancel it in the runner: %w", name, errors.Join(cancelErr, err))
+		}
+		return nil
+	}
+	return err
+}
+
+// CancelJobs asks the job service at endpoint to cancel every job named
+// name that has not ended, and returns how many it asked to cancel.
+func CancelJobs(ctx context.Context, endpoint, name string) (int, error) {
+	cc, err := grpcx.DefaultDial(ctx, endpoint, 10*time.Second)
+	if err != nil {
+		return 0, fmt.Errorf("pipelines: job service %s: %w", endpoint, err)
+	}
+	defer cc.Close()
+	client := jobpb.NewJobServiceClient(cc)
+	jobs, err := client.GetJobs(ctx, &jobpb.GetJobsRequest{})
+	if err != nil {
+		return 0, fmt.Errorf("pipelines: job service %s: list jobs: %w", endpoint, err)
+	}
+	n := 0
+	for _, j := range jobs.GetJobInfo() {
+		if j.GetJobName() != name || JobEnded(j.GetState()) {
+			continue
+		}
+		if _, err := client.Cancel(ctx, &jobpb.CancelJobRequest{JobId: j.GetJobId()}); err != nil {
+			return n, fmt.Errorf("pipelines: job service %s: cancel %s: %w", endpoint, j.GetJobId(), err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// JobEnded reports whether a job in state s has ended.
+func JobEnded(s jobpb.JobState_Enum) bool {
+	switch s {
+	case jobpb.JobState_DONE, jobpb.JobState_FAILED, jobpb.JobState_CANCELLED,
+		jobpb.JobState_UPDATED, jobpb.JobState_DRAINED:
+		return true
+	}
+	return false
 }
 
 // stopping counts streams winding down after a deliberate stop.

@@ -5,6 +5,13 @@
 //	go run ./cmd/batch --runner=direct
 //	go run ./cmd/batch --input=s3://bucket/root --as_of=2026-11-24 --store=cassandra://h1,h2:9042/lumen
 //	go run ./cmd/batch --from=2026-11-01 --to=2026-11-24   # backfill, oldest first
+//
+// On a portable runner (README, "Running at scale") the same binary is the
+// launcher and, with --worker_pool, the SDK workers' pool:
+//
+//	batch --worker_pool=50000 &
+//	batch --runner=universal --endpoint=JOBSERVER:8099 --environment_type=EXTERNAL \
+//	    --environment_config=localhost:50000 --worker_binary=$(command -v batch) --input=s3://… --store=cassandra://…
 package main
 
 import (
@@ -14,11 +21,14 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	beamlog "github.com/apache/beam/sdks/v2/go/pkg/beam/log"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/options/jobopts"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/x/beamx"
 
@@ -56,6 +66,7 @@ var (
 	noRollups   = flag.Bool("no_rollups", false, "Neither read nor write rollups: every partition from raw, nothing written under rollup/.")
 	rollupRoot  = flag.String("rollup_root", "", "Root for rollups (rollup/<kind>/dt=…). Default: --input.")
 	rollupGrain = flag.String("rollup_grain", "hour", "Arrival partition a rollup covers: hour or day.")
+	workerPool  = flag.String("worker_pool", "", "Serve a Beam worker pool on localhost:PORT (PORT, or localhost:PORT; 0 picks one) for jobs submitted with --environment_type=EXTERNAL, instead of running a job.")
 )
 
 func main() {
@@ -70,12 +81,39 @@ func main() {
 		fmt.Fprintln(os.Stderr, "batch: --cassandra_password_file:", err)
 		os.Exit(2)
 	}
+	// No password in --store: it would travel in the pipeline's options
+	// and DoFns. This process keeps it in its environment.
+	if clean, moved, err := cassandraio.MovePasswordToEnv(*store); err != nil {
+		fmt.Fprintln(os.Stderr, "batch: --store:", err)
+		os.Exit(2)
+	} else if moved {
+		flag.Set("store", clean)
+	}
 	beam.Init()
 	ctx := context.Background()
+	if *workerPool != "" {
+		if err := serveWorkers(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "batch: --worker_pool:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "batch:", err)
 		os.Exit(1)
 	}
+}
+
+// serveWorkers runs this binary as the worker pool of EXTERNAL jobs until
+// it is interrupted. Its workers take their settings from the job's
+// DoFns and their secrets from this process's environment.
+func serveWorkers(ctx context.Context) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return pipelines.ServeWorkers(ctx, *workerPool, func(addr string) {
+		fmt.Fprintf(os.Stderr, "batch: worker pool at %s (pid %d): submit with --environment_type=EXTERNAL --environment_config=%s\n",
+			addr, os.Getpid(), addr)
+	})
 }
 
 func run(ctx context.Context) error {
@@ -87,6 +125,9 @@ func run(ctx context.Context) error {
 	days, err := runDays(ctx)
 	if err != nil {
 		return err
+	}
+	if detached() && len(days) > 1 {
+		return errors.New("--async and --dry_run hand one job to the runner; a backfill (--from/--to) runs its days one after another")
 	}
 	grain, err := raw.ParseGrain(*rollupGrain)
 	if err != nil {
@@ -120,10 +161,15 @@ func run(ctx context.Context) error {
 	defer st.Close()
 
 	var took time.Duration
+	named := *jobopts.JobName != ""
 	for i, day := range days {
 		cfg := base
 		cfg.AsOf = day
 		cfg.Started = time.Now().UTC()
+		if !named {
+			// A name to find the job by in the runner's UI.
+			*jobopts.JobName = "lumen-batch-" + day.Format("20060102") + "-" + cfg.Started.Format("20060102-150405")
+		}
 		if len(days) > 1 && !*quiet {
 			fmt.Fprintf(os.Stderr, "batch: as_of %s (%d/%d)\n", day.Format(time.DateOnly), i+1, len(days))
 		}
@@ -132,6 +178,11 @@ func run(ctx context.Context) error {
 		}
 		took = time.Since(cfg.Started)
 	}
+	if detached() {
+		fmt.Fprintf(os.Stderr, "batch: as_of %s: job %s handed to the runner (--async or --dry_run); batch_runs shows it once it has run\n",
+			days[0].Format(time.DateOnly), jobopts.GetJobName())
+		return nil
+	}
 	if !*quiet {
 		last := base
 		last.AsOf = days[len(days)-1]
@@ -139,6 +190,16 @@ func run(ctx context.Context) error {
 		return printSummary(ctx, os.Stdout, st, last, took)
 	}
 	return nil
+}
+
+// detached reports whether the runner returns without running the job to
+// its end: a submission with --async, or Dataflow's --dry_run.
+func detached() bool {
+	if *jobopts.Async {
+		return true
+	}
+	f := flag.Lookup("dry_run")
+	return f != nil && f.Value.String() == "true"
 }
 
 // runDays resolves --as_of or --from/--to into the as_of days to run.
@@ -213,6 +274,9 @@ func runOne(ctx context.Context, st serving.Store, cfg pipelines.BatchConfig) er
 	return nil
 }
 
+// showProgress prints the read's progress every 5 s. The counters are this
+// process's: with the workers elsewhere (EXTERNAL, PROCESS, DOCKER) nothing
+// is listed here, and the runner's own UI shows the progress instead.
 func showProgress(stop <-chan struct{}, started time.Time) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
@@ -222,6 +286,9 @@ func showProgress(stop <-chan struct{}, started time.Time) {
 			return
 		case <-t.C:
 			pr := pipelines.Progress()
+			if pr.FilesListed == 0 {
+				continue
+			}
 			el := time.Since(started).Seconds()
 			fmt.Fprintf(os.Stderr, "batch: %4.0fs  %d/%d files read in %d units, %.2fM records (%.2fM/s)\n",
 				el, pr.FilesRead, pr.FilesListed, pr.Units, float64(pr.RecordsRead)/1e6, float64(pr.RecordsRead)/1e6/el)

@@ -9,6 +9,11 @@
 //
 //	go run ./cmd/stream
 //	go run ./cmd/stream --brokers=k1:9092,k2:9092 --store=cassandra://c1:9042/lumen --start=committed --group=lumen-stream
+//
+// On a portable runner (README, "Running at scale") the same binary is the
+// launcher and, with --worker_pool, the SDK workers' pool. A stop (an
+// interrupt, or --for) cancels the job on the job service; with --async the
+// command returns once the job is submitted and the job runs on.
 package main
 
 import (
@@ -28,6 +33,7 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	beamlog "github.com/apache/beam/sdks/v2/go/pkg/beam/log"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/options/jobopts"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners"
 	"github.com/twmb/franz-go/pkg/kfake"
 
@@ -62,6 +68,7 @@ var (
 	casUser     = flag.String("cassandra_username", "", "Cassandra user (or $LUMEN_CASSANDRA_USERNAME); keeps credentials out of --store.")
 	casPassFile = flag.String("cassandra_password_file", "", "File holding the Cassandra password (or $LUMEN_CASSANDRA_PASSWORD).")
 	kafkaSec    = kafkaflags.Register(flag.CommandLine)
+	workerPool  = flag.String("worker_pool", "", "Serve a Beam worker pool on localhost:PORT (PORT, or localhost:PORT; 0 picks one) for jobs submitted with --environment_type=EXTERNAL, instead of running a job.")
 )
 
 func main() {
@@ -72,13 +79,41 @@ func main() {
 	if *runners.Runner == "" {
 		*runners.Runner = "prism"
 	}
+	if *runners.Runner == "prism" && *jobopts.Endpoint != "" {
+		// prism given a job service is the universal runner (prism.Execute
+		// hands it over), and the stream stops the way it stops on one.
+		*runners.Runner = "universal"
+	}
+	if *jobopts.JobName == "" {
+		// A name to find the job by in the runner, and to cancel it by.
+		*jobopts.JobName = "lumen-stream-" + time.Now().UTC().Format("20060102-150405")
+	}
 	if err := cassandraio.ExportCredentials(*casUser, *casPassFile); err != nil {
 		fmt.Fprintln(os.Stderr, "stream: --cassandra_password_file:", err)
 		os.Exit(2)
 	}
+	// No password in --store: it would travel in the pipeline's options
+	// and DoFns. This process keeps it in its environment.
+	if clean, moved, err := cassandraio.MovePasswordToEnv(*store); err != nil {
+		fmt.Fprintln(os.Stderr, "stream: --store:", err)
+		os.Exit(2)
+	} else if moved {
+		flag.Set("store", clean)
+	}
 	beam.Init()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *workerPool != "" {
+		err := pipelines.ServeWorkers(ctx, *workerPool, func(addr string) {
+			fmt.Fprintf(os.Stderr, "stream: worker pool at %s (pid %d): submit with --environment_type=EXTERNAL --environment_config=%s\n",
+				addr, os.Getpid(), addr)
+		})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "stream: --worker_pool:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *runFor > 0 {
 		// Cancel, not a deadline: prism (2.77) panics on a worker stream
 		// ending with DeadlineExceeded, and handles Canceled.
@@ -153,8 +188,12 @@ func run(ctx context.Context) error {
 	for {
 		select {
 		case err := <-done:
-			if ctx.Err() != nil {
+			if ctx.Err() != nil && err == nil {
 				fmt.Fprintln(os.Stderr, "stream: stopped")
+				return nil
+			}
+			if err == nil && detached() {
+				fmt.Fprintf(os.Stderr, "stream: job %s handed to the runner (--async or --dry_run); it runs until cancelled there\n", jobopts.GetJobName())
 				return nil
 			}
 			if err == nil {
@@ -168,6 +207,16 @@ func run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// detached reports whether the runner returns without running the job to
+// its end: a submission with --async, or Dataflow's --dry_run.
+func detached() bool {
+	if *jobopts.Async {
+		return true
+	}
+	f := flag.Lookup("dry_run")
+	return f != nil && f.Value.String() == "true"
 }
 
 // watchedApps are the apps the table sums over.

@@ -159,3 +159,42 @@ func TestAdaptiveThrottle(t *testing.T) {
 }
 
 func fmtAll(c Config) string { return fmt.Sprintf("%v %+v %#v %s", c, c, c, c) }
+
+// A password written into a store URL leaves it for the environment, and
+// the URL that is left parses to the same configuration.
+func TestMovePasswordToEnv(t *testing.T) {
+	for _, c := range []struct{ name, in, want, password string }{
+		{"userinfo", "cassandra://bob:hun%40ter2@h1,h2:9042/ks?rate=5000&workers=4", "cassandra://bob@h1,h2:9042/ks?rate=5000&workers=4", "hun@ter2"},
+		{"no user", "cassandra://:s3cret@h/ks", "cassandra://h/ks", "s3cret"},
+		{"parameter", "cassandra://h/ks?rate=10&password=p%26w&workers=2", "cassandra://h/ks?rate=10&workers=2", "p&w"},
+		{"only parameter", "cassandra://h?password=x", "cassandra://h", "x"},
+		{"none", "cassandra://bob@h/ks?rate=1", "cassandra://bob@h/ks?rate=1", ""},
+		{"not cassandra", "sqlite:/tmp/a:b@c.db", "sqlite:/tmp/a:b@c.db", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv(EnvPassword, "before")
+			before, _ := ParseURL(c.in)
+			got, moved, err := MovePasswordToEnv(c.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != c.want || moved != (c.password != "") {
+				t.Fatalf("MovePasswordToEnv(%q) = %q, %v; want %q, %v", c.in, got, moved, c.want, c.password != "")
+			}
+			want := c.password
+			if want == "" {
+				want = "before"
+			}
+			if env := os.Getenv(EnvPassword); env != want {
+				t.Errorf("%s = %q, want %q", EnvPassword, env, want)
+			}
+			if !strings.HasPrefix(c.in, "cassandra://") {
+				return
+			}
+			after, _ := ParseURL(got)
+			if fmt.Sprintf("%#v|%q", after, after.Password) != fmt.Sprintf("%#v|%q", before, before.Password) {
+				t.Errorf("the URL left parses to %#v (password %q), the original to %#v (%q)", after, after.Password, before, before.Password)
+			}
+		})
+	}
+}

@@ -19,6 +19,7 @@ func TestMain(m *testing.M) {
 	// ptest initialises Beam; the test binary doubles as prism's worker.
 	code := ptest.MainRetWithDefault(m, "prism")
 	cleanupDatasets()
+	cleanupCommands()
 	os.Exit(code)
 }
 
