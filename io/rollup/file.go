@@ -278,6 +278,24 @@ func Read(ctx context.Context, path string) (Rollup, int64, error) {
 	return r, int64(len(b)), err
 }
 
+// ListPartition lists the rollup files of partition p under root: one
+// LIST of its directory (at the day grain, with any hourly rollups under
+// it, which a daily one replaces).
+func ListPartition(ctx context.Context, root string, p raw.Partition) ([]string, error) {
+	prefix := p.Dir(root, "rollup") + "/"
+	files, err := blob.ListPrefix(ctx, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("rollup: list %s: %w", prefix, err)
+	}
+	var out []string
+	for _, f := range files {
+		if strings.HasSuffix(f.Path, ".avro") {
+			out = append(out, f.Path)
+		}
+	}
+	return out, nil
+}
+
 // List finds the rollups of the arrival days [first, last] under root,
 // with one listing per kind and day, as the raw layout is listed.
 func List(ctx context.Context, root string, first, last time.Time, concurrency int) (map[raw.Partition][]string, error) {

@@ -113,7 +113,7 @@ func incrementalScenario(t *testing.T, src, root string, counter *s3test.Counter
 		counter.Reset()
 	}
 	second := run(inc, next, false)
-	newParts := partitionsOf(t, newFiles)
+	newParts := partitionsOf(t, newFiles...)
 	t.Logf("incremental run as of D+1: %v", readCounters(second))
 	if got := sum(second, "read.partitions_from_raw"); got != int64(newParts) {
 		t.Errorf("incremental run read %d partitions from raw, want D+1's %d", got, newParts)
@@ -127,13 +127,18 @@ func incrementalScenario(t *testing.T, src, root string, counter *s3test.Counter
 		if rawGets != newGets || newGets < len(newFiles) {
 			t.Errorf("the incremental run opened %d raw objects, %d of them of D+1 (%d files): it must open only D+1's", rawGets, newGets, len(newFiles))
 		}
+		// One LIST per kind and day of the window, and one per rollup
+		// written (to find those it replaces); existing rollups are found
+		// by name, without listing.
+		if lists, want := counter.Count("LIST"), 30*len(event.Kinds)+int(sum(second, "read.rollups_written")); lists != want {
+			t.Errorf("the incremental run sent %d LISTs, want %d", lists, want)
+		}
 	}
 	checkAgainstTruth(t, openStore(t, inc), tr)
 	equalsFull(t, root, inc, full, next, second)
 
 	// 3. A raw file of an old partition changes, and another gets a new one.
-	files := listRaw(t, root, d.AddDate(0, 0, -10))
-	changed, added := files[0], files[len(files)-1]
+	changed, added := listRaw(t, root, d.AddDate(0, 0, -10))[0], listRaw(t, root, d.AddDate(0, 0, -12))[0]
 	rewriteShorter(t, changed)
 	copyFile(t, added, strings.TrimSuffix(added, ".avro")+"-late.avro")
 	third := run(inc, next, false)
@@ -142,18 +147,24 @@ func incrementalScenario(t *testing.T, src, root string, counter *s3test.Counter
 	}
 	equalsFull(t, root, inc, full, next, third)
 
-	// 4. Rollups go missing, get cut short, get garbled.
-	rollups, err := rollup.List(ctx, root, d.AddDate(0, 0, -5), d.AddDate(0, 0, -5), 4)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// 4. Rollups go missing, get cut short, get garbled: one of each of
+	// three days, so that it holds at any grain.
 	var paths []string
-	for _, ps := range rollups {
-		paths = append(paths, ps...)
-	}
-	sort.Strings(paths)
-	if len(paths) < 3 {
-		t.Fatalf("only %d rollups of D-5", len(paths))
+	for ago := 5; ago <= 7; ago++ {
+		day := d.AddDate(0, 0, -ago)
+		rollups, err := rollup.List(ctx, root, day, day, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ps []string
+		for _, p := range rollups {
+			ps = append(ps, p...)
+		}
+		if len(ps) == 0 {
+			t.Fatalf("no rollup of D-%d", ago)
+		}
+		sort.Strings(ps)
+		paths = append(paths, ps[0])
 	}
 	if err := blob.Remove(ctx, paths[0]); err != nil {
 		t.Fatal(err)
@@ -333,12 +344,20 @@ func listRaw(t *testing.T, root string, day time.Time) []string {
 	return out
 }
 
-// partitionsOf counts the hour partitions of raw paths.
-func partitionsOf(t *testing.T, paths []string) int {
+// defaultGrain is the rollup grain a run uses when its config names none.
+func defaultGrain() raw.Grain {
+	var c pipelines.BatchConfig
+	c.EnsureDefaults()
+	return c.Grain
+}
+
+// partitionsOf counts the arrival partitions (at the default grain) of raw
+// paths.
+func partitionsOf(t *testing.T, paths ...string) int {
 	t.Helper()
 	seen := map[raw.Partition]bool{}
 	for _, p := range paths {
-		part, err := raw.PartitionOf(p, raw.GrainHour)
+		part, err := raw.PartitionOf(p, defaultGrain())
 		if err != nil {
 			t.Fatal(err)
 		}
