@@ -41,7 +41,9 @@ type BatchConfig struct {
 	// RollupRoot is where partitions' rollups are kept, under rollup/.
 	// Default: Input.
 	RollupRoot string
-	// Grain is the arrival partition a rollup covers. Default an hour.
+	// Grain is the arrival partition a rollup covers. Default a day: at the
+	// 144,000-file shape a day's rollups made full runs 1.6x and incremental
+	// runs 2.1x faster than an hour's (cmd/bench incremental, README).
 	Grain raw.Grain
 	// Full reads every partition from raw, ignoring rollups (and writes
 	// them afresh).
@@ -62,7 +64,7 @@ func (c *BatchConfig) EnsureDefaults() {
 		c.RollupRoot = c.Input
 	}
 	if c.Grain == 0 {
-		c.Grain = raw.GrainHour
+		c.Grain = raw.GrainDay
 	}
 	if c.Precision == 0 {
 		c.Precision = hll.DefaultPrecision

@@ -65,7 +65,7 @@ var (
 	full        = flag.Bool("full", false, "Recompute every partition from raw, ignoring rollups (and rewrite them).")
 	noRollups   = flag.Bool("no_rollups", false, "Neither read nor write rollups: every partition from raw, nothing written under rollup/.")
 	rollupRoot  = flag.String("rollup_root", "", "Root for rollups (rollup/<kind>/dt=…). Default: --input.")
-	rollupGrain = flag.String("rollup_grain", "hour", "Arrival partition a rollup covers: hour or day.")
+	rollupGrain = flag.String("rollup_grain", "day", "Arrival partition a rollup covers: day or hour.")
 	workerPool  = flag.String("worker_pool", "", "Serve a Beam worker pool on localhost:PORT (PORT, or localhost:PORT; 0 picks one) for jobs submitted with --environment_type=EXTERNAL, instead of running a job.")
 )
 
