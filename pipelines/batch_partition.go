@@ -42,6 +42,7 @@ func (f *cutPartitionFn) ProcessElement(ctx context.Context, key string, parts f
 	var whole rollup.Rollup
 	var st KindStats
 	started, fromRollup := false, false
+	stale := map[string]bool{}
 	var pp partPartial
 	for parts(&pp) {
 		if !started {
@@ -54,6 +55,9 @@ func (f *cutPartitionFn) ProcessElement(ctx context.Context, key string, parts f
 		st.RollupBytes += pp.RollupSize
 		st.RawFiles += pp.RawFiles
 		st.RawBytes += pp.RawBytes
+		for _, s := range pp.Stale {
+			stale[s] = true
+		}
 		pp = partPartial{}
 	}
 	if !started {
@@ -64,7 +68,7 @@ func (f *cutPartitionFn) ProcessElement(ctx context.Context, key string, parts f
 	} else {
 		st.PartitionsFromRaw = 1
 		if !f.NoRollups {
-			f.writeRollup(ctx, whole, &st)
+			f.writeRollup(ctx, whole, stale, &st)
 		}
 	}
 
@@ -85,7 +89,7 @@ func (f *cutPartitionFn) ProcessElement(ctx context.Context, key string, parts f
 	return nil
 }
 
-func (f *cutPartitionFn) writeRollup(ctx context.Context, r rollup.Rollup, st *KindStats) {
+func (f *cutPartitionFn) writeRollup(ctx context.Context, r rollup.Rollup, stale map[string]bool, st *KindStats) {
 	path := rollup.Path(f.RollupRoot, r.Partition, r.Manifest)
 	if err := rollup.Write(ctx, path, r); err != nil {
 		slog.Warn("batch: a rollup could not be written; the next run reads the partition from raw again",
@@ -94,12 +98,7 @@ func (f *cutPartitionFn) writeRollup(ctx context.Context, r rollup.Rollup, st *K
 		return
 	}
 	st.RollupsWritten++
-	// The partition's other rollups are of listings it no longer has.
-	old, err := rollup.ListPartition(ctx, f.RollupRoot, r.Partition)
-	if err != nil {
-		slog.Warn("batch: the rollups a new one replaces could not be listed", "partition", r.Partition, "error", err)
-	}
-	for _, s := range old {
+	for s := range stale {
 		if s == path {
 			continue
 		}

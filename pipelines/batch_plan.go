@@ -25,10 +25,12 @@ func init() {
 type batchUnit struct {
 	ID int
 	// A raw unit: files (or splits of them) of one partition, with the
-	// partition's whole manifest.
+	// partition's whole manifest, and its rollup files that the new one
+	// will replace.
 	Partition string // raw.Partition.String()
 	Splits    []raw.FileSplit
 	Manifest  rollup.Manifest
+	Stale     []string
 	// A rollup unit.
 	Rollups []rollupTask
 }
@@ -41,6 +43,7 @@ type rollupTask struct {
 	Path      string
 	Manifest  rollup.Manifest
 	Files     []raw.FileSplit
+	Stale     []string // none: the rollup was found by its name
 }
 
 // rollupsPerUnit is how many rollups one unit reads (concurrently): a
@@ -52,8 +55,9 @@ const rollupsPerUnit = 24
 // rollup, any other (new, changed, or without a rollup) is read from its
 // raw files. A rollup is named by the hash of its manifest, so whether a
 // partition's listing matches one is a stat of one name (a HEAD on S3),
-// not a listing of the rollups: those are listed only where a new one is
-// written. It runs once, on the impulse: listing happens inside the job,
+// not a listing of the rollups: those are listed only for the kinds and
+// days with a partition read from raw, to find the rollups its new one
+// replaces. It runs once, on the impulse: listing happens inside the job,
 // so a submitted job needs no access to the input from the launcher.
 type planFn struct {
 	fileSetup
@@ -103,14 +107,37 @@ func (f *planFn) ProcessElement(ctx context.Context, _ []byte, emit func(batchUn
 		return fmt.Errorf("pipelines: looking for rollups: %w", err)
 	}
 
+	// The rollups that partitions read from raw will replace: one LIST
+	// per kind and day that has such a partition.
+	var days []raw.Partition
+	listed := map[string]bool{}
+	for i, p := range parts {
+		day := raw.Partition{Kind: p.Kind, Day: p.Day, Hour: -1}
+		if !found[i] && !f.NoRollups && !listed[day.String()] {
+			listed[day.String()] = true
+			days = append(days, day)
+		}
+	}
+	existing, err := rollup.ListDays(ctx, f.RollupRoot, days, f.Opts.ListConcurrency)
+	if err != nil {
+		return fmt.Errorf("pipelines: %w", err)
+	}
+
 	var units []batchUnit
 	var tasks []rollupTask
 	fromRaw := 0
 	for i, p := range parts {
 		m := manifests[i]
+		want := rollup.Path(f.RollupRoot, p, m)
 		if found[i] {
-			tasks = append(tasks, rollupTask{Partition: p.String(), Path: rollup.Path(f.RollupRoot, p, m), Manifest: m, Files: byPart[p]})
+			tasks = append(tasks, rollupTask{Partition: p.String(), Path: want, Manifest: m, Files: byPart[p]})
 			continue
+		}
+		var stale []string
+		for _, path := range existing[p] {
+			if path != want {
+				stale = append(stale, path)
+			}
 		}
 		fromRaw++
 		// A partition is packed on its own, so its aggregates stay apart:
@@ -118,7 +145,7 @@ func (f *planFn) ProcessElement(ctx context.Context, _ []byte, emit func(batchUn
 		opts := f.Opts
 		opts.Parallelism = 1
 		for _, u := range raw.Pack(byPart[p], opts) {
-			units = append(units, batchUnit{Partition: p.String(), Splits: u.Splits, Manifest: m})
+			units = append(units, batchUnit{Partition: p.String(), Splits: u.Splits, Manifest: m, Stale: stale})
 		}
 	}
 	for lo := 0; lo < len(tasks); lo += rollupsPerUnit {

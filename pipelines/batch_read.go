@@ -33,11 +33,12 @@ func init() {
 // its way to be grouped by partition.
 type partPartial struct {
 	Rollup     rollup.Rollup
-	FromRollup bool  // read from the partition's rollup, else from raw
-	Rejected   int64 // rollups found unusable, and replaced by raw
-	RollupSize int64 // bytes of the rollup read, if FromRollup
-	RawFiles   int64 // raw files (or splits) this part read
-	RawBytes   int64 // and their bytes
+	FromRollup bool     // read from the partition's rollup, else from raw
+	Rejected   int64    // rollups found unusable, and replaced by raw
+	RollupSize int64    // bytes of the rollup read, if FromRollup
+	RawFiles   int64    // raw files (or splits) this part read
+	RawBytes   int64    // and their bytes
+	Stale      []string // rollup files the partition's new one replaces
 }
 
 // partMeta is partPartial but its rollup, for the coder.
@@ -46,12 +47,13 @@ type partMeta struct {
 	Rejected           int64
 	RollupSize         int64
 	RawFiles, RawBytes int64
+	Stale              []string
 }
 
 // The coder: a length-prefixed JSON header, then the rollup in its file
 // form (aggregates in aggregate's binary form).
 func encodePartPartial(p partPartial) ([]byte, error) {
-	meta, err := json.Marshal(partMeta{p.FromRollup, p.Rejected, p.RollupSize, p.RawFiles, p.RawBytes})
+	meta, err := json.Marshal(partMeta{p.FromRollup, p.Rejected, p.RollupSize, p.RawFiles, p.RawBytes, p.Stale})
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +79,7 @@ func decodePartPartial(b []byte) (partPartial, error) {
 		return partPartial{}, err
 	}
 	return partPartial{Rollup: r, FromRollup: m.FromRollup, Rejected: m.Rejected, RollupSize: m.RollupSize, RawFiles: m.RawFiles,
-		RawBytes: m.RawBytes}, nil
+		RawBytes: m.RawBytes, Stale: m.Stale}, nil
 }
 
 // forever is the window a partition's partials are kept in: all of time.
@@ -104,7 +106,7 @@ func (f *readPartitionsFn) ProcessElement(ctx context.Context, u batchUnit,
 		if err != nil {
 			return fmt.Errorf("pipelines: work unit %d: %w", u.ID, err)
 		}
-		return f.readRaw(ctx, p, u.Splits, u.Manifest, 0, emitDead, emitPart)
+		return f.readRaw(ctx, p, u.Splits, u.Manifest, u.Stale, 0, emitDead, emitPart)
 	}
 	// Rollups are small and many: fetch them concurrently, then use them
 	// in order.
@@ -147,7 +149,7 @@ func (f *readPartitionsFn) ProcessElement(ctx context.Context, u batchUnit,
 		beam.NewCounter("lumen.batch", "rollups_rejected").Inc(ctx, 1)
 		p, _ := raw.ParsePartition(t.Partition)
 		// The new rollup goes to the same path (the manifest is the same).
-		if err := f.readRaw(ctx, p, t.Files, t.Manifest, 1, emitDead, emitPart); err != nil {
+		if err := f.readRaw(ctx, p, t.Files, t.Manifest, t.Stale, 1, emitDead, emitPart); err != nil {
 			return err
 		}
 	}
@@ -155,7 +157,7 @@ func (f *readPartitionsFn) ProcessElement(ctx context.Context, u batchUnit,
 }
 
 // readRaw reads a partition's raw files (or splits) into partials.
-func (f *readPartitionsFn) readRaw(ctx context.Context, p raw.Partition, splits []raw.FileSplit, m rollup.Manifest,
+func (f *readPartitionsFn) readRaw(ctx context.Context, p raw.Partition, splits []raw.FileSplit, m rollup.Manifest, stale []string,
 	rejected int64, emitDead func(string, deadletter.Record), emitPart func(string, partPartial)) error {
 	sink := &partitionSink{key: strings.ReplaceAll(p.String(), "/", "_"), emitDead: emitDead,
 		partials: aggregate.NewPartials(forever, aggregate.Hour, f.Precision), max: f.maxCells()}
@@ -166,7 +168,7 @@ func (f *readPartitionsFn) readRaw(ctx context.Context, p raw.Partition, splits 
 		stats := sink.partials.Drain(func(k aggregate.AppKey, a aggregate.Agg) { aggs[k] = a })
 		c.Events, c.ClockSkew = stats[p.Kind].Events, stats[p.Kind].ClockSkew
 		emitPart(p.String(), partPartial{Rollup: rollup.Rollup{Partition: p, Precision: f.Precision, Manifest: m, Counters: c, Aggs: aggs},
-			Rejected: rejected, RawFiles: files, RawBytes: bytes})
+			Rejected: rejected, RawFiles: files, RawBytes: bytes, Stale: stale})
 		sink.dead, rejected = nil, 0
 	}
 	rs, err := raw.ReadUnit(ctx, raw.WorkUnit{Splits: splits}, f.Opts, sink)

@@ -278,43 +278,28 @@ func Read(ctx context.Context, path string) (Rollup, int64, error) {
 	return r, int64(len(b)), err
 }
 
-// ListPartition lists the rollup files of partition p under root: one
-// LIST of its directory (at the day grain, with any hourly rollups under
-// it, which a daily one replaces).
-func ListPartition(ctx context.Context, root string, p raw.Partition) ([]string, error) {
-	prefix := p.Dir(root, "rollup") + "/"
-	files, err := blob.ListPrefix(ctx, prefix)
-	if err != nil {
-		return nil, fmt.Errorf("rollup: list %s: %w", prefix, err)
-	}
-	var out []string
-	for _, f := range files {
-		if strings.HasSuffix(f.Path, ".avro") {
-			out = append(out, f.Path)
-		}
-	}
-	return out, nil
-}
-
 // List finds the rollups of the arrival days [first, last] under root,
 // with one listing per kind and day, as the raw layout is listed.
 func List(ctx context.Context, root string, first, last time.Time, concurrency int) (map[raw.Partition][]string, error) {
-	type job struct {
-		kind event.Kind
-		day  time.Time
-	}
-	var jobs []job
+	var days []raw.Partition
 	for _, k := range event.Kinds {
 		for d := first.UTC().Truncate(24 * time.Hour); !d.After(last); d = d.AddDate(0, 0, 1) {
-			jobs = append(jobs, job{k, d})
+			days = append(days, raw.Partition{Kind: k, Day: d, Hour: -1})
 		}
 	}
-	results := make([][]blob.FileInfo, len(jobs))
+	return ListDays(ctx, root, days, concurrency)
+}
+
+// ListDays finds the rollups of some kinds' arrival days (partitions at
+// the day grain) under root, with one listing each. Rollups of hours are
+// keyed by their hour's partition.
+func ListDays(ctx context.Context, root string, days []raw.Partition, concurrency int) (map[raw.Partition][]string, error) {
+	results := make([][]blob.FileInfo, len(days))
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(1, concurrency))
-	for i, j := range jobs {
+	for i, d := range days {
 		g.Go(func() error {
-			prefix := raw.Partition{Kind: j.kind, Day: j.day, Hour: -1}.Dir(root, "rollup") + "/"
+			prefix := raw.Partition{Kind: d.Kind, Day: d.Day, Hour: -1}.Dir(root, "rollup") + "/"
 			files, err := blob.ListPrefix(ctx, prefix)
 			if err != nil {
 				return fmt.Errorf("rollup: list %s: %w", prefix, err)
@@ -332,7 +317,7 @@ func List(ctx context.Context, root string, first, last time.Time, concurrency i
 			if !strings.HasSuffix(f.Path, ".avro") {
 				continue
 			}
-			p := raw.Partition{Kind: jobs[i].kind, Day: jobs[i].day, Hour: -1}
+			p := raw.Partition{Kind: days[i].Kind, Day: days[i].Day, Hour: -1}
 			if dir := path.Base(path.Dir(f.Path)); strings.HasPrefix(dir, "hr=") {
 				if _, err := fmt.Sscanf(dir, "hr=%02d", &p.Hour); err != nil {
 					continue
