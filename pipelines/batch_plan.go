@@ -8,9 +8,7 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
-	"golang.org/x/sync/errgroup"
 
-	"github.com/lumenhq/lumen/io/blob"
 	"github.com/lumenhq/lumen/io/raw"
 	"github.com/lumenhq/lumen/io/rollup"
 )
@@ -35,30 +33,27 @@ type batchUnit struct {
 	Rollups []rollupTask
 }
 
-// rollupTask is a partition whose listing matches an existing rollup's
-// name. The rollup is still checked when it is read; the partition's files
-// come along, to be read instead if it cannot be used.
+// rollupTask is a partition whose listing matches its rollup's name. The
+// rollup is still checked when it is read; the partition's files come
+// along, to be read instead if it cannot be used.
 type rollupTask struct {
 	Partition string
 	Path      string
 	Manifest  rollup.Manifest
 	Files     []raw.FileSplit
-	Stale     []string // none: the rollup was found by its name
+	Stale     []string
 }
 
 // rollupsPerUnit is how many rollups one unit reads (concurrently): a
 // day's worth of hourly ones.
 const rollupsPerUnit = 24
 
-// planFn lists the window's raw partitions and plans the read: a
-// partition whose raw listing still matches its rollup is taken from the
-// rollup, any other (new, changed, or without a rollup) is read from its
-// raw files. A rollup is named by the hash of its manifest, so whether a
-// partition's listing matches one is a stat of one name (a HEAD on S3),
-// not a listing of the rollups: those are listed only for the kinds and
-// days with a partition read from raw, to find the rollups its new one
-// replaces. It runs once, on the impulse: listing happens inside the job,
-// so a submitted job needs no access to the input from the launcher.
+// planFn lists the window's raw partitions and their rollups, and plans
+// the read: a partition whose raw listing still matches its rollup is
+// taken from the rollup, any other (new, changed, or without a rollup) is
+// read from its raw files. It runs once, on the impulse: listing happens
+// inside the job, so a submitted job needs no access to the input from
+// the launcher.
 type planFn struct {
 	fileSetup
 	Root, RollupRoot string
@@ -76,6 +71,12 @@ func (f *planFn) ProcessElement(ctx context.Context, _ []byte, emit func(batchUn
 		// bundle, then fails the job.
 		return fmt.Errorf("pipelines: %w", err)
 	}
+	existing := map[raw.Partition][]string{}
+	if !f.NoRollups {
+		if existing, err = rollup.List(ctx, f.RollupRoot, f.First, f.Last, f.Opts.ListConcurrency); err != nil {
+			return fmt.Errorf("pipelines: %w", err)
+		}
+	}
 	byPart := map[raw.Partition][]raw.FileSplit{}
 	for _, fs := range files {
 		p, err := raw.PartitionOf(fs.Path, f.Grain)
@@ -89,55 +90,25 @@ func (f *planFn) ProcessElement(ctx context.Context, _ []byte, emit func(batchUn
 		parts = append(parts, p)
 	}
 	slices.SortFunc(parts, raw.Partition.Compare)
-	manifests := make([]rollup.Manifest, len(parts))
-	found := make([]bool, len(parts))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(1, f.Opts.ListConcurrency))
-	for i, p := range parts {
-		manifests[i] = rollup.NewManifest(byPart[p])
-		if f.Full || f.NoRollups {
-			continue
-		}
-		g.Go(func() (err error) {
-			found[i], err = blob.Exists(gctx, rollup.Path(f.RollupRoot, p, manifests[i]))
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return fmt.Errorf("pipelines: looking for rollups: %w", err)
-	}
-
-	// The rollups that partitions read from raw will replace: one LIST
-	// per kind and day that has such a partition.
-	var days []raw.Partition
-	listed := map[string]bool{}
-	for i, p := range parts {
-		day := raw.Partition{Kind: p.Kind, Day: p.Day, Hour: -1}
-		if !found[i] && !f.NoRollups && !listed[day.String()] {
-			listed[day.String()] = true
-			days = append(days, day)
-		}
-	}
-	existing, err := rollup.ListDays(ctx, f.RollupRoot, days, f.Opts.ListConcurrency)
-	if err != nil {
-		return fmt.Errorf("pipelines: %w", err)
-	}
 
 	var units []batchUnit
 	var tasks []rollupTask
 	fromRaw := 0
-	for i, p := range parts {
-		m := manifests[i]
+	for _, p := range parts {
+		m := rollup.NewManifest(byPart[p])
 		want := rollup.Path(f.RollupRoot, p, m)
-		if found[i] {
-			tasks = append(tasks, rollupTask{Partition: p.String(), Path: want, Manifest: m, Files: byPart[p]})
-			continue
-		}
 		var stale []string
+		found := false
 		for _, path := range existing[p] {
-			if path != want {
+			if path == want {
+				found = true
+			} else {
 				stale = append(stale, path)
 			}
+		}
+		if found && !f.Full {
+			tasks = append(tasks, rollupTask{Partition: p.String(), Path: want, Manifest: m, Files: byPart[p], Stale: stale})
+			continue
 		}
 		fromRaw++
 		// A partition is packed on its own, so its aggregates stay apart:

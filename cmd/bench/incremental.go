@@ -14,6 +14,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/prism"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/avroio"
@@ -39,6 +40,7 @@ func benchIncremental(ctx context.Context, args []string) error {
 	s3Events := fs.Int("s3_events", 1_000_000, "Events in 30 days on S3 (uploading 144,000 objects to moto takes too long).")
 	s3FilesPerHour := fs.Int("s3_files_per_hour", 20, "Files per arrival hour on S3.")
 	grains := fs.String("grains", "hour,day", "Rollup grains to measure.")
+	cpuprofile := fs.String("cpuprofile", "", "Write a CPU profile of the last local incremental run here.")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -51,6 +53,7 @@ func benchIncremental(ctx context.Context, args []string) error {
 		gs = append(gs, grain)
 	}
 	var rows []incRow
+	incProfile = *cpuprofile
 	local, err := incrementalLocal(ctx, *events, *filesPerHour, gs)
 	if err != nil {
 		return err
@@ -73,6 +76,9 @@ func benchIncremental(ctx context.Context, args []string) error {
 	}
 	return tw.Flush()
 }
+
+// incProfile, if set, is where the local incremental run's CPU profile goes.
+var incProfile string
 
 type incRow struct {
 	where, grain, run string
@@ -164,6 +170,8 @@ func incrementalS3(ctx context.Context, endpoint string, events, filesPerHour in
 		if _, err := client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
 			return nil, err
 		}
+		// moto slows down as it holds more objects: leave it as found.
+		defer removeBucket(ctx, client, bucket)
 		last := cfg.AsOf()
 		dayDir := "dt=" + last.Format(time.DateOnly)
 		// Upload the days up to D, keeping D+1's files aside.
@@ -224,11 +232,17 @@ func incrementalRuns(ctx context.Context, where, root string, g raw.Grain, last 
 		if err := pipelines.BuildBatch(s, cfg); err != nil {
 			return 0, nil, err
 		}
+		stop := func() {}
+		if incProfile != "" && !full && asOf.Equal(last) && !strings.HasPrefix(where, "s3") {
+			stop = startProfile(incProfile)
+		}
 		t0 := time.Now()
-		if _, err := prism.Execute(ctx, p); err != nil {
+		_, err := prism.Execute(ctx, p)
+		took := time.Since(t0)
+		stop()
+		if err != nil {
 			return 0, nil, err
 		}
-		took := time.Since(t0)
 		st, err := serving.Open(ctx, store)
 		if err != nil {
 			return 0, nil, err
@@ -268,4 +282,30 @@ func incrementalRuns(ctx context.Context, where, root string, g raw.Grain, last 
 		{where, g.String(), "--full", fullTook, 1, full},
 		{where, g.String(), "incremental", incTook, vs(incTook), inc},
 	}, nil
+}
+
+// removeBucket deletes a bucket and everything in it, best effort.
+func removeBucket(ctx context.Context, client *s3.Client, bucket string) {
+	pages := s3.NewListObjectsV2Paginator(client, &s3.ListObjectsV2Input{Bucket: aws.String(bucket)})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench: emptying %s: %v\n", bucket, err)
+			return
+		}
+		var ids []types.ObjectIdentifier
+		for _, o := range page.Contents {
+			ids = append(ids, types.ObjectIdentifier{Key: o.Key})
+		}
+		if len(ids) == 0 {
+			continue
+		}
+		if _, err := client.DeleteObjects(ctx, &s3.DeleteObjectsInput{Bucket: aws.String(bucket), Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)}}); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: emptying %s: %v\n", bucket, err)
+			return
+		}
+	}
+	if _, err := client.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: removing %s: %v\n", bucket, err)
+	}
 }

@@ -13,10 +13,8 @@ package blob
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	iofs "io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -80,29 +78,6 @@ func ListDirs(ctx context.Context, prefix string) ([]string, error) {
 		return nil, fmt.Errorf("blob: cannot list directories of %s", prefix)
 	}
 	return dl.ListDirs(ctx, prefix)
-}
-
-// Exists reports whether a file exists: a stat, or one HEAD request on
-// S3, where it is cheaper than a LIST. Any error but "not found" is
-// returned.
-func Exists(ctx context.Context, path string) (bool, error) {
-	var err error
-	if isLocal(path) {
-		_, err = os.Stat(path)
-	} else {
-		var fsys filesystem.Interface
-		if fsys, err = fileSystem(ctx, path); err == nil {
-			_, err = fsys.Size(ctx, path)
-		}
-	}
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, iofs.ErrNotExist):
-		return false, nil
-	default:
-		return false, err
-	}
 }
 
 // ReadAll reads a whole file of the listed size, into buf's capacity when

@@ -281,25 +281,22 @@ func Read(ctx context.Context, path string) (Rollup, int64, error) {
 // List finds the rollups of the arrival days [first, last] under root,
 // with one listing per kind and day, as the raw layout is listed.
 func List(ctx context.Context, root string, first, last time.Time, concurrency int) (map[raw.Partition][]string, error) {
-	var days []raw.Partition
+	type job struct {
+		kind event.Kind
+		day  time.Time
+	}
+	var jobs []job
 	for _, k := range event.Kinds {
 		for d := first.UTC().Truncate(24 * time.Hour); !d.After(last); d = d.AddDate(0, 0, 1) {
-			days = append(days, raw.Partition{Kind: k, Day: d, Hour: -1})
+			jobs = append(jobs, job{k, d})
 		}
 	}
-	return ListDays(ctx, root, days, concurrency)
-}
-
-// ListDays finds the rollups of some kinds' arrival days (partitions at
-// the day grain) under root, with one listing each. Rollups of hours are
-// keyed by their hour's partition.
-func ListDays(ctx context.Context, root string, days []raw.Partition, concurrency int) (map[raw.Partition][]string, error) {
-	results := make([][]blob.FileInfo, len(days))
+	results := make([][]blob.FileInfo, len(jobs))
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(1, concurrency))
-	for i, d := range days {
+	for i, j := range jobs {
 		g.Go(func() error {
-			prefix := raw.Partition{Kind: d.Kind, Day: d.Day, Hour: -1}.Dir(root, "rollup") + "/"
+			prefix := raw.Partition{Kind: j.kind, Day: j.day, Hour: -1}.Dir(root, "rollup") + "/"
 			files, err := blob.ListPrefix(ctx, prefix)
 			if err != nil {
 				return fmt.Errorf("rollup: list %s: %w", prefix, err)
@@ -317,7 +314,7 @@ func ListDays(ctx context.Context, root string, days []raw.Partition, concurrenc
 			if !strings.HasSuffix(f.Path, ".avro") {
 				continue
 			}
-			p := raw.Partition{Kind: days[i].Kind, Day: days[i].Day, Hour: -1}
+			p := raw.Partition{Kind: jobs[i].kind, Day: jobs[i].day, Hour: -1}
 			if dir := path.Base(path.Dir(f.Path)); strings.HasPrefix(dir, "hr=") {
 				if _, err := fmt.Sscanf(dir, "hr=%02d", &p.Hour); err != nil {
 					continue
