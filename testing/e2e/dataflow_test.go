@@ -43,7 +43,8 @@ func TestDataflowDryRun(t *testing.T) {
 		settings: []string{"s3://lumen-lake/root", "https://s3.eu-west-1.example.com", "eu-west-1"},
 		steps: map[string]string{
 			"pipelines.Batch/pipelines.planFn":                                        "beam:transform:pardo:v1",
-			"pipelines.Batch/pipelines.readAggregateFn":                               "beam:transform:pardo:v1",
+			"pipelines.Batch/pipelines.readPartitionsFn":                              "beam:transform:pardo:v1",
+			"pipelines.Batch/pipelines.cutPartitionFn":                                "beam:transform:pardo:v1",
 			"pipelines.Batch/transforms.MergePartials/CombinePerKey":                  "beam:transform:combine_per_key:v1",
 			"pipelines.Batch/pipelines.WriteCounts/pipelines.writeCountsFn":           "beam:transform:pardo:v1",
 			"pipelines.Batch/pipelines.WriteUsers/pipelines.writeUsersFn":             "beam:transform:pardo:v1",
