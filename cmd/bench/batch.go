@@ -91,8 +91,17 @@ func benchBatch(ctx context.Context, args []string) error {
 
 	for _, r := range splitList(*runs) {
 		store := "sqlite:" + filepath.Join(os.TempDir(), fmt.Sprintf("lumen-bench-%d.db", os.Getpid()))
+		// A full run, as a first or a --full run is: everything from raw,
+		// rollups written (to a directory of their own, so that the next
+		// runner reads raw too and the dataset stays as generated).
+		rollups, err := os.MkdirTemp("", "lumen-bench-rollups")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(rollups)
 		p, s := beam.NewPipelineWithRoot()
 		if err := pipelines.BuildBatch(s, pipelines.BatchConfig{Input: root, AsOf: asOf, Store: store, DeadLetterRoot: os.TempDir(),
+			RollupRoot: rollups, Full: true,
 			Plan: raw.PlanOptions{TargetBytes: *unitBytes, OpenCost: *openCost, Parallelism: *parallelism}}); err != nil {
 			return err
 		}
