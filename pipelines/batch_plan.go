@@ -99,6 +99,17 @@ func (f *planFn) ProcessElement(ctx context.Context, _ []byte, emit func(batchUn
 		want := rollup.Path(f.RollupRoot, p, m)
 		var stale []string
 		found := false
+		// Rollups of the other grain for the same kind and day are stale
+		// too: written before --rollup_grain changed, never to be read.
+		other := raw.Partition{Kind: p.Kind, Day: p.Day, Hour: -1}
+		if p.Hour < 0 {
+			for h := range 24 {
+				other.Hour = h
+				stale = append(stale, existing[other]...)
+			}
+		} else {
+			stale = append(stale, existing[other]...)
+		}
 		for _, path := range existing[p] {
 			if path == want {
 				found = true

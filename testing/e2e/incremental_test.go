@@ -402,3 +402,58 @@ func TestIncrementalBackfill(t *testing.T) {
 	diffSnapshots(t, "backfill from rollups vs --full", a, b)
 	t.Logf("backfill of 7 days from rollups: %d rows of the last window equal --full", len(a))
 }
+
+// Changing --rollup_grain leaves no rollups of the old grain behind: the
+// first run at the new grain reads every partition from raw (there is no
+// rollup of its grain yet), writes the new rollups, and removes the old
+// ones; the next run reads only rollups of the new grain.
+func TestRollupGrainChange(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	ctx := context.Background()
+	src, tr := dataset(t, "incremental", incrementalConfig)
+	root := t.TempDir()
+	copyRaw(t, src, root, func(string) bool { return true })
+	root = strings.TrimSuffix(root, "/")
+	last, _ := time.Parse(time.DateOnly, tr.AsOf)
+	first := last.AddDate(0, 0, -29)
+	grains := func() (hours, days int) {
+		t.Helper()
+		have, err := rollup.List(ctx, root, first, last, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for p, paths := range have {
+			if p.Hour < 0 {
+				days += len(paths)
+			} else {
+				hours += len(paths)
+			}
+		}
+		return hours, days
+	}
+	for _, step := range []struct {
+		grain             raw.Grain
+		fromRaw           bool
+		wantHour, wantDay bool
+	}{
+		{raw.GrainHour, true, true, false},
+		{raw.GrainDay, true, false, true},
+		{raw.GrainDay, false, false, true},
+		{raw.GrainHour, true, true, false},
+	} {
+		store := sqliteURL(t)
+		runBatch(t, "prism", pipelines.BatchConfig{Input: root, AsOf: last, Store: store, DeadLetterRoot: t.TempDir(), Grain: step.grain})
+		c := readCounters(runCounters(t, openStore(t, store), last))
+		if fromRaw := c["partitions_from_rollups"] == 0; fromRaw != step.fromRaw {
+			t.Errorf("%v grain: %v, want every partition from raw: %v", step.grain, c, step.fromRaw)
+		}
+		hours, days := grains()
+		if (hours > 0) != step.wantHour || (days > 0) != step.wantDay {
+			t.Errorf("after a run at the %v grain: %d hourly and %d daily rollups", step.grain, hours, days)
+		}
+		checkAgainstTruth(t, openStore(t, store), tr)
+		t.Logf("%v grain: %d hourly and %d daily rollups; %v", step.grain, hours, days, c)
+	}
+}
