@@ -41,8 +41,14 @@ func RunStream(ctx context.Context, p *beam.Pipeline) error {
 	if IsJobServiceRunner(*runners.Runner) && !*jobopts.Async {
 		return runStreamJob(ctx, p)
 	}
-	stop := context.AfterFunc(ctx, func() { stopping.Add(1) })
-	err := beamx.Run(ctx, p)
+	// The job runs under a context of its own, cancelled only once the stop
+	// is counted: cancelling it first let prism report the failed last
+	// bundles before the filter knew of the stop (a race seen at
+	// 20,000 events/s on 2 cores).
+	run, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRun()
+	stop := context.AfterFunc(ctx, func() { stopping.Add(1); cancelRun() })
+	err := beamx.Run(run, p)
 	if !stop() {
 		// The stop was counted: keep quiet while prism's goroutines
 		// finish reporting it, then stop filtering.
