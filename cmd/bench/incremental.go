@@ -53,8 +53,7 @@ func benchIncremental(ctx context.Context, args []string) error {
 		gs = append(gs, grain)
 	}
 	var rows []incRow
-	incProfile = *cpuprofile
-	local, err := incrementalLocal(ctx, *events, *filesPerHour, gs)
+	local, err := incrementalLocal(ctx, *events, *filesPerHour, gs, *cpuprofile)
 	if err != nil {
 		return err
 	}
@@ -77,9 +76,6 @@ func benchIncremental(ctx context.Context, args []string) error {
 	return tw.Flush()
 }
 
-// incProfile, if set, is where the local incremental run's CPU profile goes.
-var incProfile string
-
 type incRow struct {
 	where, grain, run string
 	took              time.Duration
@@ -97,7 +93,7 @@ func incConfig(events, filesPerHour int) gen.Config {
 
 // incrementalLocal links the generated files into a fresh root: days up
 // to D first, D+1 later.
-func incrementalLocal(ctx context.Context, events, filesPerHour int, grains []raw.Grain) ([]incRow, error) {
+func incrementalLocal(ctx context.Context, events, filesPerHour int, grains []raw.Grain, profile string) ([]incRow, error) {
 	cfg := incConfig(events, filesPerHour)
 	data := filepath.Join(os.TempDir(), fmt.Sprintf("lumen-bench-inc-%d-%d", events, filesPerHour))
 	nfiles, nbytes, err := ensureDataset(data, cfg)
@@ -118,7 +114,7 @@ func incrementalLocal(ctx context.Context, events, filesPerHour int, grains []ra
 				return strings.Contains(rel, "/dt="+last.Format(time.DateOnly)+"/") == newDay
 			})
 		}
-		r, err := incrementalRuns(ctx, "local", root, g, last, add)
+		r, err := incrementalRuns(ctx, "local", root, g, last, add, profile)
 		if err != nil {
 			return nil, err
 		}
@@ -188,7 +184,10 @@ func incrementalS3(ctx context.Context, endpoint string, events, filesPerHour in
 			return nil, err
 		}
 		fmt.Fprintf(os.Stderr, "s3 (%s): uploaded ~%d objects (%.0f MiB) in %.0fs\n", endpoint, nfiles, mib(nbytes), time.Since(t0).Seconds())
-		add := func(bool) error {
+		add := func(newDay bool) error { // the days up to D are uploaded above
+			if !newDay {
+				return nil
+			}
 			next, err := os.MkdirTemp("", "lumen-bench-inc-next")
 			if err != nil {
 				return err
@@ -199,12 +198,7 @@ func incrementalS3(ctx context.Context, endpoint string, events, filesPerHour in
 			}
 			return upload(ctx, client, next, bucket, "lake")
 		}
-		r, err := incrementalRuns(ctx, "s3 "+endpoint, "s3://"+bucket+"/lake", g, last, func(newDay bool) error {
-			if newDay {
-				return add(true)
-			}
-			return nil
-		})
+		r, err := incrementalRuns(ctx, "s3 "+endpoint, "s3://"+bucket+"/lake", g, last, add, "")
 		if err != nil {
 			return nil, err
 		}
@@ -216,7 +210,7 @@ func incrementalS3(ctx context.Context, endpoint string, events, filesPerHour in
 // incrementalRuns runs as of D (writing rollups), adds D+1 (add(true); the
 // days up to D are added by add(false) first), then times the
 // incremental and the full run as of D+1.
-func incrementalRuns(ctx context.Context, where, root string, g raw.Grain, last time.Time, add func(newDay bool) error) ([]incRow, error) {
+func incrementalRuns(ctx context.Context, where, root string, g raw.Grain, last time.Time, add func(newDay bool) error, profile string) ([]incRow, error) {
 	if err := add(false); err != nil {
 		return nil, err
 	}
@@ -233,8 +227,8 @@ func incrementalRuns(ctx context.Context, where, root string, g raw.Grain, last 
 			return 0, nil, err
 		}
 		stop := func() {}
-		if incProfile != "" && !full && asOf.Equal(last) && !strings.HasPrefix(where, "s3") {
-			stop = startProfile(incProfile)
+		if profile != "" && !full && asOf.Equal(last) {
+			stop = startProfile(profile)
 		}
 		t0 := time.Now()
 		_, err := prism.Execute(ctx, p)

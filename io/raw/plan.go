@@ -50,42 +50,49 @@ func (o *PlanOptions) ensureDefaults() {
 // root. Days with no directory are simply empty.
 func ListWindow(ctx context.Context, root string, first, last time.Time, opts PlanOptions) ([]FileSplit, error) {
 	opts.ensureDefaults()
-	type job struct {
-		kind event.Kind
-		day  time.Time
+	days, listings, err := ListDays(ctx, first, last, opts.ListConcurrency, func(d Partition) string { return DayPrefix(root, d.Kind, d.Day) })
+	if err != nil {
+		return nil, fmt.Errorf("raw: %w", err)
 	}
-	var jobs []job
-	for _, k := range event.Kinds {
-		for d := first.UTC().Truncate(24 * time.Hour); !d.After(last); d = d.AddDate(0, 0, 1) {
-			jobs = append(jobs, job{k, d})
+	var out []FileSplit
+	for i, files := range listings {
+		for _, f := range files {
+			if strings.HasSuffix(f.Path, ".avro") {
+				out = append(out, FileSplit{Path: f.Path, Kind: days[i].Kind, Size: f.Size, End: f.Size, Version: f.Version})
+			}
 		}
 	}
-	results := make([][]FileSplit, len(jobs))
+	return out, nil
+}
+
+// ListDays lists one prefix per kind and arrival day in [first, last] (UTC
+// days), at most concurrency at a time: prefix names it for the kind's day
+// (a Partition with Hour -1). It returns the days, in kind then day order,
+// and their listings.
+func ListDays(ctx context.Context, first, last time.Time, concurrency int, prefix func(day Partition) string) ([]Partition, [][]blob.FileInfo, error) {
+	var days []Partition
+	for _, k := range event.Kinds {
+		for d := first.UTC().Truncate(24 * time.Hour); !d.After(last); d = d.AddDate(0, 0, 1) {
+			days = append(days, Partition{Kind: k, Day: d, Hour: -1})
+		}
+	}
+	listings := make([][]blob.FileInfo, len(days))
 	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(opts.ListConcurrency)
-	for i, j := range jobs {
+	g.SetLimit(max(1, concurrency))
+	for i, d := range days {
 		g.Go(func() error {
-			files, err := blob.ListPrefix(ctx, DayPrefix(root, j.kind, j.day))
+			files, err := blob.ListPrefix(ctx, prefix(d))
 			if err != nil {
-				return fmt.Errorf("raw: list %s: %w", DayPrefix(root, j.kind, j.day), err)
+				return fmt.Errorf("list %s: %w", prefix(d), err)
 			}
-			for _, f := range files {
-				if !strings.HasSuffix(f.Path, ".avro") {
-					continue
-				}
-				results[i] = append(results[i], FileSplit{Path: f.Path, Kind: j.kind, Size: f.Size, End: f.Size, Version: f.Version})
-			}
+			listings[i] = files
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var out []FileSplit
-	for _, r := range results {
-		out = append(out, r...)
-	}
-	return out, nil
+	return days, listings, nil
 }
 
 // Pack groups files into work units. Files larger than the unit target are

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/linkedin/goavro/v2"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
@@ -281,40 +280,17 @@ func Read(ctx context.Context, path string) (Rollup, int64, error) {
 // List finds the rollups of the arrival days [first, last] under root,
 // with one listing per kind and day, as the raw layout is listed.
 func List(ctx context.Context, root string, first, last time.Time, concurrency int) (map[raw.Partition][]string, error) {
-	type job struct {
-		kind event.Kind
-		day  time.Time
-	}
-	var jobs []job
-	for _, k := range event.Kinds {
-		for d := first.UTC().Truncate(24 * time.Hour); !d.After(last); d = d.AddDate(0, 0, 1) {
-			jobs = append(jobs, job{k, d})
-		}
-	}
-	results := make([][]blob.FileInfo, len(jobs))
-	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(1, concurrency))
-	for i, j := range jobs {
-		g.Go(func() error {
-			prefix := raw.Partition{Kind: j.kind, Day: j.day, Hour: -1}.Dir(root, "rollup") + "/"
-			files, err := blob.ListPrefix(ctx, prefix)
-			if err != nil {
-				return fmt.Errorf("rollup: list %s: %w", prefix, err)
-			}
-			results[i] = files
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, err
+	days, listings, err := raw.ListDays(ctx, first, last, concurrency, func(d raw.Partition) string { return d.Dir(root, "rollup") + "/" })
+	if err != nil {
+		return nil, fmt.Errorf("rollup: %w", err)
 	}
 	out := map[raw.Partition][]string{}
-	for i, files := range results {
+	for i, files := range listings {
 		for _, f := range files {
 			if !strings.HasSuffix(f.Path, ".avro") {
 				continue
 			}
-			p := raw.Partition{Kind: jobs[i].kind, Day: jobs[i].day, Hour: -1}
+			p := days[i]
 			if dir := path.Base(path.Dir(f.Path)); strings.HasPrefix(dir, "hr=") {
 				if _, err := fmt.Sscanf(dir, "hr=%02d", &p.Hour); err != nil {
 					continue

@@ -191,45 +191,7 @@ func TestStreamEndToEnd(t *testing.T) {
 	store := sqliteURL(t)
 	runStreamBounded(t, pipelines.StreamConfig{Kafka: kafkaio.ReadConfig{Brokers: brokers}, TopicPrefix: prefix, Store: store})
 	st := openStore(t, store)
-	speed, late, users := speedState(t, st, tr)
-
-	var diffs []string
-	var total, totalLate int64
-	for k, want := range tr.Counts {
-		if k.Gran == "day" {
-			if speed[k] > want {
-				diffs = append(diffs, fmt.Sprintf("%v: speed %d > truth %d", k, speed[k], want))
-			}
-			continue
-		}
-		if got := speed[k] + late[k]; got != want {
-			diffs = append(diffs, fmt.Sprintf("%v: speed %d + late %d = %d, want %d", k, speed[k], late[k], got, want))
-		}
-		if k.Gran == "minute" && k.Version == "" {
-			total += speed[k]
-			totalLate += late[k]
-		}
-	}
-	for k, n := range speed {
-		if _, ok := tr.Counts[k]; !ok {
-			diffs = append(diffs, fmt.Sprintf("%v: speed %d, not in the truth", k, n))
-		}
-	}
-	for k, n := range late {
-		if _, ok := tr.Counts[k]; !ok {
-			diffs = append(diffs, fmt.Sprintf("%v: late %d, not in the truth", k, n))
-		}
-	}
-	reportDiffs(t, "speed + late vs truth", diffs)
-	for k, r := range users {
-		if r.Events != speed[k] {
-			t.Errorf("%v: sketch of %d events, day count %d", k, r.Events, speed[k])
-		}
-	}
-	t.Logf("%d valid events: %d counted live, %d dropped as late (%.1f%%)", tr.Valid, total, totalLate, 100*float64(totalLate)/float64(tr.Valid))
-	if total+totalLate != tr.Valid || totalLate == 0 || total == 0 {
-		t.Errorf("counted %d + late %d, want %d valid with some of each", total, totalLate, tr.Valid)
-	}
+	checkSpeedAgainstTruth(t, st, tr)
 
 	// Dead letters: every damaged record by its reason, the undecodable
 	// messages and the misplaced record.
