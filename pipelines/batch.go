@@ -29,15 +29,17 @@ func init() {
 //	kind and day each) → per partition: its rollup where the listing is
 //	unchanged since the rollup was written, else its raw files packed into
 //	work units → Reshuffle → read (decode, validate and pre-aggregate a
-//	unit's files, or read and check rollups) → group per partition → write
-//	the rollups of partitions read from raw → cut each partition to the
-//	window (too_old) → merge per (kind, app) with aggregate.Combine → hour
-//	and day counts, daily sketches → store; dead letters → files; run
-//	counters → batch_runs, after every row.
+//	unit's files, or read and check rollups) → for raw: group per
+//	partition, write its rollup → cut each whole partition to the window
+//	(too_old) → merge per (kind, app) with aggregate.Combine → hour and
+//	day counts, daily sketches → store; dead letters → files; run counters
+//	→ batch_runs, after every row.
 //
-// Every partition takes the same path from its partial aggregates on,
-// whether they were read from raw or from a rollup, so an incremental run
-// stores exactly what a full one (cfg.Full) does.
+// A partition's whole partial aggregates are the same whether they were
+// merged from its raw files or read from its rollup, and every partition
+// takes the same path from there (the cut, the merge), so an incremental
+// run stores exactly what a full one (cfg.Full) does. A rollup is whole
+// already, so it is cut where it is read, and is never shuffled.
 //
 // The graph uses no state, timers, triggers or unbounded SDFs, so it runs on
 // the legacy direct runner as well as on prism, Flink, Spark and Dataflow.
@@ -68,10 +70,13 @@ func BuildBatchOutputs(s beam.Scope, cfg BatchConfig) (BatchOutputs, error) {
 	units := beam.ParDo(s, &planFn{fileSetup: files, Root: cfg.Input, RollupRoot: cfg.RollupRoot, First: window.First, Last: window.Last,
 		Grain: cfg.Grain, Full: cfg.Full, NoRollups: cfg.NoRollups, Opts: cfg.Plan}, beam.Impulse(s))
 	units = beam.Reshuffle(s, units)
-	dead, parts := beam.ParDo2(s, &readPartitionsFn{fileSetup: files, Precision: cfg.Precision, Opts: cfg.Read,
-		MaxCells: cfg.MaxBundleCells}, units)
-	partials, stats := beam.ParDo2(s, &cutPartitionFn{fileSetup: files, RollupRoot: cfg.RollupRoot, NoRollups: cfg.NoRollups,
+	read := beam.ParDoN(s, &readPartitionsFn{fileSetup: files, Precision: cfg.Precision, Opts: cfg.Read,
+		MaxCells: cfg.MaxBundleCells, First: window.First, Last: window.Last}, units)
+	dead, parts, fromRollups, rollupStats := read[0], read[1], read[2], read[3]
+	fromRaw, rawStats := beam.ParDo2(s, &cutPartitionFn{fileSetup: files, RollupRoot: cfg.RollupRoot, NoRollups: cfg.NoRollups,
 		First: window.First, Last: window.Last}, beam.GroupByKey(s, parts))
+	partials := beam.Flatten(s, fromRaw, fromRollups)
+	stats := beam.Flatten(s, rawStats, rollupStats)
 
 	merged := transforms.MergePartials(s, partials, aggregate.Combine{Gran: aggregate.Hour, Precision: cfg.Precision})
 	out := BatchOutputs{

@@ -19,13 +19,13 @@ func init() {
 	register.Iter1[partPartial]()
 }
 
-// cutPartitionFn takes one partition's partials, grouped: it merges them
-// into the partition's whole partial aggregates, writes them as the
-// partition's rollup if they were read from raw (and removes the rollups
-// it replaces), then cuts them to the run's window and emits the part
-// inside it per (kind, app), with the partition's counters (too_old and
-// after_window from the cut). Rollups are written before the cut: they
-// keep every event, so any later run's window can be cut from them.
+// cutPartitionFn takes the partials of one partition read from raw,
+// grouped: it merges them into the partition's whole partial aggregates,
+// writes them as the partition's rollup (and removes the rollups it
+// replaces), then cuts them to the run's window (cutWhole). Rollups are
+// written before the cut: they keep every event, so any later run's
+// window can be cut from them. A partition taken from its rollup is whole
+// already, and is cut where it is read, without this shuffle.
 //
 // A rollup that cannot be written is a warning and a counter, not a
 // failure: the run's rows do not depend on it, and the next run reads the
@@ -40,8 +40,8 @@ type cutPartitionFn struct {
 func (f *cutPartitionFn) ProcessElement(ctx context.Context, key string, parts func(*partPartial) bool,
 	emit func(aggregate.AppKey, aggregate.Agg), emitStats func(KindStats)) error {
 	var whole rollup.Rollup
-	var st KindStats
-	started, fromRollup := false, false
+	st := KindStats{PartitionsFromRaw: 1}
+	started := false
 	stale := map[string]bool{}
 	var pp partPartial
 	for parts(&pp) {
@@ -50,9 +50,7 @@ func (f *cutPartitionFn) ProcessElement(ctx context.Context, key string, parts f
 		} else if err := whole.Merge(pp.Rollup); err != nil {
 			return fmt.Errorf("pipelines: partition %s: %w", key, err)
 		}
-		fromRollup = fromRollup || pp.FromRollup
 		st.RollupsRejected += pp.Rejected
-		st.RollupBytes += pp.RollupSize
 		st.RawFiles += pp.RawFiles
 		st.RawBytes += pp.RawBytes
 		for _, s := range pp.Stale {
@@ -63,16 +61,19 @@ func (f *cutPartitionFn) ProcessElement(ctx context.Context, key string, parts f
 	if !started {
 		return nil
 	}
-	if fromRollup {
-		st.PartitionsFromRollups = 1
-	} else {
-		st.PartitionsFromRaw = 1
-		if !f.NoRollups {
-			f.writeRollup(ctx, whole, stale, &st)
-		}
+	if !f.NoRollups {
+		f.writeRollup(ctx, whole, stale, &st)
 	}
+	cutWhole(whole, st, aggregate.DayWindow{First: f.First, Last: f.Last}, emit, emitStats)
+	return nil
+}
 
-	window := aggregate.DayWindow{First: f.First, Last: f.Last}
+// cutWhole cuts one whole partition's partial aggregates to the run's
+// window: it emits the part inside it per (kind, app), and the
+// partition's counters, st plus the input and placement the partition
+// holds (too_old and after_window from the cut).
+func cutWhole(whole rollup.Rollup, st KindStats, window aggregate.DayWindow,
+	emit func(aggregate.AppKey, aggregate.Agg), emitStats func(KindStats)) {
 	c := whole.Counters
 	st.Kind, st.Files, st.Bytes, st.DeadLetters = whole.Partition.Kind, c.Files, c.Bytes, c.DeadLetters
 	st.Placement = aggregate.Stats{Events: c.Events, ClockSkew: c.ClockSkew}
@@ -86,7 +87,6 @@ func (f *cutPartitionFn) ProcessElement(ctx context.Context, key string, parts f
 	}
 	st.Placement.Counted = st.Placement.Events - st.Placement.TooOld - st.Placement.AfterWindow
 	emitStats(st)
-	return nil
 }
 
 func (f *cutPartitionFn) writeRollup(ctx context.Context, r rollup.Rollup, stale map[string]bool, st *KindStats) {

@@ -25,27 +25,23 @@ import (
 
 func init() {
 	beam.RegisterCoder(reflect.TypeOf(partPartial{}), encodePartPartial, decodePartPartial)
-	register.DoFn4x1[context.Context, batchUnit, func(string, deadletter.Record), func(string, partPartial), error](&readPartitionsFn{})
+	register.DoFn6x1[context.Context, batchUnit, func(string, deadletter.Record), func(string, partPartial), func(aggregate.AppKey, aggregate.Agg), func(KindStats), error](&readPartitionsFn{})
 	register.Emitter2[string, partPartial]()
 }
 
-// partPartial is part (or all) of one partition's partial aggregates, on
-// its way to be grouped by partition.
+// partPartial is part (or all) of the partial aggregates of one partition
+// read from raw, on its way to be grouped by partition.
 type partPartial struct {
-	Rollup     rollup.Rollup
-	FromRollup bool     // read from the partition's rollup, else from raw
-	Rejected   int64    // rollups found unusable, and replaced by raw
-	RollupSize int64    // bytes of the rollup read, if FromRollup
-	RawFiles   int64    // raw files (or splits) this part read
-	RawBytes   int64    // and their bytes
-	Stale      []string // rollup files the partition's new one replaces
+	Rollup   rollup.Rollup
+	Rejected int64    // rollups found unusable, and replaced by raw
+	RawFiles int64    // raw files (or splits) this part read
+	RawBytes int64    // and their bytes
+	Stale    []string // rollup files the partition's new one replaces
 }
 
 // partMeta is partPartial but its rollup, for the coder.
 type partMeta struct {
-	FromRollup         bool
 	Rejected           int64
-	RollupSize         int64
 	RawFiles, RawBytes int64
 	Stale              []string
 }
@@ -53,7 +49,7 @@ type partMeta struct {
 // The coder: a length-prefixed JSON header, then the rollup in its file
 // form (aggregates in aggregate's binary form).
 func encodePartPartial(p partPartial) ([]byte, error) {
-	meta, err := json.Marshal(partMeta{p.FromRollup, p.Rejected, p.RollupSize, p.RawFiles, p.RawBytes, p.Stale})
+	meta, err := json.Marshal(partMeta{p.Rejected, p.RawFiles, p.RawBytes, p.Stale})
 	if err != nil {
 		return nil, err
 	}
@@ -78,29 +74,32 @@ func decodePartPartial(b []byte) (partPartial, error) {
 	if err != nil {
 		return partPartial{}, err
 	}
-	return partPartial{Rollup: r, FromRollup: m.FromRollup, Rejected: m.Rejected, RollupSize: m.RollupSize, RawFiles: m.RawFiles,
-		RawBytes: m.RawBytes, Stale: m.Stale}, nil
+	return partPartial{Rollup: r, Rejected: m.Rejected, RawFiles: m.RawFiles, RawBytes: m.RawBytes, Stale: m.Stale}, nil
 }
 
 // forever is the window a partition's partials are kept in: all of time.
 // Runs cut them to their own windows later.
 var forever = aggregate.DayWindow{First: time.UnixMilli(math.MinInt64 / 2).UTC(), Last: time.UnixMilli(math.MaxInt64 / 2).UTC()}
 
-// readPartitionsFn reads work units into partition partials: the hot
-// path. A raw unit's events are decoded, validated and pre-aggregated
-// (aggregate.Partials), so only per-(kind, app) partials leave it, never
-// single events; a rollup unit's rollups are read and checked, and a
-// rollup that cannot be used is replaced by its partition's raw files,
-// with a warning and a counter.
+// readPartitionsFn reads work units: the hot path. A raw unit's events
+// are decoded, validated and pre-aggregated (aggregate.Partials), so only
+// per-(kind, app) partials of its partition leave it, never single
+// events, to be grouped by partition (cutPartitionFn). A rollup unit's
+// rollups are read and checked; each is a whole partition, so it is cut
+// to the window here (cutWhole) and its aggregates go straight to the
+// merge, with no shuffle of the rollup. A rollup that cannot be used is
+// replaced by its partition's raw files, with a warning and a counter.
 type readPartitionsFn struct {
 	fileSetup
-	Precision uint8
-	Opts      raw.ReadOptions
-	MaxCells  int
+	Precision   uint8
+	Opts        raw.ReadOptions
+	MaxCells    int
+	First, Last time.Time // the run's window
 }
 
 func (f *readPartitionsFn) ProcessElement(ctx context.Context, u batchUnit,
-	emitDead func(string, deadletter.Record), emitPart func(string, partPartial)) error {
+	emitDead func(string, deadletter.Record), emitPart func(string, partPartial),
+	emitAgg func(aggregate.AppKey, aggregate.Agg), emitStats func(KindStats)) error {
 	if len(u.Rollups) == 0 {
 		p, err := raw.ParsePartition(u.Partition)
 		if err != nil {
@@ -138,10 +137,11 @@ func (f *readPartitionsFn) ProcessElement(ctx context.Context, u batchUnit,
 	if err := g.Wait(); err != nil {
 		return err
 	}
+	window := aggregate.DayWindow{First: f.First, Last: f.Last}
 	for i, t := range u.Rollups {
 		if res := results[i]; res.err == nil {
 			beam.NewCounter("lumen.batch", "rollup_bytes_read").Inc(ctx, res.n)
-			emitPart(t.Partition, partPartial{Rollup: res.r, FromRollup: true, RollupSize: res.n})
+			cutWhole(res.r, KindStats{PartitionsFromRollups: 1, RollupBytes: res.n}, window, emitAgg, emitStats)
 			continue
 		}
 		slog.Warn("batch: a rollup cannot be used; reading its partition's raw files instead",
