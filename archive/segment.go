@@ -181,7 +181,7 @@ func (a *Archiver) openHour(ctx context.Context, p *partition, hour int64) (*hou
 	binary.LittleEndian.PutUint64(sync[8:], xxhash.Sum64String(name+":"+dir))
 	w, err := avroio.NewEventWriter(cw, p.kind, avroio.WithCodec(a.cfg.Codec), avroio.WithSyncMarker(sync))
 	if err != nil {
-		abort(out)
+		blob.Abort(out)
 		return nil, &OutputError{Op: "write", Path: dir + "/" + name, Err: err}
 	}
 	return &hourFile{dir: dir, name: name, out: out, count: cw, w: w}, nil
@@ -201,11 +201,11 @@ func (a *Archiver) roll(ctx context.Context, p *partition) error {
 		hf := seg.hours[h]
 		path := hf.dir + "/" + hf.name
 		if err != nil {
-			abort(hf.out)
+			blob.Abort(hf.out)
 			continue
 		}
 		if cerr := hf.w.Close(); cerr != nil {
-			abort(hf.out)
+			blob.Abort(hf.out)
 			err = &OutputError{Op: "write", Path: path, Err: cerr}
 			continue
 		}
@@ -250,17 +250,9 @@ func drop(p *partition) {
 		return
 	}
 	for _, hf := range p.seg.hours {
-		abort(hf.out)
+		blob.Abort(hf.out)
 	}
 	p.seg = nil
-}
-
-// abort discards a file blob.Create opened. A writer that cannot abort
-// is left unclosed rather than closed, which could publish half a file.
-func abort(w io.WriteCloser) {
-	if a, ok := w.(interface{ Abort() }); ok {
-		a.Abort()
-	}
 }
 
 func syncDir(dir string) error {

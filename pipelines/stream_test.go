@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"sort"
 	"testing"
 	"time"
 
@@ -265,13 +264,4 @@ func diffCounts(t *testing.T, what string, want, got map[string]int64) {
 			t.Errorf("%s %s = %d, want none", what, k, n)
 		}
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	var ks []string
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }

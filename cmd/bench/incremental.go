@@ -225,8 +225,9 @@ func incrementalRuns(ctx context.Context, where, root string, g raw.Grain, last 
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
+	storeOf := func(run string) string { return "sqlite:" + filepath.Join(dir, run+".db") }
 	run := func(name string, asOf time.Time, full bool) (time.Duration, map[string]int64, error) {
-		store := "sqlite:" + filepath.Join(dir, name+".db")
+		store := storeOf(name)
 		cfg := pipelines.BatchConfig{Input: root, AsOf: asOf, Store: store, DeadLetterRoot: dir, Grain: g, Full: full}
 		p, s := beam.NewPipelineWithRoot()
 		if err := pipelines.BuildBatch(s, cfg); err != nil {
@@ -276,7 +277,8 @@ func incrementalRuns(ctx context.Context, where, root string, g raw.Grain, last 
 	if err != nil {
 		return nil, err
 	}
-	fullTook, full, err := run("as of D+1: --full", last, true)
+	const fullRun = "as of D+1: --full"
+	fullTook, full, err := run(fullRun, last, true)
 	if err != nil {
 		return nil, err
 	}
@@ -296,7 +298,7 @@ func incrementalRuns(ctx context.Context, where, root string, g raw.Grain, last 
 	// And what DESIGN §3 has every run do at the end: overwrite every row
 	// of the window, here the --full run's rows, written again into an
 	// empty store of the same kind.
-	writeTook, err := rewriteRows(ctx, "sqlite:"+filepath.Join(dir, "as of D+1: --full.db"), "sqlite:"+filepath.Join(dir, "rewrite.db"), w)
+	writeTook, err := rewriteRows(ctx, storeOf(fullRun), storeOf("rewrite"), w)
 	if err != nil {
 		return nil, err
 	}

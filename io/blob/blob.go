@@ -232,7 +232,7 @@ func ListPrefix(ctx context.Context, prefix string) ([]FileInfo, error) {
 // at all: on local disks by writing a hidden temporary file and renaming it
 // on Close; on filesystems with AtomicCreator (S3: one PUT or a completed
 // multipart upload) natively; elsewhere through the filesystem's OpenWrite.
-// Abort (on the returned writer, if it has one) discards a partial write.
+// Abort discards a partial write; WriteFile writes a whole buffer.
 func Create(ctx context.Context, path string, opts ...CreateOption) (io.WriteCloser, error) {
 	var co createOptions
 	for _, o := range opts {
@@ -256,6 +256,29 @@ func Create(ctx context.Context, path string, opts ...CreateOption) (io.WriteClo
 		return ac.CreateAtomic(ctx, path)
 	}
 	return fs.OpenWrite(ctx, path)
+}
+
+// Abort discards a file Create opened and not yet closed. A writer that
+// cannot abort is left unclosed rather than closed, since closing could
+// publish half a file.
+func Abort(w io.WriteCloser) {
+	if a, ok := w.(interface{ Abort() }); ok {
+		a.Abort()
+	}
+}
+
+// WriteFile writes b to path atomically (Create): the file appears whole,
+// or, if writing fails, not at all.
+func WriteFile(ctx context.Context, path string, b []byte, opts ...CreateOption) error {
+	w, err := Create(ctx, path, opts...)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(b); err != nil {
+		Abort(w)
+		return err
+	}
+	return w.Close()
 }
 
 // CreateOption configures Create.

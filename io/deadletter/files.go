@@ -51,15 +51,7 @@ func WriteFile(ctx context.Context, path string, records []Record) error {
 	if err := w.Close(); err != nil {
 		return err
 	}
-	out, err := blob.Create(ctx, path)
-	if err != nil {
-		return fmt.Errorf("deadletter: dead letters %s: %w", path, err)
-	}
-	if _, err := out.Write(buf.Bytes()); err != nil {
-		out.Close()
-		return fmt.Errorf("deadletter: dead letters %s: %w", path, err)
-	}
-	if err := out.Close(); err != nil {
+	if err := blob.WriteFile(ctx, path, buf.Bytes()); err != nil {
 		return fmt.Errorf("deadletter: dead letters %s: %w", path, err)
 	}
 	return nil

@@ -51,11 +51,7 @@ type Partition struct {
 // Dir is the partition's path under a layout ("raw" or "rollup") of root:
 // <root>/<layout>/<kind>/dt=YYYY-MM-DD[/hr=HH].
 func (p Partition) Dir(root, layout string) string {
-	d := fmt.Sprintf("%s/%s/%s/dt=%s", strings.TrimSuffix(root, "/"), layout, p.Kind, p.Day.Format(time.DateOnly))
-	if p.Hour >= 0 {
-		d += fmt.Sprintf("/hr=%02d", p.Hour)
-	}
-	return d
+	return strings.TrimSuffix(root, "/") + "/" + layout + "/" + p.String()
 }
 
 func (p Partition) String() string {

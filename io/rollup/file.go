@@ -241,17 +241,7 @@ func Write(ctx context.Context, path string, r Rollup) error {
 	if err != nil {
 		return err
 	}
-	w, err := blob.Create(ctx, path, blob.NoSync())
-	if err != nil {
-		return fmt.Errorf("rollup: create %s: %w", path, err)
-	}
-	if _, err := w.Write(b); err != nil {
-		if a, ok := w.(interface{ Abort() }); ok {
-			a.Abort()
-		}
-		return fmt.Errorf("rollup: write %s: %w", path, err)
-	}
-	if err := w.Close(); err != nil {
+	if err := blob.WriteFile(ctx, path, b, blob.NoSync()); err != nil {
 		return fmt.Errorf("rollup: write %s: %w", path, err)
 	}
 	return nil
@@ -263,7 +253,7 @@ func Write(ctx context.Context, path string, r Rollup) error {
 func Read(ctx context.Context, path string) (Rollup, int64, error) {
 	rc, err := blob.OpenRange(ctx, path, 0, -1)
 	if err != nil {
-		if isNotExist(err) {
+		if errors.Is(err, fs.ErrNotExist) {
 			return Rollup{}, 0, fmt.Errorf("%w: %s is gone: %v", ErrInvalid, path, err)
 		}
 		return Rollup{}, 0, err
@@ -292,7 +282,7 @@ func List(ctx context.Context, root string, first, last time.Time, concurrency i
 			}
 			p := days[i]
 			if dir := path.Base(path.Dir(f.Path)); strings.HasPrefix(dir, "hr=") {
-				if _, err := fmt.Sscanf(dir, "hr=%02d", &p.Hour); err != nil {
+				if p, err = raw.ParsePartition(p.String() + "/" + dir); err != nil {
 					continue
 				}
 			}
@@ -301,5 +291,3 @@ func List(ctx context.Context, root string, first, last time.Time, concurrency i
 	}
 	return out, nil
 }
-
-func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }

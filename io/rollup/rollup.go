@@ -72,15 +72,6 @@ func (m Manifest) Hash() string {
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-// Bytes is the total size of the manifest's objects.
-func (m Manifest) Bytes() int64 {
-	var n int64
-	for _, o := range m {
-		n += o.Size
-	}
-	return n
-}
-
 // Counters are a partition's run counters, kept whole like its aggregates.
 type Counters struct {
 	Files, Bytes      int64 // the partition's raw files, and their bytes

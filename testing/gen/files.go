@@ -120,15 +120,7 @@ func (f *FileSink) writeFile(path string, k event.Kind, rs []Record) error {
 }
 
 func (f *FileSink) put(path string, b []byte) error {
-	out, err := blob.Create(context.Background(), path, blob.NoSync())
-	if err != nil {
-		return fmt.Errorf("gen: %w", err)
-	}
-	if _, err := out.Write(b); err != nil {
-		out.Close()
-		return fmt.Errorf("gen: write %s: %w", path, err)
-	}
-	if err := out.Close(); err != nil {
+	if err := blob.WriteFile(context.Background(), path, b, blob.NoSync()); err != nil {
 		return fmt.Errorf("gen: write %s: %w", path, err)
 	}
 	f.Files++
