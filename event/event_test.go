@@ -190,6 +190,30 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+func TestCheckFuture(t *testing.T) {
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC).UnixMilli()
+	hour := time.Hour.Milliseconds()
+	cases := []struct {
+		name               string
+		eventMs, receiveMs int64
+		want               Reason
+	}{
+		{"now", now, now, ""},
+		{"event at the bound", now + hour, now, ""},
+		{"event past the bound", now + hour + 1, now, ReasonFutureTime},
+		{"received past the bound", now, now + hour + 1, ReasonFutureTime},
+		{"2090", time.Date(2090, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli(), now, ReasonFutureTime},
+		{"microseconds for milliseconds", now * 1000, now * 1000, ReasonFutureTime},
+		{"long ago", now - 40*24*hour, now - 40*24*hour, ""},
+	}
+	for _, c := range cases {
+		e := Event{EventTime: c.eventMs, ReceivedTime: c.receiveMs}
+		if got := CheckFuture(&e, now, DefaultMaxFuture); got != c.want {
+			t.Errorf("%s: CheckFuture = %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
 func FuzzDecode(f *testing.F) {
 	for _, e := range sampleEvents(5, 6) {
 		f.Add(uint8(e.Kind), AppendBinary(nil, &e))

@@ -22,7 +22,17 @@ const (
 	ReasonDeviceIDTooLong        Reason = "device_id_too_long"
 	ReasonEventTimeBefore2000    Reason = "event_time_before_2000"
 	ReasonReceivedTimeBefore2000 Reason = "received_time_before_2000"
+	// ReasonFutureTime: the event time or the received time is more than
+	// the allowed bound ahead of the processing clock (DESIGN §3, time
+	// bounds). A device or a producer with a wrong clock or unit (micro-
+	// seconds for milliseconds) must not create buckets, folders or
+	// watermarks in the future.
+	ReasonFutureTime Reason = "future_time"
 )
+
+// DefaultMaxFuture is how far ahead of the processing clock an event or
+// received time may be (DESIGN §3: max_future, default 1 h).
+const DefaultMaxFuture = time.Hour
 
 // Field limits from DESIGN §1.
 const (
@@ -63,6 +73,19 @@ func Validate(e *Event) Reason {
 		return ReasonAppIDNotUTF8
 	case !utf8.ValidString(e.AppVersion):
 		return ReasonAppVersionNotUTF8
+	}
+	return ""
+}
+
+// CheckFuture returns ReasonFutureTime if e's event time or received time
+// is more than maxFuture after nowMs (ms since the epoch), else "". Every
+// pipeline applies it with its own clock, after Validate: the batch with
+// the run's start, the archiver and the stream with the time a record is
+// read.
+func CheckFuture(e *Event, nowMs int64, maxFuture time.Duration) Reason {
+	limit := nowMs + maxFuture.Milliseconds()
+	if e.EventTime > limit || e.ReceivedTime > limit {
+		return ReasonFutureTime
 	}
 	return ""
 }
