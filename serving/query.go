@@ -29,8 +29,9 @@ type Querier struct {
 
 // Watermark is how far the batch layer of a kind is complete.
 type Watermark struct {
-	// Day is the as_of of the newest successful batch run (a UTC day
-	// start); zero if no run has succeeded.
+	// Day is the as_of of the newest batch run that succeeded on complete
+	// input (a UTC day start), never later than the day before that run
+	// finished; zero if no run has.
 	Day time.Time
 }
 
@@ -61,21 +62,30 @@ func (q *Querier) Watermark(ctx context.Context, kind event.Kind) (Watermark, er
 	if err != nil {
 		return Watermark{}, err
 	}
-	var w Watermark
-	for _, r := range runs {
-		if r.Status == RunSucceeded && r.AsOf.After(w.Day) {
-			w.Day = r.AsOf.UTC()
-		}
-	}
-	return w, nil
+	return WatermarkOf(runs), nil
 }
 
-// BatchCutoff returns the first instant not covered by a successful batch
-// run of kind: midnight after its newest as_of. ok is false if no run has
-// succeeded, in which case everything comes from the speed layer.
-func (q *Querier) BatchCutoff(ctx context.Context, kind event.Kind) (time.Time, bool, error) {
-	w, err := q.Watermark(ctx, kind)
-	return w.Cutoff(), w.OK(), err
+// WatermarkOf computes the watermark from batch_runs rows: the newest
+// as_of that an attempt completed (CompleteAt), capped at the day before
+// that attempt finished, since a day that had not ended cannot be
+// complete. Running, failed, incomplete and partial attempts do not move
+// it, and a running or failed re-run keeps the CompleteAt of the success
+// before it (DESIGN §3).
+func WatermarkOf(runs []BatchRun) Watermark {
+	var w Watermark
+	for _, r := range runs {
+		if r.CompleteAt.IsZero() {
+			continue
+		}
+		d := r.AsOf.UTC()
+		if ended := r.CompleteAt.UTC().Truncate(24*time.Hour).AddDate(0, 0, -1); ended.Before(d) {
+			d = ended
+		}
+		if d.After(w.Day) {
+			w.Day = d
+		}
+	}
+	return w
 }
 
 // split divides [from, to] at the watermark into the part the batch layer

@@ -19,7 +19,7 @@ func init() { Register("sqlite", openSQLite) }
 
 // SchemaVersion is the version of the table layout, recorded in the store so
 // a future layout change can migrate or refuse an old file.
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 // The tables mirror DESIGN §2's Cassandra tables column for column, so the
 // two stores pass one conformance suite. Speed rows carry an expiry instead
@@ -28,7 +28,7 @@ var sqliteSchema = []string{
 	`CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL PRIMARY KEY, applied INTEGER NOT NULL)`,
 	`CREATE TABLE IF NOT EXISTS batch_counts (
 		kind TEXT NOT NULL, app_id TEXT NOT NULL, granularity TEXT NOT NULL, period TEXT NOT NULL,
-		bucket INTEGER NOT NULL, app_version TEXT NOT NULL, count INTEGER NOT NULL,
+		bucket INTEGER NOT NULL, app_version TEXT NOT NULL, count INTEGER NOT NULL, stamp INTEGER NOT NULL DEFAULT 0,
 		PRIMARY KEY (kind, app_id, granularity, period, bucket, app_version)) WITHOUT ROWID`,
 	`CREATE TABLE IF NOT EXISTS speed_counts (
 		kind TEXT NOT NULL, app_id TEXT NOT NULL, granularity TEXT NOT NULL, period TEXT NOT NULL,
@@ -37,6 +37,7 @@ var sqliteSchema = []string{
 	`CREATE TABLE IF NOT EXISTS batch_users (
 		kind TEXT NOT NULL, app_id TEXT NOT NULL, period TEXT NOT NULL, day INTEGER NOT NULL,
 		app_version TEXT NOT NULL, sketch BLOB NOT NULL, estimate INTEGER NOT NULL, events INTEGER NOT NULL DEFAULT 0,
+		stamp INTEGER NOT NULL DEFAULT 0,
 		PRIMARY KEY (kind, app_id, period, day, app_version)) WITHOUT ROWID`,
 	`CREATE TABLE IF NOT EXISTS speed_users (
 		kind TEXT NOT NULL, app_id TEXT NOT NULL, period TEXT NOT NULL, day INTEGER NOT NULL,
@@ -50,6 +51,7 @@ var sqliteSchema = []string{
 	`CREATE TABLE IF NOT EXISTS batch_runs (
 		kind TEXT NOT NULL, as_of TEXT NOT NULL, window_start TEXT NOT NULL, started INTEGER NOT NULL,
 		finished INTEGER NOT NULL, status TEXT NOT NULL, counters TEXT NOT NULL,
+		note TEXT NOT NULL DEFAULT '', complete_at INTEGER NOT NULL DEFAULT 0,
 		PRIMARY KEY (kind, as_of)) WITHOUT ROWID`,
 }
 
@@ -120,13 +122,32 @@ func openSQLite(ctx context.Context, url string) (Store, error) {
 // migrateSQLite brings an older file up to date: version 2 counted the
 // events of sketch rows; version 3 keys speed rows by stream run, and since
 // a primary key cannot change in place and speed rows are transient (the
-// batch supersedes them), the speed count and sketch tables are recreated.
+// batch supersedes them), the speed count and sketch tables are recreated;
+// version 4 stamps batch rows (rows from before have stamp 0, older than
+// any run) and records when an as_of last succeeded on complete input
+// (every success before counted as complete).
 func migrateSQLite(ctx context.Context, db *sql.DB) error {
 	var v sql.NullInt64
 	if err := db.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_version`).Scan(&v); err != nil {
 		return err
 	}
-	if !v.Valid || v.Int64 >= 3 {
+	if !v.Valid || v.Int64 >= 4 {
+		return nil
+	}
+	for _, c := range []struct{ table, col, def string }{
+		{"batch_counts", "stamp", "INTEGER NOT NULL DEFAULT 0"},
+		{"batch_users", "stamp", "INTEGER NOT NULL DEFAULT 0"},
+		{"batch_runs", "note", "TEXT NOT NULL DEFAULT ''"},
+		{"batch_runs", "complete_at", "INTEGER NOT NULL DEFAULT 0"},
+	} {
+		if err := addColumn(ctx, db, c.table, c.col, c.def); err != nil {
+			return err
+		}
+	}
+	if _, err := db.ExecContext(ctx, `UPDATE batch_runs SET complete_at = finished WHERE status = 'succeeded' AND complete_at = 0`); err != nil {
+		return err
+	}
+	if v.Int64 >= 3 {
 		return nil
 	}
 	for _, t := range []string{"speed_counts", "speed_users"} {
@@ -142,18 +163,20 @@ func migrateSQLite(ctx context.Context, db *sql.DB) error {
 	if v.Int64 >= 2 {
 		return nil
 	}
-	for _, t := range []string{"batch_users"} {
-		var n int
-		if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = 'events'`, t).Scan(&n); err != nil {
-			return err
-		}
-		if n == 0 {
-			if _, err := db.ExecContext(ctx, `ALTER TABLE `+t+` ADD COLUMN events INTEGER NOT NULL DEFAULT 0`); err != nil {
-				return err
-			}
-		}
+	return addColumn(ctx, db, "batch_users", "events", "INTEGER NOT NULL DEFAULT 0")
+}
+
+// addColumn adds a column to a table that lacks it.
+func addColumn(ctx context.Context, db *sql.DB, table, col, def string) error {
+	var n int
+	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = ?`, table, col).Scan(&n); err != nil {
+		return err
 	}
-	return nil
+	if n > 0 {
+		return nil
+	}
+	_, err := db.ExecContext(ctx, `ALTER TABLE `+table+` ADD COLUMN `+col+` `+def)
+	return err
 }
 
 func (s *sqliteStore) Close() error {
@@ -175,7 +198,8 @@ func (s *sqliteStore) NewWriter(ctx context.Context, layer Layer, opts ...Writer
 	if layer != Batch && layer != Speed {
 		return nil, fmt.Errorf("serving: bad layer %v", layer)
 	}
-	return &sqliteWriter{s: s, layer: layer, run: NewWriterOptions(opts...).Run}, nil
+	o := NewWriterOptions(opts...)
+	return &sqliteWriter{s: s, layer: layer, run: o.Run, stamp: o.Stamp}, nil
 }
 
 // sqliteWriter buffers rows and upserts them in one transaction per flush.
@@ -183,6 +207,7 @@ type sqliteWriter struct {
 	s      *sqliteStore
 	layer  Layer
 	run    string
+	stamp  int64
 	counts []aggregate.CountRow
 	users  []aggregate.UserRow
 	late   []aggregate.LateRow
@@ -240,15 +265,19 @@ func (w *sqliteWriter) Flush(ctx context.Context) error {
 			// Panes may arrive out of order: keep the larger total.
 			cols, table = cols+", run, expires", "speed_counts"
 			update += ", expires = excluded.expires WHERE excluded.count >= speed_counts.count"
+		} else {
+			// Monotone: never replace a newer run's row.
+			cols += ", stamp"
+			update += ", stamp = excluded.stamp WHERE excluded.stamp >= batch_counts.stamp"
 		}
 		var periods periodCache
 		err := upsertBatched(ctx, tx, table, cols, update, len(w.counts), func(i int, args []any) []any {
 			r := &w.counts[i]
 			args = append(args, r.Kind.String(), r.AppID, r.Gran.String(), periods.get(r.Gran, r.Bucket), r.Bucket, r.AppVersion, r.Count)
 			if speed {
-				args = append(args, w.run, expires)
+				return append(args, w.run, expires)
 			}
-			return args
+			return append(args, w.stamp)
 		})
 		if err != nil {
 			return err
@@ -260,15 +289,18 @@ func (w *sqliteWriter) Flush(ctx context.Context) error {
 		if speed {
 			cols, table = cols+", run, expires", "speed_users"
 			update += ", expires = excluded.expires WHERE excluded.events >= speed_users.events"
+		} else {
+			cols += ", stamp"
+			update += ", stamp = excluded.stamp WHERE excluded.stamp >= batch_users.stamp"
 		}
 		var periods periodCache
 		err := upsertBatched(ctx, tx, table, cols, update, len(w.users), func(i int, args []any) []any {
 			r := &w.users[i]
 			args = append(args, r.Kind.String(), r.AppID, periods.get(aggregate.Day, r.Day), r.Day, r.AppVersion, r.Sketch, r.Estimate, r.Events)
 			if speed {
-				args = append(args, w.run, expires)
+				return append(args, w.run, expires)
 			}
-			return args
+			return append(args, w.stamp)
 		})
 		if err != nil {
 			return err
@@ -499,6 +531,33 @@ func scanStrings(rows *sql.Rows) ([]string, error) {
 	return out, rows.Err()
 }
 
+// PruneBatch deletes in one transaction; count rows are matched by their
+// bucket, which covers hours and days alike.
+func (s *sqliteStore) PruneBatch(ctx context.Context, first, last time.Time, stamp int64) (int64, error) {
+	lo, hi := first.UTC().UnixMilli(), last.UTC().AddDate(0, 0, 1).UnixMilli()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("serving: sqlite prune: %w", err)
+	}
+	defer tx.Rollback()
+	var n int64
+	for _, q := range []string{
+		`DELETE FROM batch_counts WHERE bucket >= ? AND bucket < ? AND stamp < ?`,
+		`DELETE FROM batch_users WHERE day >= ? AND day < ? AND stamp < ?`,
+	} {
+		res, err := tx.ExecContext(ctx, q, lo, hi, stamp)
+		if err != nil {
+			return 0, fmt.Errorf("serving: sqlite prune: %w", err)
+		}
+		d, _ := res.RowsAffected()
+		n += d
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("serving: sqlite prune: %w", err)
+	}
+	return n, nil
+}
+
 func (s *sqliteStore) RecordRun(ctx context.Context, r BatchRun) error {
 	counters, err := json.Marshal(r.Counters)
 	if err != nil {
@@ -508,11 +567,22 @@ func (s *sqliteStore) RecordRun(ctx context.Context, r BatchRun) error {
 	if !r.Finished.IsZero() {
 		finished = r.Finished.UnixMilli()
 	}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO batch_runs VALUES (?, ?, ?, ?, ?, ?, ?)
+	// complete_at: kept (-1) by running and failed attempts, set by a
+	// success, cleared by any other finish.
+	completeAt := int64(0)
+	switch r.Status {
+	case RunRunning, RunFailed:
+		completeAt = -1
+	case RunSucceeded:
+		completeAt = finished
+	}
+	_, err = s.db.ExecContext(ctx, `INSERT INTO batch_runs (kind, as_of, window_start, started, finished, status, counters, note, complete_at)
+		VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, MAX(?9, 0))
 		ON CONFLICT DO UPDATE SET window_start = excluded.window_start, started = excluded.started,
-		finished = excluded.finished, status = excluded.status, counters = excluded.counters`,
+		finished = excluded.finished, status = excluded.status, counters = excluded.counters, note = excluded.note,
+		complete_at = CASE WHEN ?9 < 0 THEN batch_runs.complete_at ELSE ?9 END`,
 		r.Kind.String(), r.AsOf.Format(time.DateOnly), r.WindowStart.Format(time.DateOnly),
-		r.Started.UnixMilli(), finished, string(r.Status), string(counters))
+		r.Started.UnixMilli(), finished, string(r.Status), string(counters), r.Note, completeAt)
 	if err != nil {
 		return fmt.Errorf("serving: sqlite record run: %w", err)
 	}
@@ -520,7 +590,7 @@ func (s *sqliteStore) RecordRun(ctx context.Context, r BatchRun) error {
 }
 
 func (s *sqliteStore) Runs(ctx context.Context, kind event.Kind) ([]BatchRun, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT as_of, window_start, started, finished, status, counters
+	rows, err := s.db.QueryContext(ctx, `SELECT as_of, window_start, started, finished, status, counters, note, complete_at
 		FROM batch_runs WHERE kind = ? ORDER BY as_of DESC`, kind.String())
 	if err != nil {
 		return nil, fmt.Errorf("serving: sqlite runs: %w", err)
@@ -528,12 +598,15 @@ func (s *sqliteStore) Runs(ctx context.Context, kind event.Kind) ([]BatchRun, er
 	defer rows.Close()
 	var out []BatchRun
 	for rows.Next() {
-		var asOf, ws, status, counters string
-		var started, finished int64
-		if err := rows.Scan(&asOf, &ws, &started, &finished, &status, &counters); err != nil {
+		var asOf, ws, status, counters, note string
+		var started, finished, completeAt int64
+		if err := rows.Scan(&asOf, &ws, &started, &finished, &status, &counters, &note, &completeAt); err != nil {
 			return nil, err
 		}
-		r := BatchRun{Kind: kind, Status: RunStatus(status), Started: time.UnixMilli(started).UTC()}
+		r := BatchRun{Kind: kind, Status: RunStatus(status), Note: note, Started: time.UnixMilli(started).UTC()}
+		if completeAt > 0 {
+			r.CompleteAt = time.UnixMilli(completeAt).UTC()
+		}
 		r.AsOf, _ = time.Parse(time.DateOnly, asOf)
 		r.WindowStart, _ = time.Parse(time.DateOnly, ws)
 		if finished > 0 {

@@ -41,7 +41,10 @@ func (l Layer) String() string {
 
 // Store is where rows live. Every write is an idempotent upsert, so
 // re-running a job on the same input leaves the same rows (DESIGN §2).
-// Implementations are safe for concurrent use.
+// Batch writes are monotone: each row carries the stamp of the run that
+// wrote it (BatchStamp), and a write or a delete with an older stamp never
+// replaces a row with a newer one (DESIGN §3). Implementations are safe for
+// concurrent use.
 type Store interface {
 	// NewWriter returns a writer for bulk upserts into one layer. Each
 	// worker takes its own; it must be closed.
@@ -66,7 +69,19 @@ type Store interface {
 	// has seen yet (an app or a release that is hours old). Speed entries
 	// expire with the speed rows.
 	Catalog(ctx context.Context, layer Layer, kind event.Kind, from, to time.Time) ([]AppVersion, error)
-	// RecordRun upserts a batch_runs row.
+	// PruneBatch deletes the batch rows of days [first, last] (count rows
+	// of every granularity, and sketch rows) whose stamp is older than
+	// stamp: after a run has written its window, the rows of that window
+	// it did not write (DESIGN §3). Rows with a newer stamp stay. It
+	// returns how many rows it deleted, or -1 if the store cannot tell
+	// (Cassandra's range tombstones).
+	PruneBatch(ctx context.Context, first, last time.Time, stamp int64) (int64, error)
+	// RecordRun upserts the batch_runs row of (r.Kind, r.AsOf): the state
+	// of that as_of's latest attempt. CompleteAt is kept from the row
+	// before while r is running or failed, set to r.Finished when r
+	// succeeded, and cleared when r finished on incomplete or partial
+	// input, so a failed or running attempt never lowers the watermark
+	// that an earlier success set.
 	RecordRun(ctx context.Context, r BatchRun) error
 	// Runs returns the batch_runs rows of kind, newest as_of first.
 	Runs(ctx context.Context, kind event.Kind) ([]BatchRun, error)
@@ -76,6 +91,9 @@ type Store interface {
 
 // WriterOptions configure a RowWriter.
 type WriterOptions struct {
+	// Stamp is the batch run's BatchStamp, carried by every batch row it
+	// writes (batch layer only; zero is older than every run).
+	Stamp int64
 	// Run names the stream run writing speed rows. Each run's counts and
 	// sketches are rows of their own, and reads sum the counts and merge
 	// the sketches over runs: a restarted stream starts its windows
@@ -89,6 +107,20 @@ type WriterOption func(*WriterOptions)
 
 // WithRun tags speed rows with the stream run that writes them.
 func WithRun(run string) WriterOption { return func(o *WriterOptions) { o.Run = run } }
+
+// WithStamp stamps batch rows with a run's BatchStamp.
+func WithStamp(stamp int64) WriterOption { return func(o *WriterOptions) { o.Stamp = stamp } }
+
+// BatchStamp orders batch writes: by as_of first, then by when the run
+// started (to the second), so a re-run of the same as_of replaces its rows,
+// and a run of an older as_of never replaces a newer one's. It is the
+// Cassandra write timestamp of batch rows: as_of's day number shifted left
+// by 40 bits, plus the start in Unix seconds, which is larger than any
+// microsecond clock timestamp an earlier, unstamped write carries.
+func BatchStamp(asOf, started time.Time) int64 {
+	days := asOf.UTC().Unix() / 86400
+	return days<<40 | (started.Unix() & (1<<40 - 1))
+}
 
 // NewWriterOptions applies opts.
 func NewWriterOptions(opts ...WriterOption) WriterOptions {
@@ -205,14 +237,22 @@ type UserQuery struct {
 // RunStatus is the state of a batch run.
 type RunStatus string
 
-// Run states.
+// Run states. Only a run that succeeded on complete input moves the
+// watermark (DESIGN §3).
 const (
 	RunRunning   RunStatus = "running"
 	RunSucceeded RunStatus = "succeeded"
-	RunFailed    RunStatus = "failed"
+	// RunIncomplete: the run wrote its rows, but its input for as_of was
+	// not sealed (Note says what was missing).
+	RunIncomplete RunStatus = "incomplete"
+	// RunPartial: a run as of a day that had not ended
+	// (--allow_partial_day).
+	RunPartial RunStatus = "partial"
+	RunFailed  RunStatus = "failed"
 )
 
-// BatchRun is one batch_runs row: one kind of one as_of run.
+// BatchRun is one batch_runs row: the latest attempt of one kind of one
+// as_of.
 type BatchRun struct {
 	Kind        event.Kind
 	AsOf        time.Time // day
@@ -220,7 +260,12 @@ type BatchRun struct {
 	Started     time.Time
 	Finished    time.Time // zero while running
 	Status      RunStatus
+	Note        string // why a run is incomplete or failed
 	Counters    map[string]int64
+	// CompleteAt is when an attempt of this as_of last succeeded on
+	// complete input; zero if none has, or if a later attempt finished on
+	// incomplete input. Stores keep it across running and failed attempts.
+	CompleteAt time.Time
 }
 
 // Period returns the partition period of a bucket (DESIGN §2): a day for

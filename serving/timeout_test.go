@@ -40,7 +40,7 @@ func TestWithTimeoutAndCacheRuns(t *testing.T) {
 
 	day := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
 	run := func(d time.Time) {
-		if err := st.RecordRun(ctx, serving.BatchRun{Kind: event.AppLoad, AsOf: d, WindowStart: d, Started: d, Finished: d, Status: serving.RunSucceeded, Counters: map[string]int64{}}); err != nil {
+		if err := st.RecordRun(ctx, serving.BatchRun{Kind: event.AppLoad, AsOf: d, WindowStart: d, Started: d, Finished: d.Add(25 * time.Hour), Status: serving.RunSucceeded, Counters: map[string]int64{}}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -72,8 +72,9 @@ var schemaV2 = []string{
 }
 
 var (
-	migBucket = time.Date(2024, 3, 5, 14, 0, 0, 0, time.UTC)
-	migDay    = time.Date(2024, 3, 5, 0, 0, 0, 0, time.UTC)
+	migBucket   = time.Date(2024, 3, 5, 14, 0, 0, 0, time.UTC)
+	migDay      = time.Date(2024, 3, 5, 0, 0, 0, 0, time.UTC)
+	migFinished = time.Date(2024, 3, 6, 0, 30, 0, 0, time.UTC)
 )
 
 // oldKeyspace connects without running EnsureSchema, creates a fresh
@@ -109,6 +110,8 @@ func oldKeyspace(t *testing.T, ddl []string, version int, extra ...string) (*cas
 		"events", "app1", "1.0", "hour", "2024-03", migBucket, int64(7))
 	exec(fmt.Sprintf("INSERT INTO %s.batch_users (kind, app_id, app_version, period, day, sketch, estimate) VALUES (?, ?, ?, ?, ?, ?, ?)", ks),
 		"users", "app1", "1.0", "2024-03", migDay, []byte{1, 2, 3}, int64(5))
+	exec(fmt.Sprintf("INSERT INTO %s.batch_runs (kind, as_of, window_start, started, finished, status, counters) VALUES (?, ?, ?, ?, ?, ?, ?)", ks),
+		"app_load", migDay, migDay, migFinished.Add(-time.Minute), migFinished, "succeeded", map[string]int64{"events": 1})
 	for _, s := range extra {
 		exec(fmt.Sprintf(s, ks))
 	}
@@ -156,8 +159,21 @@ func schemaVersion(t *testing.T, c *cassandraio.Client, ks string) (int, time.Ti
 func checkMigrated(t *testing.T, c *cassandraio.Client, ks string) {
 	ctx := context.Background()
 	v, applied := schemaVersion(t, c, ks)
-	if v != cassandraio.SchemaVersion || cassandraio.SchemaVersion != 3 {
-		t.Fatalf("schema version %d after EnsureSchema, want %d (= 3)", v, cassandraio.SchemaVersion)
+	if v != cassandraio.SchemaVersion || cassandraio.SchemaVersion != 4 {
+		t.Fatalf("schema version %d after EnsureSchema, want %d (= 4)", v, cassandraio.SchemaVersion)
+	}
+	runCols := columns(t, c, ks, "batch_runs")
+	for _, name := range []string{"note", "complete_at"} {
+		if col, ok := runCols[name]; !ok || col.kind != "regular" {
+			t.Errorf("batch_runs.%s: %+v, %v; want a regular column", name, col, ok)
+		}
+	}
+	// A success from before version 4 counted as complete, and keeps the
+	// watermark it set.
+	var completeAt time.Time
+	if err := c.Session().Query(fmt.Sprintf("SELECT complete_at FROM %s.batch_runs WHERE kind = ? AND as_of = ?", ks), "app_load", migDay).
+		Scan(&completeAt); err != nil || !completeAt.Equal(migFinished) {
+		t.Errorf("batch_runs.complete_at of an old success: %v, %v; want %v", completeAt, err, migFinished)
 	}
 
 	// The batch layer's rows survive.

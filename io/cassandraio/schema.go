@@ -12,7 +12,7 @@ import (
 
 // SchemaVersion is the version of lumen's Cassandra tables, recorded in
 // <keyspace>.schema_version so a later layout can migrate or refuse.
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 // The tables of DESIGN §2, refined:
 //
@@ -36,6 +36,12 @@ const SchemaVersion = 3
 //     reads sum counts and merge sketches over runs.
 //   - speed_late sums over its source column: each late pane or record is
 //     its own idempotent row.
+//   - Batch counts and sketches, and their deletes, are written USING
+//     TIMESTAMP of the run's stamp (serving.BatchStamp: as_of, then the
+//     run's start), so last-write-wins makes batch writes monotone: a run
+//     of an older as_of never replaces or deletes a newer one's rows.
+//   - batch_runs keeps, per (kind, as_of), its latest attempt and
+//     complete_at, when an attempt last succeeded on complete input.
 var tableDDL = []string{
 	`CREATE TABLE IF NOT EXISTS %s.schema_version (
 		component text PRIMARY KEY, version int, applied timestamp)`,
@@ -59,7 +65,7 @@ var tableDDL = []string{
 		PRIMARY KEY ((layer, kind, period), app_id, app_version))`,
 	`CREATE TABLE IF NOT EXISTS %s.batch_runs (
 		kind text, as_of date, window_start date, started timestamp, finished timestamp, status text,
-		counters map<text, bigint>,
+		counters map<text, bigint>, note text, complete_at timestamp,
 		PRIMARY KEY ((kind), as_of)) WITH CLUSTERING ORDER BY (as_of DESC)`,
 }
 
@@ -119,6 +125,43 @@ func (c *Client) EnsureSchema(ctx context.Context) error {
 			err := c.session.Query(fmt.Sprintf("ALTER TABLE %s.%s ADD events bigint", ks, t)).WithContext(ctx).Exec()
 			if err != nil && !strings.Contains(err.Error(), "already exist") {
 				return fmt.Errorf("cassandraio: migrate %s to schema 2: %w", t, err)
+			}
+		}
+	}
+	if version > 0 && version < 4 {
+		// Version 4 records a note and complete_at per run; every success
+		// before it counted as complete.
+		for _, col := range []string{"note text", "complete_at timestamp"} {
+			err := c.session.Query(fmt.Sprintf("ALTER TABLE %s.batch_runs ADD %s", ks, col)).WithContext(ctx).Exec()
+			if err != nil && !strings.Contains(err.Error(), "already exist") {
+				return fmt.Errorf("cassandraio: migrate batch_runs to schema 4: %w", err)
+			}
+			if err := c.session.AwaitSchemaAgreement(ctx); err != nil {
+				return fmt.Errorf("cassandraio: schema agreement: %w", err)
+			}
+		}
+		it := c.session.Query(fmt.Sprintf("SELECT kind, as_of, finished, status FROM %s.batch_runs", ks)).WithContext(ctx).Iter()
+		type key struct {
+			kind string
+			asOf time.Time
+		}
+		done := map[key]time.Time{}
+		var k key
+		var finished time.Time
+		var status string
+		for it.Scan(&k.kind, &k.asOf, &finished, &status) {
+			if status == "succeeded" {
+				done[k] = finished
+			}
+		}
+		if err := it.Close(); err != nil {
+			return fmt.Errorf("cassandraio: migrate batch_runs to schema 4: %w", err)
+		}
+		for k, f := range done {
+			err := c.session.Query(fmt.Sprintf("UPDATE %s.batch_runs SET complete_at = ? WHERE kind = ? AND as_of = ?", ks), f, k.kind, k.asOf).
+				WithContext(ctx).Consistency(c.cfg.Consistency).Exec()
+			if err != nil {
+				return fmt.Errorf("cassandraio: migrate batch_runs to schema 4: %w", err)
 			}
 		}
 	}

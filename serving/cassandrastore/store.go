@@ -68,18 +68,23 @@ func (s *Store) NewWriter(ctx context.Context, layer serving.Layer, opts ...serv
 	if layer != serving.Batch && layer != serving.Speed {
 		return nil, fmt.Errorf("cassandrastore: bad layer %v", layer)
 	}
-	ttl, ttlTS, runCol, runVal := "", "", "", ""
+	// Batch rows: USING TIMESTAMP <the run's stamp>, so an older run
+	// never replaces a newer one's rows (see the schema notes in
+	// cassandraio).
+	ttl, ttlTS, runCol, runVal := "", " USING TIMESTAMP ?", "", ""
 	if layer == serving.Speed {
 		runCol, runVal = ", run", ", ?"
 		// USING TIMESTAMP <total>: out-of-order panes cannot overwrite a
-		// larger total (see the schema notes in cassandraio).
+		// larger total.
 		ttl, ttlTS = " USING TTL ?", " USING TTL ? AND TIMESTAMP ?"
 	}
+	o := serving.NewWriterOptions(opts...)
 	return &rowWriter{
 		s: s, w: s.c.NewWriter(), layer: layer,
 		countStmt: fmt.Sprintf("INSERT INTO %s.%s (kind, app_id, app_version, granularity, period, bucket, count%s) VALUES (?, ?, ?, ?, ?, ?, ?%s)%s", s.ks, table(layer, "counts"), runCol, runVal, ttlTS),
 		userStmt:  fmt.Sprintf("INSERT INTO %s.%s (kind, app_id, app_version, period, day, sketch, estimate, events%s) VALUES (?, ?, ?, ?, ?, ?, ?, ?%s)%s", s.ks, table(layer, "users"), runCol, runVal, ttlTS),
-		run:       serving.NewWriterOptions(opts...).Run,
+		run:       o.Run,
+		stamp:     o.Stamp,
 		lateStmt:  fmt.Sprintf("INSERT INTO %s.speed_late (kind, app_id, app_version, granularity, period, bucket, source, count) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?", s.ks),
 		indexStmt: fmt.Sprintf("INSERT INTO %s.app_index (layer, kind, period, app_id, app_version) VALUES (?, ?, ?, ?, ?)%s", s.ks, ttl),
 		ttl:       int(s.c.Config().SpeedTTL / time.Second),
@@ -99,6 +104,7 @@ type rowWriter struct {
 	countStmt, userStmt, lateStmt, indexStmt string
 	ttl                                      int
 	run                                      string
+	stamp                                    int64
 	indexed                                  map[indexKey]bool
 }
 
@@ -109,15 +115,20 @@ func (r *rowWriter) args(a ...any) []any {
 	return a
 }
 
-// argsTS is args for a monotone speed row: its run, the TTL, then the write timestamp,
-// which callers make the bucket's start in microseconds plus the row's
-// total: increasing with the total for one row, and of a magnitude that no
-// ordinary write's clock timestamp dwarfs.
+// argsTS is args for a monotone row. A speed row takes its run, the TTL,
+// then the write timestamp, which callers make the bucket's start in
+// microseconds plus the row's total: increasing with the total for one
+// row, and of a magnitude that no ordinary write's clock timestamp dwarfs.
+// A batch row takes the run's stamp.
 func (r *rowWriter) argsTS(total int64, a ...any) []any {
 	if r.layer == serving.Speed {
-		a = append(a, r.run, r.ttl, total)
+		return append(a, r.run, r.ttl, total)
 	}
-	return a
+	if r.stamp == 0 {
+		// Unstamped (not a batch run's): the clock, older than any stamp.
+		return append(a, time.Now().UnixMicro())
+	}
+	return append(a, r.stamp)
 }
 
 // index records that (kind, app, version) has rows in a month.
@@ -337,13 +348,75 @@ func sortedKeys(m map[string]bool) []string {
 	return out
 }
 
+// PruneBatch writes range tombstones USING TIMESTAMP stamp−1 over the
+// window's buckets in every batch partition of the apps in app_index: they
+// shadow what older runs wrote, and neither the rows this run wrote nor a
+// newer run's. They go through the throttled, retrying writer.
+func (s *Store) PruneBatch(ctx context.Context, first, last time.Time, stamp int64) (int64, error) {
+	first, last = first.UTC(), last.UTC()
+	end := last.AddDate(0, 0, 1)
+	countStmt := fmt.Sprintf("DELETE FROM %s.batch_counts USING TIMESTAMP ? WHERE kind = ? AND app_id = ? AND app_version = ? AND granularity = ? AND period = ? AND bucket >= ? AND bucket < ?", s.ks)
+	userStmt := fmt.Sprintf("DELETE FROM %s.batch_users USING TIMESTAMP ? WHERE kind = ? AND app_id = ? AND app_version = ? AND period = ? AND day >= ? AND day < ?", s.ks)
+	w := s.c.NewWriter()
+	for _, k := range event.Kinds {
+		series := map[serving.AppVersion]bool{}
+		err := s.indexRows(ctx, serving.Batch, k, first, last, func(app, version string) {
+			series[serving.AppVersion{AppID: app, Version: version}] = true
+			series[serving.AppVersion{AppID: app, Version: aggregate.AllVersions}] = true
+		})
+		if err != nil {
+			return 0, err
+		}
+		for av := range series {
+			for _, g := range []aggregate.Granularity{aggregate.Hour, aggregate.Day} {
+				for _, p := range serving.Periods(g, first, last) {
+					err := w.Write(ctx, cassandraio.Mutation{
+						Stmt:      countStmt,
+						Args:      []any{stamp - 1, k.String(), av.AppID, av.Version, g.String(), p, first, end},
+						Partition: fmt.Sprint("c|", k, "|", av.AppID, "|", av.Version, "|", g, "|", p),
+						Bytes:     48 + len(av.AppID) + len(av.Version),
+					})
+					if err != nil {
+						return 0, err
+					}
+				}
+			}
+			for _, p := range serving.Periods(aggregate.Day, first, last) {
+				err := w.Write(ctx, cassandraio.Mutation{
+					Stmt:      userStmt,
+					Args:      []any{stamp - 1, k.String(), av.AppID, av.Version, p, first, end},
+					Partition: fmt.Sprint("u|", k, "|", av.AppID, "|", av.Version, "|", p),
+					Bytes:     48 + len(av.AppID) + len(av.Version),
+				})
+				if err != nil {
+					return 0, err
+				}
+			}
+		}
+	}
+	if err := w.Flush(ctx); err != nil {
+		return 0, fmt.Errorf("cassandrastore: prune: %w", err)
+	}
+	return -1, nil
+}
+
 func (s *Store) RecordRun(ctx context.Context, r serving.BatchRun) error {
 	var finished any
 	if !r.Finished.IsZero() {
 		finished = r.Finished
 	}
-	err := s.c.Query(ctx, fmt.Sprintf("INSERT INTO %s.batch_runs (kind, as_of, window_start, started, finished, status, counters) VALUES (?, ?, ?, ?, ?, ?, ?)", s.ks),
-		r.Kind.String(), r.AsOf, r.WindowStart, r.Started, finished, string(r.Status), r.Counters).Exec()
+	// complete_at: left alone by running and failed attempts, set by a
+	// success, cleared (null) by any other finish.
+	cols, vals, args := "", "", []any{r.Kind.String(), r.AsOf, r.WindowStart, r.Started, finished, string(r.Status), r.Counters, r.Note}
+	switch r.Status {
+	case serving.RunRunning, serving.RunFailed:
+	case serving.RunSucceeded:
+		cols, vals, args = ", complete_at", ", ?", append(args, r.Finished)
+	default:
+		cols, vals, args = ", complete_at", ", ?", append(args, nil)
+	}
+	err := s.c.Query(ctx, fmt.Sprintf("INSERT INTO %s.batch_runs (kind, as_of, window_start, started, finished, status, counters, note%s) VALUES (?, ?, ?, ?, ?, ?, ?, ?%s)", s.ks, cols, vals),
+		args...).Exec()
 	if err != nil {
 		return fmt.Errorf("cassandrastore: record run: %w", err)
 	}
@@ -351,14 +424,17 @@ func (s *Store) RecordRun(ctx context.Context, r serving.BatchRun) error {
 }
 
 func (s *Store) Runs(ctx context.Context, kind event.Kind) ([]serving.BatchRun, error) {
-	it := s.c.Query(ctx, fmt.Sprintf("SELECT as_of, window_start, started, finished, status, counters FROM %s.batch_runs WHERE kind = ?", s.ks), kind.String()).Iter()
+	it := s.c.Query(ctx, fmt.Sprintf("SELECT as_of, window_start, started, finished, status, counters, note, complete_at FROM %s.batch_runs WHERE kind = ?", s.ks), kind.String()).Iter()
 	var out []serving.BatchRun
 	for {
 		r := serving.BatchRun{Kind: kind}
 		var status string
-		var finished time.Time
-		if !it.Scan(&r.AsOf, &r.WindowStart, &r.Started, &finished, &status, &r.Counters) {
+		var finished, completeAt time.Time
+		if !it.Scan(&r.AsOf, &r.WindowStart, &r.Started, &finished, &status, &r.Counters, &r.Note, &completeAt) {
 			break
+		}
+		if !completeAt.IsZero() {
+			r.CompleteAt = completeAt.UTC()
 		}
 		r.Status = serving.RunStatus(status)
 		r.AsOf, r.WindowStart, r.Started = r.AsOf.UTC(), r.WindowStart.UTC(), r.Started.UTC()
