@@ -33,7 +33,8 @@ func init() {
 //	partition, write its rollup → cut each whole partition to the window
 //	(too_old) → merge per (kind, app) with aggregate.Combine → hour and
 //	day counts, daily sketches → store; dead letters → files; run counters
-//	→ batch_runs, after every row.
+//	→ batch_runs, after every row, and after deleting the window's rows
+//	that the run did not write (an older stamp's).
 //
 // A partition's whole partial aggregates are the same whether they were
 // merged from its raw files or read from its rollup, and every partition
@@ -85,11 +86,13 @@ func BuildBatchOutputs(s beam.Scope, cfg BatchConfig) (BatchOutputs, error) {
 		Stats:  SumStats(s, stats),
 		Dead:   dead,
 	}
-	counts := WriteCounts(s, cfg.Store, serving.Batch, out.Counts)
-	users := WriteUsers(s, cfg.Store, serving.Batch, out.Users)
+	stamp := serving.BatchStamp(cfg.AsOf, cfg.Started)
+	counts := WriteCounts(s, cfg.Store, stamp, out.Counts)
+	users := WriteUsers(s, cfg.Store, stamp, out.Users)
 	deadWritten := WriteDeadLetters(s, deadletter.Dir(cfg.DeadLetterRoot, "batch", cfg.AsOf.Format(time.DateOnly)), cfg.S3, dead)
 
-	RecordRun(s, RunInfo{Store: cfg.Store, AsOf: cfg.AsOf, WindowStart: window.First, Started: cfg.Started},
+	RecordRun(s, RunInfo{Store: cfg.Store, AsOf: cfg.AsOf, WindowStart: window.First, Started: cfg.Started,
+		Stamp: stamp, Partial: cfg.Partial(), AllowIncomplete: cfg.AllowIncomplete},
 		out.Stats, counts, users, deadWritten)
 	return out, nil
 }

@@ -26,8 +26,17 @@ type BatchConfig struct {
 	DeadLetterRoot string
 	// Precision of the distinct-device sketches. Default 14.
 	Precision uint8
-	// Started is when the run started, for batch_runs. Default: now.
+	// Started is when the run started, for batch_runs and the rows' stamp
+	// (serving.BatchStamp), and the run's processing clock: a day that
+	// has not ended by then cannot be complete. Default: now.
 	Started time.Time
+	// AllowPartialDay lets a run be as of a day that has not ended (UTC).
+	// Such a run records "partial" and never moves the watermark.
+	AllowPartialDay bool
+	// AllowIncomplete records a run whose input for AsOf is not sealed by
+	// the archiver as succeeded, moving the watermark (the operator's
+	// override); without it the run records "incomplete".
+	AllowIncomplete bool
 	// MaxBundleCells bounds the map-side aggregate a reader holds before it
 	// emits early (about 100 bytes a cell). Default 2,000,000.
 	MaxBundleCells int
@@ -50,6 +59,11 @@ type BatchConfig struct {
 	Full bool
 	// NoRollups neither reads nor writes rollups: every run reads raw.
 	NoRollups bool
+}
+
+// Partial reports whether AsOf had not ended when the run started.
+func (c *BatchConfig) Partial() bool {
+	return !c.AsOf.Before(c.Started.UTC().Truncate(24 * time.Hour))
 }
 
 // EnsureDefaults fills zero values.
@@ -93,6 +107,10 @@ func (c *BatchConfig) Validate() error {
 	}
 	if c.Grain != raw.GrainHour && c.Grain != raw.GrainDay {
 		errs = append(errs, fmt.Errorf("grain: %v, want hour or day", c.Grain))
+	}
+	if today := c.Started.UTC().Truncate(24 * time.Hour); !c.AsOf.IsZero() && c.Partial() && !c.AllowPartialDay {
+		errs = append(errs, fmt.Errorf("as_of: %s has not ended (today is %s UTC), so it cannot be complete; pass --allow_partial_day to run it anyway, without moving the watermark",
+			c.AsOf.Format(time.DateOnly), today.Format(time.DateOnly)))
 	}
 	if c.Precision < hll.MinPrecision || c.Precision > hll.MaxPrecision {
 		errs = append(errs, fmt.Errorf("precision: %d, want %d..%d", c.Precision, hll.MinPrecision, hll.MaxPrecision))

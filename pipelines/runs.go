@@ -118,12 +118,36 @@ type RunInfo struct {
 	AsOf        time.Time
 	WindowStart time.Time
 	Started     time.Time
+	// Stamp is the run's serving.BatchStamp.
+	Stamp int64
+	// Partial: AsOf had not ended when the run started.
+	Partial bool
+	// Incomplete holds, by kind name, why the kind's input for AsOf is not
+	// complete; AllowIncomplete records such a kind as succeeded anyway.
+	Incomplete      map[string]string
+	AllowIncomplete bool
 }
 
-// RecordRun writes the run's batch_runs rows once every row of the run has
-// been written: it takes the writers' outputs as side inputs, which Beam
-// makes available only when those stages have finished (DESIGN §3:
-// "overwrites all batch rows ..., then records the run").
+// status is what a finished run of kind records, and why.
+func (i RunInfo) status(k event.Kind) (serving.RunStatus, string) {
+	note := i.Incomplete[k.String()]
+	switch {
+	case i.Partial:
+		return serving.RunPartial, "as_of had not ended when the run started (--allow_partial_day)"
+	case note != "" && !i.AllowIncomplete:
+		return serving.RunIncomplete, note
+	case note != "":
+		return serving.RunSucceeded, "incomplete input accepted (--allow_incomplete): " + note
+	}
+	return serving.RunSucceeded, ""
+}
+
+// RecordRun finishes a batch run once every row of the run has been
+// written: it takes the writers' outputs as side inputs, which Beam makes
+// available only when those stages have finished. It then deletes the
+// window's rows the run did not write (those with an older stamp), and
+// records the run in batch_runs (DESIGN §3: the run's result for the
+// window is the rows it wrote, "then it records the run").
 func RecordRun(s beam.Scope, info RunInfo, stats, countsWritten, usersWritten, deadWritten beam.PCollection) {
 	s = s.Scope("pipelines.RecordRun")
 	beam.ParDo0(s, &recordRunFn{Info: info}, beam.Impulse(s),
@@ -157,6 +181,10 @@ func (f *recordRunFn) ProcessElement(ctx context.Context, _ []byte, stats func(*
 		return fmt.Errorf("pipelines: open store %s: %w", serving.Redact(f.Info.Store), err)
 	}
 	defer store.Close()
+	deleted, err := store.PruneBatch(ctx, f.Info.WindowStart, f.Info.AsOf, f.Info.Stamp)
+	if err != nil {
+		return fmt.Errorf("pipelines: delete the rows the run did not write: %w", err)
+	}
 	finished := time.Now().UTC()
 	for _, k := range event.Kinds {
 		c := byKind[k].Counters()
@@ -165,9 +193,11 @@ func (f *recordRunFn) ProcessElement(ctx context.Context, _ []byte, stats func(*
 		c["run.count_rows"] = countRows
 		c["run.user_rows"] = userRows
 		c["run.dead_letters_written"] = deadRows
+		c["run.rows_deleted"] = deleted // -1: the store cannot tell
+		status, note := f.Info.status(k)
 		if err := store.RecordRun(ctx, serving.BatchRun{
 			Kind: k, AsOf: f.Info.AsOf, WindowStart: f.Info.WindowStart,
-			Started: f.Info.Started, Finished: finished, Status: serving.RunSucceeded, Counters: c,
+			Started: f.Info.Started, Finished: finished, Status: status, Note: note, Counters: c,
 		}); err != nil {
 			return fmt.Errorf("pipelines: record run: %w", err)
 		}

@@ -20,22 +20,22 @@ func init() {
 // writeBatch is how many rows a writer hands the store at a time.
 const writeBatch = 2000
 
-// WriteCounts upserts count rows into one layer of the store and returns the
-// number of rows each bundle wrote.
+// WriteCounts upserts a batch run's count rows, stamped with the run's
+// serving.BatchStamp, and returns the number of rows each bundle wrote.
 //
 //	rows: PCollection<aggregate.CountRow> → PCollection<int64>
-func WriteCounts(s beam.Scope, store string, layer serving.Layer, rows beam.PCollection) beam.PCollection {
+func WriteCounts(s beam.Scope, store string, stamp int64, rows beam.PCollection) beam.PCollection {
 	s = s.Scope("pipelines.WriteCounts")
-	return beam.ParDo(s, &writeCountsFn{rowWriter: rowWriter{Store: store, Layer: layer}}, rows)
+	return beam.ParDo(s, &writeCountsFn{rowWriter: rowWriter{Store: store, Layer: serving.Batch, Stamp: stamp}}, rows)
 }
 
-// WriteUsers upserts daily sketch rows into one layer of the store and
-// returns the number of rows each bundle wrote.
+// WriteUsers upserts a batch run's daily sketch rows, stamped like
+// WriteCounts', and returns the number of rows each bundle wrote.
 //
 //	rows: PCollection<aggregate.UserRow> → PCollection<int64>
-func WriteUsers(s beam.Scope, store string, layer serving.Layer, rows beam.PCollection) beam.PCollection {
+func WriteUsers(s beam.Scope, store string, stamp int64, rows beam.PCollection) beam.PCollection {
 	s = s.Scope("pipelines.WriteUsers")
-	return beam.ParDo(s, &writeUsersFn{rowWriter: rowWriter{Store: store, Layer: layer}}, rows)
+	return beam.ParDo(s, &writeUsersFn{rowWriter: rowWriter{Store: store, Layer: serving.Batch, Stamp: stamp}}, rows)
 }
 
 // rowWriter holds what the two writer DoFns share: a store opened once per
@@ -43,6 +43,7 @@ func WriteUsers(s beam.Scope, store string, layer serving.Layer, rows beam.PColl
 type rowWriter struct {
 	Store string
 	Layer serving.Layer
+	Stamp int64
 
 	store serving.Store
 	w     serving.RowWriter
@@ -59,7 +60,7 @@ func (r *rowWriter) Setup(ctx context.Context) error {
 }
 
 func (r *rowWriter) StartBundle(ctx context.Context, _ func(int64)) error {
-	w, err := r.store.NewWriter(ctx, r.Layer)
+	w, err := r.store.NewWriter(ctx, r.Layer, serving.WithStamp(r.Stamp))
 	if err != nil {
 		return err
 	}

@@ -44,7 +44,9 @@ import (
 
 var (
 	input       = flag.String("input", "testing/sample", "Root of the raw Avro layout: a directory or s3://bucket/prefix.")
-	asOf        = flag.String("as_of", "latest", "Day to run for, YYYY-MM-DD; \"latest\" is the newest arrival day in --input.")
+	asOf        = flag.String("as_of", "latest", "Day to run for, YYYY-MM-DD; \"latest\" is the newest arrival day in --input before today (UTC).")
+	partialDay  = flag.Bool("allow_partial_day", false, "Allow an --as_of of today or later: the run records \"partial\" and does not move the watermark.")
+	incomplete  = flag.Bool("allow_incomplete", false, "Record a run whose input for --as_of is not sealed by the archiver as succeeded, moving the watermark.")
 	windowDays  = flag.Int("window_days", 30, "Days in the window [as_of-window_days+1, as_of].")
 	from        = flag.String("from", "", "Backfill: first as_of day (YYYY-MM-DD). Needs --to.")
 	to          = flag.String("to", "", "Backfill: last as_of day (YYYY-MM-DD). Runs oldest first.")
@@ -134,18 +136,20 @@ func run(ctx context.Context) error {
 		return fmt.Errorf("--rollup_grain: %w", err)
 	}
 	base := pipelines.BatchConfig{
-		S3:             s3fs.Options{Endpoint: *s3Endpoint, Region: *s3Region, PathStyle: ps},
-		Input:          strings.TrimSuffix(*input, "/"),
-		WindowDays:     *windowDays,
-		Store:          *store,
-		DeadLetterRoot: *deadLetters,
-		Precision:      uint8(*precision),
-		Plan:           raw.PlanOptions{TargetBytes: *unitBytes, OpenCost: *openCost, Parallelism: *parallelism},
-		Read:           raw.ReadOptions{Concurrency: *concurrency},
-		Full:           *full,
-		NoRollups:      *noRollups,
-		RollupRoot:     strings.TrimSuffix(*rollupRoot, "/"),
-		Grain:          grain,
+		S3:              s3fs.Options{Endpoint: *s3Endpoint, Region: *s3Region, PathStyle: ps},
+		Input:           strings.TrimSuffix(*input, "/"),
+		WindowDays:      *windowDays,
+		Store:           *store,
+		DeadLetterRoot:  *deadLetters,
+		Precision:       uint8(*precision),
+		Plan:            raw.PlanOptions{TargetBytes: *unitBytes, OpenCost: *openCost, Parallelism: *parallelism},
+		Read:            raw.ReadOptions{Concurrency: *concurrency},
+		Full:            *full,
+		NoRollups:       *noRollups,
+		RollupRoot:      strings.TrimSuffix(*rollupRoot, "/"),
+		Grain:           grain,
+		AllowPartialDay: *partialDay,
+		AllowIncomplete: *incomplete,
 	}
 	// Fail fast, with every problem named, before any job starts.
 	probe := base
@@ -198,6 +202,11 @@ func detached() bool {
 	if *jobopts.Async {
 		return true
 	}
+	return dryRun()
+}
+
+// dryRun reports Dataflow's --dry_run: the job is translated, never run.
+func dryRun() bool {
 	f := flag.Lookup("dry_run")
 	return f != nil && f.Value.String() == "true"
 }
@@ -233,7 +242,9 @@ func runDays(ctx context.Context) ([]time.Time, error) {
 		return days, nil
 	}
 	if *asOf == "latest" {
-		d, err := raw.LatestArrivalDay(ctx, *input)
+		// Today's folder is still being written: it cannot be complete.
+		today := time.Now().UTC().Truncate(24 * time.Hour)
+		d, err := raw.LatestArrivalDay(ctx, *input, today)
 		if err != nil {
 			return nil, fmt.Errorf("--as_of=latest: %w (pass --as_of=YYYY-MM-DD)", err)
 		}
@@ -253,6 +264,21 @@ func runOne(ctx context.Context, st serving.Store, cfg pipelines.BatchConfig) er
 	if err := pipelines.BuildBatch(s, cfg); err != nil {
 		return err
 	}
+	// batch_runs shows the run while it runs. A running (or failed)
+	// attempt keeps the watermark an earlier success of this as_of set.
+	record := func(status serving.RunStatus, finished time.Time, note string) error {
+		var errs []error
+		for _, k := range event.Kinds {
+			errs = append(errs, st.RecordRun(ctx, serving.BatchRun{Kind: k, AsOf: cfg.AsOf, WindowStart: window.First,
+				Started: cfg.Started, Finished: finished, Status: status, Note: note, Counters: map[string]int64{}}))
+		}
+		return errors.Join(errs...)
+	}
+	if !dryRun() {
+		if err := record(serving.RunRunning, time.Time{}, ""); err != nil {
+			return fmt.Errorf("record the run as running: %w", err)
+		}
+	}
 	stop := make(chan struct{})
 	if !*quiet {
 		go showProgress(stop, cfg.Started)
@@ -260,18 +286,21 @@ func runOne(ctx context.Context, st serving.Store, cfg pipelines.BatchConfig) er
 	_, err := beamx.RunWithMetrics(ctx, p)
 	close(stop)
 	if err != nil {
-		// The pipeline records success itself, after its last write; a
+		// The pipeline records its end itself, after its last write; a
 		// failure is recorded here, best effort, so batch_runs shows it.
-		for _, k := range event.Kinds {
-			if rerr := st.RecordRun(ctx, serving.BatchRun{Kind: k, AsOf: cfg.AsOf, WindowStart: window.First,
-				Started: cfg.Started, Finished: time.Now().UTC(), Status: serving.RunFailed,
-				Counters: map[string]int64{}}); rerr != nil {
-				slog.Warn("could not record the failed run", "err", rerr)
-			}
+		if rerr := record(serving.RunFailed, time.Now().UTC(), truncate(err.Error(), 500)); rerr != nil {
+			slog.Warn("could not record the failed run", "err", rerr)
 		}
-		return fmt.Errorf("pipeline failed (re-running it is safe): %w", err)
+		return fmt.Errorf("pipeline failed (its rows may be half rewritten; the watermark stays where it was; re-run the same --as_of to complete them): %w", err)
 	}
 	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }
 
 // showProgress prints the read's progress every 5 s. The counters are this

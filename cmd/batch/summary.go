@@ -22,13 +22,23 @@ func printSummary(ctx context.Context, w io.Writer, st serving.Store, cfg pipeli
 	window := aggregate.NewDayWindow(cfg.AsOf, cfg.WindowDays)
 	total := map[string]int64{}
 	var runCounters map[string]int64
+	var states []string
+	var watermark serving.Watermark
 	for _, k := range event.Kinds {
 		runs, err := st.Runs(ctx, k)
 		if err != nil {
 			return err
 		}
+		if w := serving.WatermarkOf(runs); k == event.Kinds[0] || w.Day.Before(watermark.Day) {
+			watermark = w
+		}
 		for _, r := range runs {
 			if r.AsOf.Equal(cfg.AsOf) {
+				state := fmt.Sprintf("%s %s", k, r.Status)
+				if r.Note != "" {
+					state += " (" + r.Note + ")"
+				}
+				states = append(states, state)
 				for c, n := range r.Counters {
 					if strings.HasPrefix(c, "run.") {
 						continue
@@ -73,8 +83,19 @@ func printSummary(ctx context.Context, w io.Writer, st serving.Store, cfg pipeli
 			fmt.Fprintf(w, "             %8s  %s\n", num(total[r]), strings.TrimPrefix(r, "deadletter."))
 		}
 	}
-	fmt.Fprintf(w, "  wrote    %s count rows and %s daily sketch rows to %s\n\n",
-		num(runCounters["run.count_rows"]), num(runCounters["run.user_rows"]), serving.Redact(cfg.Store))
+	fmt.Fprintf(w, "  wrote    %s count rows and %s daily sketch rows to %s", num(runCounters["run.count_rows"]), num(runCounters["run.user_rows"]), serving.Redact(cfg.Store))
+	if n := runCounters["run.rows_deleted"]; n > 0 {
+		fmt.Fprintf(w, "; deleted %s rows of the window it did not write", num(n))
+	} else if n < 0 {
+		fmt.Fprint(w, "; deleted the window's rows it did not write")
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "  status   %s\n", strings.Join(states, "; "))
+	if watermark.OK() {
+		fmt.Fprintf(w, "  batch complete through %s (the watermark, for every kind)\n\n", watermark.Day.Format(time.DateOnly))
+	} else {
+		fmt.Fprint(w, "  no kind has a complete batch run yet: queries answer from the speed layer\n\n")
+	}
 
 	q := &serving.Querier{Store: st}
 	apps, versions, err := q.TopApps(ctx, 10, window.First, window.Last)

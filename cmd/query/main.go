@@ -321,7 +321,7 @@ func runs(ctx context.Context, sf storeFlags, kind string, out io.Writer) error 
 	}
 	defer st.Close()
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "kind\tas_of\twindow_start\tstatus\tseconds\tcounted\ttoo_old\tclock_skew\tdead_letters")
+	fmt.Fprintln(tw, "kind\tas_of\twindow_start\tstatus\tcomplete\tseconds\tcounted\ttoo_old\tclock_skew\tdead_letters\tnote")
 	for _, k := range kinds {
 		rs, err := st.Runs(ctx, k)
 		if err != nil {
@@ -332,8 +332,14 @@ func runs(ctx context.Context, sf storeFlags, kind string, out io.Writer) error 
 			if !r.Finished.IsZero() {
 				secs = fmt.Sprintf("%.1f", r.Finished.Sub(r.Started).Seconds())
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\n", k, r.AsOf.Format(time.DateOnly), r.WindowStart.Format(time.DateOnly),
-				r.Status, secs, r.Counters["counted"], r.Counters["too_old"], r.Counters["clock_skew"], r.Counters["dead_letters"])
+			// complete: when an attempt of this as_of last succeeded on
+			// complete input (what the watermark reads).
+			complete := "-"
+			if !r.CompleteAt.IsZero() {
+				complete = r.CompleteAt.Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", k, r.AsOf.Format(time.DateOnly), r.WindowStart.Format(time.DateOnly),
+				r.Status, complete, secs, r.Counters["counted"], r.Counters["too_old"], r.Counters["clock_skew"], r.Counters["dead_letters"], r.Note)
 		}
 	}
 	return tw.Flush()

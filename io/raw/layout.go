@@ -61,8 +61,10 @@ func ParsePath(path string) (event.Kind, time.Time, error) {
 	return k, t, nil
 }
 
-// LatestArrivalDay returns the newest dt= partition of any kind under root.
-func LatestArrivalDay(ctx context.Context, root string) (time.Time, error) {
+// LatestArrivalDay returns the newest dt= partition of any kind under root
+// that is before the day before (a UTC day start; zero: no bound). The
+// batch's default as_of passes today, whose folder is still being written.
+func LatestArrivalDay(ctx context.Context, root string, before time.Time) (time.Time, error) {
 	root = strings.TrimSuffix(root, "/")
 	var latest time.Time
 	for _, k := range event.Kinds {
@@ -73,12 +75,16 @@ func LatestArrivalDay(ctx context.Context, root string) (time.Time, error) {
 		}
 		for _, n := range names {
 			n = strings.TrimSuffix(path.Base(strings.TrimSuffix(n, "/")), "/")
-			if d, err := time.Parse("dt=2006-01-02", n); err == nil && d.After(latest) {
+			d, err := time.Parse("dt=2006-01-02", n)
+			if err == nil && d.After(latest) && (before.IsZero() || d.Before(before)) {
 				latest = d
 			}
 		}
 	}
 	if latest.IsZero() {
+		if !before.IsZero() {
+			return latest, fmt.Errorf("raw: no raw/<kind>/dt=YYYY-MM-DD partitions before %s under %s", before.Format(time.DateOnly), root)
+		}
 		return latest, fmt.Errorf("raw: no raw/<kind>/dt=YYYY-MM-DD partitions under %s", root)
 	}
 	return latest, nil

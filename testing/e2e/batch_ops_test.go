@@ -1,0 +1,201 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lumenhq/lumen/event"
+	"github.com/lumenhq/lumen/pipelines"
+	"github.com/lumenhq/lumen/serving"
+	"github.com/lumenhq/lumen/testing/servicetest"
+)
+
+// The batch layer in operation (issue 18): what an operator does to it,
+// run against both stores. Each test works on its own copy of the bundled
+// sample (as of 2026-11-24, arrival days 11-22..11-24).
+
+var sampleAsOf = time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
+
+// eachStore runs fn on a fresh SQLite store and on a fresh Cassandra
+// keyspace (skipped, loudly, without LUMEN_TEST_CASSANDRA).
+func eachStore(t *testing.T, fn func(t *testing.T, fresh func() string)) {
+	t.Run("sqlite", func(t *testing.T) { fn(t, func() string { return sqliteURL(t) }) })
+	t.Run("cassandra", func(t *testing.T) {
+		addr := servicetest.Addr(t, "LUMEN_TEST_CASSANDRA")
+		servicetest.Use(t, "cassandra")
+		n := 0
+		fn(t, func() string {
+			n++
+			return fmt.Sprintf("cassandra://%s/lumen_ops_%d_%d_%d?consistency=ONE&rate=50000", addr, os.Getpid(), time.Now().UnixNano()%1e6, n)
+		})
+	})
+}
+
+// copySample copies the bundled sample's raw layout into a temporary root.
+func copySample(t testing.TB) string {
+	t.Helper()
+	src := filepath.Join("..", "sample")
+	dst := t.TempDir()
+	err := filepath.WalkDir(filepath.Join(src, "raw"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// opsRun runs one batch as of asOf, started at started (the rows' stamp).
+func opsRun(t *testing.T, root, store string, asOf, started time.Time) {
+	t.Helper()
+	runBatch(t, "prism", pipelines.BatchConfig{Input: root, AsOf: asOf, Store: store, DeadLetterRoot: t.TempDir(),
+		Started: started, AllowIncomplete: true})
+}
+
+// nightOf is when a nightly run as of day starts: 00:30 the day after.
+func nightOf(day time.Time) time.Time { return day.Add(24*time.Hour + 30*time.Minute) }
+
+// Re-running an older day after a newer one leaves the newer run's rows
+// alone: before monotone writes, as of 11-23 after 11-24 changed 358 rows
+// of the days before 11-24.
+func TestBatchOlderRerunKeepsNewerRows(t *testing.T) {
+	eachStore(t, func(t *testing.T, fresh func() string) {
+		root, store := copySample(t), fresh()
+		first, last := sampleAsOf.AddDate(0, 0, -29), sampleAsOf.AddDate(0, 0, -1)
+		opsRun(t, root, store, sampleAsOf, nightOf(sampleAsOf))
+		st := openStore(t, store)
+		before := snapshot(t, st, first, last)
+		if len(before) == 0 {
+			t.Fatal("no rows before 11-24 after the run as of 11-24")
+		}
+		opsRun(t, root, store, sampleAsOf.AddDate(0, 0, -1), nightOf(sampleAsOf).Add(2*time.Hour))
+		diffSnapshots(t, "days before 11-24 after re-running 11-23", before, snapshot(t, st, first, last))
+	})
+}
+
+// A bucket whose input vanished is deleted by the next run: the store then
+// equals a fresh run on the same input (before: 414 stale rows).
+func TestBatchRemovedInputLeavesNoRows(t *testing.T) {
+	eachStore(t, func(t *testing.T, fresh func() string) {
+		root, store := copySample(t), fresh()
+		opsRun(t, root, store, sampleAsOf, nightOf(sampleAsOf))
+		if err := os.RemoveAll(filepath.Join(root, "raw", "crash", "dt=2026-11-24")); err != nil {
+			t.Fatal(err)
+		}
+		opsRun(t, root, store, sampleAsOf, nightOf(sampleAsOf).Add(time.Hour))
+		clean := fresh()
+		opsRun(t, root, clean, sampleAsOf, nightOf(sampleAsOf).Add(2*time.Hour))
+		first := sampleAsOf.AddDate(0, 0, -29)
+		got, want := snapshot(t, openStore(t, store), first, sampleAsOf), snapshot(t, openStore(t, clean), first, sampleAsOf)
+		if len(want) == 0 {
+			t.Fatal("the fresh run wrote no rows")
+		}
+		diffSnapshots(t, "re-run after removing crash/dt=2026-11-24 vs a fresh run", got, want)
+		runs, err := openStore(t, store).Runs(context.Background(), event.Crash)
+		if err != nil || len(runs) == 0 || (runs[0].Counters["run.rows_deleted"] <= 0 && !strings.HasPrefix(store, "cassandra")) {
+			t.Errorf("crash runs %+v, %v: want run.rows_deleted > 0", runs, err)
+		}
+	})
+}
+
+// The commands as cron runs them: the default as_of while today's folder
+// is being written, an as_of of today, and a failed re-run of the newest
+// day, which must not lower the watermark.
+func TestBatchCommandInOperation(t *testing.T) {
+	bin := command(t, "batch")
+	eachStore(t, func(t *testing.T, fresh func() string) {
+		root, store := copySample(t), fresh()
+		today := time.Now().UTC().Truncate(24 * time.Hour)
+		// One file lands in today's folder, as the archiver does at 00:30.
+		src, err := filepath.Glob(filepath.Join(root, "raw", "app_load", "dt=2026-11-24", "hr=*", "*.avro"))
+		if err != nil || len(src) == 0 {
+			t.Fatalf("no sample file to copy: %v", err)
+		}
+		b, err := os.ReadFile(src[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		todayDir := filepath.Join(root, "raw", "app_load", "dt="+today.Format(time.DateOnly), "hr=00")
+		if err := os.MkdirAll(todayDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(todayDir, "part-0.avro"), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		run := func(args ...string) (string, error) {
+			p := startProcess(t, "batch", baseEnv(t), bin, append([]string{"--input=" + root, "--store=" + store,
+				"--deadletter_root=" + t.TempDir(), "--allow_incomplete"}, args...)...)
+			err := p.wait(t, 10*time.Minute)
+			return p.output(), err
+		}
+		watermark := func() time.Time {
+			t.Helper()
+			st := openStore(t, store)
+			runs, err := st.Runs(context.Background(), event.AppLoad)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return serving.WatermarkOf(runs).Day
+		}
+
+		out, err := run()
+		if err != nil || !strings.Contains(out, "as_of 2026-11-24") {
+			t.Fatalf("batch with no --as_of while %s exists: %v; want a run as of 2026-11-24:\n%s", todayDir, err, tail(out, 30))
+		}
+		if w := watermark(); !w.Equal(sampleAsOf) {
+			t.Fatalf("watermark %v after the default run, want 2026-11-24", w)
+		}
+		out, err = run("--as_of=" + today.Format(time.DateOnly))
+		if err == nil || !strings.Contains(out, "--allow_partial_day") {
+			t.Errorf("batch --as_of=today: %v; want a refusal naming --allow_partial_day:\n%s", err, tail(out, 10))
+		}
+		out, err = run("--as_of="+today.Format(time.DateOnly), "--allow_partial_day")
+		if err != nil || !strings.Contains(out, "partial") {
+			t.Errorf("batch --as_of=today --allow_partial_day: %v; want a partial run:\n%s", err, tail(out, 20))
+		}
+		if w := watermark(); !w.Equal(sampleAsOf) {
+			t.Errorf("watermark %v after a partial run as of today, want it to stay 2026-11-24", w)
+		}
+		// A failed re-run of the newest day: its dead letters cannot be
+		// written (a file where their directory goes).
+		blocker := filepath.Join(t.TempDir(), "not-a-dir")
+		if err := os.WriteFile(blocker, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err = run("--as_of=2026-11-24", "--deadletter_root="+blocker)
+		if err == nil {
+			t.Fatalf("batch with an unwritable --deadletter_root succeeded:\n%s", tail(out, 20))
+		}
+		st := openStore(t, store)
+		runs, _ := st.Runs(context.Background(), event.AppLoad)
+		var rerun serving.BatchRun
+		for _, r := range runs {
+			if r.AsOf.Equal(sampleAsOf) {
+				rerun = r
+			}
+		}
+		if rerun.Status != serving.RunFailed || rerun.Note == "" {
+			t.Errorf("the failed re-run recorded %q (%q), want failed with its error", rerun.Status, rerun.Note)
+		}
+		if w := watermark(); !w.Equal(sampleAsOf) {
+			t.Errorf("watermark %v after a failed re-run of 2026-11-24, want it to stay", w)
+		}
+	})
+}
