@@ -10,9 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/blob"
 	"github.com/lumenhq/lumen/io/deadletter"
+	"github.com/lumenhq/lumen/io/kafkaio"
 	"github.com/lumenhq/lumen/io/raw"
 	"github.com/lumenhq/lumen/testing/kafkatest"
 )
@@ -213,5 +216,46 @@ func TestSealsCommittedHours(t *testing.T) {
 	}
 	if inHour11 != 2 {
 		t.Errorf("%d records in the sealed hour 11, want 2 (one of them late)", inHour11)
+	}
+}
+
+// Two members of one group, each with one partition of app_load: the
+// member that commits its own partition does not seal the hour while the
+// other's records are uncommitted; the seal follows the group's offsets.
+func TestSealsFollowTheGroup(t *testing.T) {
+	brokers, prefix := kafkatest.Cluster(t, 2)
+	root := t.TempDir()
+	clk := newClock(hour0.Add(2*time.Hour + 30*time.Minute))
+	cfg := testConfig(t, brokers, prefix, root)
+	cfg.Now, cfg.SealInterval, cfg.SealFrom = clk.now, 50*time.Millisecond, hour0
+	// The range balancer splits each topic's two partitions between the two.
+	cfg.KafkaOptions = append(cfg.KafkaOptions, kgo.Balancers(kgo.RangeBalancer()))
+	a := start(t, cfg)
+	waitFor(t, "a alone", func() bool { return a.Stats().Partitions == 6 })
+	b := start(t, cfg)
+	waitFor(t, "the partitions split", func() bool { return a.Stats().Partitions == 3 && b.Stats().Partitions == 3 })
+	produce(t, brokers,
+		eventMessage(prefix, 0, ev(event.AppLoad, 1, hour0.Add(10*time.Minute))),
+		eventMessage(prefix, 1, ev(event.AppLoad, 2, hour0.Add(20*time.Minute))))
+	waitFor(t, "both consumed", func() bool { return a.Stats().Consumed == 1 && b.Stats().Consumed == 1 })
+	if err := a.stop(t); err != nil { // commits a's partition, then seals what the group allows
+		t.Fatal(err)
+	}
+	topic := kafkaio.Topic(prefix, event.AppLoad)
+	if c0, c1 := committed(t, brokers, cfg.Group, topic, 0), committed(t, brokers, cfg.Group, topic, 1); (c0 == 1) == (c1 == 1) {
+		t.Fatalf("committed %d and %d: want one partition committed", c0, c1)
+	}
+	time.Sleep(5 * cfg.SealInterval)
+	if got := sealedOf(t, root, event.AppLoad); len(got) != 0 {
+		t.Errorf("app_load sealed %v while one partition is uncommitted", got)
+	}
+	if got := sealedOf(t, root, event.Crash); !reflect.DeepEqual(got, []int{10, 11}) {
+		t.Errorf("crash (idle) sealed %v, want [10 11]", got)
+	}
+	if err := b.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if got := sealedOf(t, root, event.AppLoad); !reflect.DeepEqual(got, []int{10, 11}) {
+		t.Errorf("app_load sealed %v once both committed, want [10 11]", got)
 	}
 }
