@@ -34,6 +34,7 @@ type Archiver struct {
 	parts   map[tp]*partition
 	pending map[tp]*kgo.Record // the last record of a rolled, uncommitted segment
 	stats   Stats
+	sealing sealer
 }
 
 type tp struct {
@@ -48,7 +49,8 @@ func New(cfg Config) (*Archiver, error) {
 		return nil, err
 	}
 	a := &Archiver{cfg: cfg, kinds: map[string]event.Kind{}, dec: event.NewDecoder(),
-		parts: map[tp]*partition{}, pending: map[tp]*kgo.Record{}, stats: Stats{DeadLetters: map[string]int64{}}}
+		parts: map[tp]*partition{}, pending: map[tp]*kgo.Record{}, stats: Stats{DeadLetters: map[string]int64{}},
+		sealing: sealer{next: map[event.Kind]time.Time{}}}
 	for _, k := range event.Kinds {
 		a.kinds[kafkaio.Topic(cfg.TopicPrefix, k)] = k
 	}
@@ -129,6 +131,7 @@ func (a *Archiver) Run(ctx context.Context) error {
 		"codec", a.cfg.Codec.String(), "roll_records", a.cfg.RollRecords, "roll_bytes", a.cfg.RollBytes, "roll_interval", a.cfg.RollInterval)
 
 	nextProgress := time.Now().Add(a.cfg.ProgressInterval)
+	nextSeal := time.Now()
 	for ctx.Err() == nil {
 		pollCtx, pollCancel := context.WithTimeout(ctx, a.pollWait())
 		fetches := cl.PollRecords(pollCtx, 10_000)
@@ -145,6 +148,10 @@ func (a *Archiver) Run(ctx context.Context) error {
 		if a.cfg.ProgressInterval > 0 && time.Now().After(nextProgress) {
 			a.progress("archive: progress")
 			nextProgress = time.Now().Add(a.cfg.ProgressInterval)
+		}
+		if a.cfg.SealInterval > 0 && !time.Now().Before(nextSeal) {
+			a.seal(ioCtx)
+			nextSeal = time.Now().Add(a.cfg.SealInterval)
 		}
 	}
 	return a.stop(ioCtx)
@@ -168,6 +175,10 @@ func (a *Archiver) stop(ctx context.Context) error {
 	}
 	a.commit(ctx, a.cl, nil)
 	a.mu.Unlock()
+	// What the last rolls committed may complete an hour.
+	if err == nil && a.cfg.SealInterval > 0 {
+		a.seal(ctx)
+	}
 	// Leaving the group revokes the partitions; their segments are empty
 	// by now, so the callback has nothing left to do.
 	a.cl.Close()
@@ -291,5 +302,6 @@ func (a *Archiver) progress(msg string) {
 	}
 	a.cfg.Logger.Info(msg, "consumed", s.Consumed, "archived", s.Archived, "files", s.Files,
 		"mib", fmt.Sprintf("%.1f", float64(s.Bytes)/(1<<20)), "dead_letters", dead, "lag", s.Lag,
-		"partitions", s.Partitions, "commits", s.Commits, "leftovers_removed", s.LeftoversRemoved)
+		"partitions", s.Partitions, "commits", s.Commits, "leftovers_removed", s.LeftoversRemoved,
+		"seals", s.Seals, "archived_after_seal", s.ArchivedAfterSeal)
 }

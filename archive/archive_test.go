@@ -155,10 +155,10 @@ func TestHoursAndDeadLetters(t *testing.T) {
 
 	crash := ev(event.Crash, 102, hour0)
 	dead := []message{
-		{topic, 0, []byte("not avro"), hour0},                                  // offset 32
-		{topic, 0, event.AppendSingle(nil, &crash)[:20], hour0},                // 33: truncated
-		{topic, 0, event.AppendSingle(nil, &crash), hour0},                     // 34: a crash on the app_load topic
-		eventMessage(prefix, 0, ev(event.AppLoad, 103, time.UnixMilli(1<<62))), // 35: no directory for its hour
+		{topic, 0, []byte("not avro"), hour0},                                   // offset 32
+		{topic, 0, event.AppendSingle(nil, &crash)[:20], hour0},                 // 33: truncated
+		{topic, 0, event.AppendSingle(nil, &crash), hour0},                      // 34: a crash on the app_load topic
+		eventMessage(prefix, 0, ev(event.AppLoad, 103, time.UnixMilli(-1<<62))), // 35: no directory for its hour (before year 1)
 	}
 	dead[3].ts = hour0
 	msgs = append(msgs, dead...)

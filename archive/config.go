@@ -60,6 +60,33 @@ type Config struct {
 	// Default 64.
 	MaxHourFiles int
 
+	// MaxFuture: a record whose event_time or received_time is more than
+	// this ahead of the processing clock (Now) is a dead letter with
+	// reason future_time (DESIGN §3, time bounds), kept whole in the
+	// dead-letter output and never in a raw directory of the future.
+	// Default event.DefaultMaxFuture (1 h).
+	MaxFuture time.Duration
+
+	// SealDelay is how long after its received_time a record may still
+	// reach Kafka (collector buffering, producer retries, clock
+	// differences): an hour is sealed once the archiver has committed
+	// what every partition held SealDelay after the hour ended (see
+	// seal.go). Default 5 minutes. A record later than that is still
+	// archived, into its sealed hour (Stats.ArchivedAfterSeal).
+	SealDelay time.Duration
+	// SealInterval is how often the end and committed offsets are read to
+	// seal hours. Default 1 minute; negative turns sealing off.
+	SealInterval time.Duration
+	// SealFrom is the first hour to seal of a kind that has no seal yet
+	// (a first deployment, whose log the operator knows to be whole from
+	// then on). Default: the hour of the kind's first complete
+	// observation. Ignored once a kind has a seal: seals only move
+	// forward, from the newest one.
+	SealFrom time.Time
+	// Now is the processing clock of the future_time check and of the
+	// seals. Default time.Now; tests set it.
+	Now func() time.Time
+
 	// ProgressInterval is how often a progress line is logged. Default
 	// 30 s; negative turns it off.
 	ProgressInterval time.Duration
@@ -101,6 +128,18 @@ func (c *Config) EnsureDefaults() {
 	if c.MaxHourFiles == 0 {
 		c.MaxHourFiles = 64
 	}
+	if c.MaxFuture == 0 {
+		c.MaxFuture = event.DefaultMaxFuture
+	}
+	if c.SealDelay == 0 {
+		c.SealDelay = 5 * time.Minute
+	}
+	if c.SealInterval == 0 {
+		c.SealInterval = time.Minute
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
 	if c.ProgressInterval == 0 {
 		c.ProgressInterval = 30 * time.Second
 	}
@@ -141,6 +180,12 @@ func (c *Config) Validate() error {
 	if c.MaxHourFiles < 1 {
 		errs = append(errs, fmt.Errorf("max_hour_files: %d, want >= 1", c.MaxHourFiles))
 	}
+	if c.MaxFuture < 0 {
+		errs = append(errs, fmt.Errorf("max_future: %v, want > 0", c.MaxFuture))
+	}
+	if c.SealDelay < 0 {
+		errs = append(errs, fmt.Errorf("seal_delay: %v, want > 0", c.SealDelay))
+	}
 	if c.SessionTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("session_timeout: %v, want > 0", c.SessionTimeout))
 	}
@@ -153,7 +198,9 @@ func (c *Config) Validate() error {
 func (c *Config) topics() []string {
 	var ts []string
 	for _, k := range event.Kinds {
-		ts = append(ts, kafkaio.Topic(c.TopicPrefix, k))
+		ts = append(ts, c.topic(k))
 	}
 	return ts
 }
+
+func (c *Config) topic(k event.Kind) string { return kafkaio.Topic(c.TopicPrefix, k) }

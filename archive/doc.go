@@ -47,8 +47,22 @@
 // before 2000): the batch layer dead-letters those itself, with the same
 // reasons the stream uses. Only what cannot be archived becomes an
 // archiver dead letter, in <root>/deadletter/archive/dt=<record day>/:
-// undecodable messages, a record of one kind on another kind's topic, and
-// a received_time whose hour has no raw directory (beyond year 9999).
+// undecodable messages, a record of one kind on another kind's topic, a
+// received_time whose hour has no raw directory (before year 1), and a
+// record whose event_time or received_time is more than Config.MaxFuture
+// ahead of the archiver's clock (future_time, DESIGN §3 time bounds): a
+// stamp in 2090 is kept whole, in the dead-letter folder of the bound's
+// day, and never makes a dt= folder of the future.
+//
+// # Seals
+//
+// The archiver also records which arrival hours are complete, for the
+// batch (DESIGN §3, complete input): once every partition of a kind's
+// topic has committed past what it held SealDelay after an hour ended, it
+// writes the hour's seal, <root>/seal/<kind>/dt=YYYY-MM-DD/hr=HH (io/raw
+// seals). It reads the group's committed offsets, not its own, so any
+// number of members seal correctly, and idle partitions never hold a seal
+// back. See seal.go for the argument.
 //
 // It is not for reading the archive (see io/avroio and pipelines) and it
 // does not validate or aggregate anything.

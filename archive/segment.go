@@ -95,6 +95,7 @@ func (a *Archiver) handle(ctx context.Context, p *partition, r *kgo.Record) erro
 		p.start = r.Offset
 	}
 	a.stats.Consumed++
+	nowMs := a.cfg.Now().UnixMilli()
 	var ev event.Event
 	reason, detail := "", ""
 	var hour int64
@@ -103,6 +104,12 @@ func (a *Archiver) handle(ctx context.Context, p *partition, r *kgo.Record) erro
 		reason, detail = ReasonUndecodable, err.Error()
 	case ev.Kind != p.kind:
 		reason, detail = ReasonKindMismatch, fmt.Sprintf("a %s record on topic %s", ev.Kind, p.topic)
+	case event.CheckFuture(&ev, nowMs, a.cfg.MaxFuture) != "":
+		// Checked before the hour: a stamp in 2090 (or beyond year 9999)
+		// is a wrong clock or unit, and must not make a raw directory of
+		// the future, which the batch would take for data to come.
+		reason, detail = ReasonFutureTime, fmt.Sprintf("event_time %d or received_time %d is more than %v after the archiver's clock %d",
+			ev.EventTime, ev.ReceivedTime, a.cfg.MaxFuture, nowMs)
 	default:
 		hour = time.UnixMilli(ev.ReceivedTime).UTC().Truncate(time.Hour).UnixMilli()
 		if ev.ReceivedTime < -62135596800000 || hour > maxHour { // before year 1 or after 9999
@@ -120,13 +127,16 @@ func (a *Archiver) handle(ctx context.Context, p *partition, r *kgo.Record) erro
 	seg := p.seg
 	if reason != "" {
 		a.stats.DeadLetters[reason]++
-		dir := deadletter.Dir(a.cfg.Output, "archive", recordDay(r))
+		dir := deadletter.Dir(a.cfg.Output, "archive", recordDay(r, nowMs+a.cfg.MaxFuture.Milliseconds()))
 		if err := a.cleanLeftovers(ctx, p, dir); err != nil {
 			return err
 		}
 		seg.dead[dir] = append(seg.dead[dir], deadletter.Record{Pipeline: "archive", Source: p.String(), Offset: r.Offset,
 			Index: -1, Lost: 1, Reason: reason, Detail: detail, Payload: slices.Clone(r.Value)})
 	} else {
+		if a.sealedBefore(p.kind, hour) {
+			a.stats.ArchivedAfterSeal++
+		}
 		hf := seg.hours[hour]
 		if hf == nil {
 			var err error
@@ -152,9 +162,16 @@ func (a *Archiver) handle(ctx context.Context, p *partition, r *kgo.Record) erro
 }
 
 // recordDay is the day of a record's Kafka timestamp (the producer's
-// received_time), or 1970-01-01 if it has none a directory can name.
-func recordDay(r *kgo.Record) string {
+// received_time), or 1970-01-01 if it has none a directory can name. A
+// timestamp after limitMs (the future_time bound) gives the bound's day:
+// no directory of the future. That day depends on the clock, so a replay
+// on a later day after a crash can leave a second copy of such a dead
+// letter, in the earlier day's directory; never a second copy of an event.
+func recordDay(r *kgo.Record, limitMs int64) string {
 	t := r.Timestamp.UTC()
+	if t.UnixMilli() > limitMs {
+		t = time.UnixMilli(limitMs).UTC()
+	}
 	if t.Year() < 1 || t.Year() > 9999 {
 		t = time.Unix(0, 0).UTC()
 	}

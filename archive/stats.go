@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+
+	"github.com/lumenhq/lumen/event"
 )
 
 // Stats counts what an Archiver did since it started.
@@ -22,10 +24,20 @@ type Stats struct {
 	Commits      int64
 	CommitErrors int64
 	// DeadLetters counts messages that could not be archived, by reason
-	// (ReasonUndecodable, ReasonKindMismatch, ReasonBadReceivedTime), and
+	// (ReasonUndecodable, ReasonKindMismatch, ReasonBadReceivedTime,
+	// ReasonFutureTime), and
 	// DeadLetterFiles the files holding them.
 	DeadLetters     map[string]int64
 	DeadLetterFiles int64
+	// Seals counts the arrival hours sealed (seal.go), SealErrors the
+	// sealing attempts that failed (retried at the next interval), and
+	// ArchivedAfterSeal the records written into an hour this process
+	// had already sealed: they reached Kafka more than SealDelay after
+	// their received_time, and a batch run that saw the hour sealed
+	// missed them (its next run of that day counts them).
+	Seals             int64
+	SealErrors        int64
+	ArchivedAfterSeal int64
 	// LeftoversRemoved counts uncommitted files of earlier owners deleted
 	// before their records were written again.
 	LeftoversRemoved int64
@@ -41,6 +53,10 @@ const (
 	ReasonUndecodable     = "undecodable"
 	ReasonKindMismatch    = "kind_mismatch"
 	ReasonBadReceivedTime = "received_time_unpartitionable"
+	// ReasonFutureTime is event.ReasonFutureTime: an event_time or
+	// received_time more than Config.MaxFuture ahead of the archiver's
+	// clock.
+	ReasonFutureTime = string(event.ReasonFutureTime)
 )
 
 func (s Stats) clone() Stats {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/lumenhq/lumen/archive"
 	"github.com/lumenhq/lumen/cmd/internal/kafkaflags"
+	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/avroio"
 	"github.com/lumenhq/lumen/io/kafkaio"
 	"github.com/lumenhq/lumen/io/s3fs"
@@ -40,6 +41,10 @@ var (
 	rollRecords      = flag.Int64("roll_records", 1_000_000, "Roll a partition's segment at this many records.")
 	rollInterval     = flag.Duration("roll_interval", time.Minute, "Roll a partition's segment this long after its first record.")
 	maxHourFiles     = flag.Int("max_hour_files", 64, "Roll a segment before it opens more arrival-hour files than this.")
+	maxFuture        = flag.Duration("max_future", event.DefaultMaxFuture, "Dead-letter (future_time) a record whose event or received time is this far ahead of the clock.")
+	sealDelay        = flag.Duration("seal_delay", 5*time.Minute, "How late after its received_time a record may reach Kafka; an hour is sealed this long after it ends, once committed.")
+	sealInterval     = flag.Duration("seal_interval", time.Minute, "How often to check which arrival hours can be sealed (0: never seal).")
+	sealFrom         = flag.String("seal_from", "", "First hour to seal (RFC3339 or YYYY-MM-DD) of a kind with no seal yet; default: when the archiver first catches up.")
 	progressInterval = flag.Duration("progress_interval", 30*time.Second, "How often to log a progress line (0: never).")
 	s3Endpoint       = flag.String("s3_endpoint", "", "S3 endpoint for s3:// paths (default: $AWS_ENDPOINT_URL_S3, then AWS).")
 	s3Region         = flag.String("s3_region", "", "S3 region (default: the AWS chain, then us-east-1).")
@@ -103,6 +108,24 @@ func config() (archive.Config, error) {
 	if err != nil && sec.Validate() == nil {
 		errs = append(errs, err)
 	}
+	if *maxFuture <= 0 {
+		errs = append(errs, fmt.Errorf("--max_future: %v, want > 0", *maxFuture))
+	}
+	if *sealDelay <= 0 {
+		errs = append(errs, fmt.Errorf("--seal_delay: %v, want > 0", *sealDelay))
+	}
+	seals := *sealInterval
+	if seals <= 0 {
+		seals = -1
+	}
+	var from time.Time
+	if *sealFrom != "" {
+		if from, err = time.Parse(time.RFC3339, *sealFrom); err != nil {
+			if from, err = time.Parse(time.DateOnly, *sealFrom); err != nil {
+				errs = append(errs, fmt.Errorf("--seal_from: %q, want RFC3339 or YYYY-MM-DD", *sealFrom))
+			}
+		}
+	}
 	progress := *progressInterval
 	if progress == 0 {
 		progress = -1
@@ -113,6 +136,7 @@ func config() (archive.Config, error) {
 		Brokers: bs, TopicPrefix: *topicPrefix, Group: *group, InstanceID: *instanceID, SessionTimeout: *sessionTimeout,
 		Start: st, Output: *output, S3: s3fs.Options{Endpoint: *s3Endpoint, Region: *s3Region, PathStyle: ps}, Codec: c,
 		RollBytes: *rollBytes, RollRecords: *rollRecords, RollInterval: *rollInterval, MaxHourFiles: *maxHourFiles,
+		MaxFuture: *maxFuture, SealDelay: *sealDelay, SealInterval: seals, SealFrom: from,
 		ProgressInterval: progress, Logger: logger, KafkaOptions: secOpts,
 	}, errors.Join(errs...)
 }

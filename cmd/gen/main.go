@@ -4,6 +4,13 @@
 //
 //	go run ./cmd/gen --out=/tmp/lumen --events=1000000 --days=30
 //	go run ./cmd/gen --kafka=localhost:9092 --rate=5000 --live --events=300000 --truth=truth.json
+//	go run ./cmd/gen --out=testing/sample --start=2026-11-22 --days=3 --seals_only
+//
+// A file dataset is sealed (io/raw seals): every arrival hour of every kind
+// in [--start, --start+--days) is marked complete, as the archiver marks the
+// hours it has committed, so the batch takes its input as whole.
+// --seals_only writes just those markers, for a dataset written before
+// seals existed (the bundled sample got its markers this way).
 //
 // In Kafka mode records go out in arrival order at --rate events/s. With
 // --live they are re-stamped to the wall clock as they are sent (each
@@ -23,6 +30,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/avroio"
 	"github.com/lumenhq/lumen/io/kafkaio"
 	"github.com/lumenhq/lumen/io/s3fs"
@@ -51,6 +59,7 @@ var (
 	topicPrefix  = flag.String("topic_prefix", kafkaio.DefaultTopicPrefix, "Kafka topics are <prefix><kind>.")
 	rateLimit    = flag.Float64("rate", 5000, "Kafka mode: events per second (0: as fast as Kafka takes them).")
 	live         = flag.Bool("live", false, "Kafka mode: re-stamp records to the wall clock as they are sent.")
+	sealsOnly    = flag.Bool("seals_only", false, "Write only the seal markers of every arrival hour in [--start, --start+--days) under --out.")
 )
 
 func main() {
@@ -81,13 +90,22 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	if *sealsOnly {
+		n, err := gen.WriteSeals(*out, cfg.Start, cfg.End())
+		if err != nil {
+			return err
+		}
+		fmt.Printf("gen: sealed %d arrival hours (%d kinds) from %s to %s under %s\n", n, len(event.Kinds),
+			cfg.Start.Format(time.DateOnly), cfg.AsOf().Format(time.DateOnly), *out)
+		return nil
+	}
 	t0 := time.Now()
 	sum, err := gen.WriteDataset(cfg, *out, *truth != "none")
 	if err != nil {
 		return err
 	}
-	fmt.Printf("gen: %d records in %d files (%.1f MiB) under %s in %.1fs; as_of %s\n",
-		sum.Records, sum.Files, float64(sum.Bytes)/(1<<20), *out, time.Since(t0).Seconds(), cfg.AsOf().Format(time.DateOnly))
+	fmt.Printf("gen: %d records in %d files (%.1f MiB) and %d seals under %s in %.1fs; as_of %s\n",
+		sum.Records, sum.Files, float64(sum.Bytes)/(1<<20), sum.Seals, *out, time.Since(t0).Seconds(), cfg.AsOf().Format(time.DateOnly))
 	if sum.Truth != nil {
 		path := *truth
 		if path == "" {
@@ -128,6 +146,9 @@ func runKafka() error {
 	}
 	if *junk {
 		return fmt.Errorf("--junk writes damaged files: not in Kafka mode")
+	}
+	if *sealsOnly {
+		return fmt.Errorf("--seals_only writes markers under --out: not in Kafka mode (the archiver seals what it commits)")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -1,12 +1,21 @@
 package gen
 
-import "fmt"
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/lumenhq/lumen/event"
+	"github.com/lumenhq/lumen/io/blob"
+	"github.com/lumenhq/lumen/io/raw"
+)
 
 // Summary reports what WriteDataset wrote.
 type Summary struct {
 	Records int64
 	Files   int64
 	Bytes   int64
+	Seals   int // arrival hours sealed, over all kinds
 	Truth   *Truth
 }
 
@@ -41,9 +50,31 @@ func WriteDataset(cfg Config, root string, withTruth bool) (Summary, error) {
 			tb.AddDeadLetters(JunkReasons)
 		}
 	}
-	s := Summary{Records: files.Written, Files: files.Files, Bytes: files.Bytes}
+	// Every record arrives in [Start, End), and all of them are written
+	// by now: every hour of the range is complete, empty or not.
+	seals, err := WriteSeals(root, cfg.Start, cfg.End())
+	if err != nil {
+		return Summary{}, err
+	}
+	s := Summary{Records: files.Written, Files: files.Files, Bytes: files.Bytes, Seals: seals}
 	if tb != nil {
 		s.Truth = tb.Truth()
 	}
 	return s, nil
+}
+
+// WriteSeals seals every arrival hour of every kind in [first, end)
+// (io/raw seals), as the archiver does once an hour is complete: for a
+// dataset whose raw files are all written. It returns how many it wrote.
+func WriteSeals(root string, first, end time.Time) (int, error) {
+	n := 0
+	for _, k := range event.Kinds {
+		for h := first.UTC().Truncate(time.Hour); h.Before(end); h = h.Add(time.Hour) {
+			if err := raw.WriteSeal(context.Background(), root, k, h, blob.NoSync()); err != nil {
+				return n, fmt.Errorf("gen: %w", err)
+			}
+			n++
+		}
+	}
+	return n, nil
 }
