@@ -5,6 +5,10 @@
 package pipelines
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -12,7 +16,9 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
 	"github.com/lumenhq/lumen/aggregate"
+	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/deadletter"
+	"github.com/lumenhq/lumen/io/raw"
 	"github.com/lumenhq/lumen/serving"
 	"github.com/lumenhq/lumen/transforms"
 )
@@ -21,6 +27,7 @@ func init() {
 	register.Emitter2[aggregate.AppKey, aggregate.Agg]()
 	register.Emitter2[string, deadletter.Record]()
 	register.Emitter1[KindStats]()
+	register.DoFn3x1[context.Context, []byte, func([]byte), error](&sealsFn{})
 }
 
 // BuildBatch adds one batch run to s (DESIGN §3 and §7a):
@@ -68,8 +75,12 @@ func BuildBatchOutputs(s beam.Scope, cfg BatchConfig) (BatchOutputs, error) {
 	window := aggregate.NewDayWindow(cfg.AsOf, cfg.WindowDays)
 
 	files := fileSetup{S3: cfg.S3}
+	// The seals are read before anything is listed (the plan takes their
+	// output as its input): an hour sealed by then has all its files in
+	// the listing.
+	seals := beam.ParDo(s, &sealsFn{fileSetup: files, Root: cfg.Input, AsOf: cfg.AsOf}, beam.Impulse(s))
 	units := beam.ParDo(s, &planFn{fileSetup: files, Root: cfg.Input, RollupRoot: cfg.RollupRoot, First: window.First, Last: window.Last,
-		Grain: cfg.Grain, Full: cfg.Full, NoRollups: cfg.NoRollups, Opts: cfg.Plan}, beam.Impulse(s))
+		Grain: cfg.Grain, Full: cfg.Full, NoRollups: cfg.NoRollups, Opts: cfg.Plan}, seals)
 	units = beam.Reshuffle(s, units)
 	read := beam.ParDoN(s, &readPartitionsFn{fileSetup: files, Precision: cfg.Precision, Opts: cfg.Read,
 		MaxCells: cfg.MaxBundleCells, First: window.First, Last: window.Last}, units)
@@ -93,8 +104,55 @@ func BuildBatchOutputs(s beam.Scope, cfg BatchConfig) (BatchOutputs, error) {
 
 	RecordRun(s, RunInfo{Store: cfg.Store, AsOf: cfg.AsOf, WindowStart: window.First, Started: cfg.Started,
 		Stamp: stamp, Partial: cfg.Partial(), AllowIncomplete: cfg.AllowIncomplete},
-		out.Stats, counts, users, deadWritten)
+		seals, out.Stats, counts, users, deadWritten)
 	return out, nil
+}
+
+// sealsFn reads which arrival hours of AsOf the archiver has not sealed
+// (raw.Sealed), and emits one element: the JSON of a map from kind name to
+// a note saying what is missing. A kind with a note has incomplete input,
+// and its run does not move the watermark (DESIGN §3).
+type sealsFn struct {
+	fileSetup
+	Root string
+	AsOf time.Time
+}
+
+func (f *sealsFn) ProcessElement(ctx context.Context, _ []byte, emit func([]byte)) error {
+	notes := map[string]string{}
+	for _, k := range event.Kinds {
+		missing, err := raw.Sealed(ctx, f.Root, k, f.AsOf)
+		if err != nil {
+			return fmt.Errorf("pipelines: the seals of %s: %w", k, err)
+		}
+		if len(missing) > 0 {
+			notes[k.String()] = fmt.Sprintf("arrival hours %s of %s not sealed by the archiver", hourRanges(missing), f.AsOf.Format(time.DateOnly))
+		}
+	}
+	b, err := json.Marshal(notes)
+	if err != nil {
+		return err
+	}
+	emit(b)
+	return nil
+}
+
+// hourRanges writes ascending hours as ranges: "00-05, 09, 22-23".
+func hourRanges(hours []int) string {
+	var parts []string
+	for i := 0; i < len(hours); {
+		j := i
+		for j+1 < len(hours) && hours[j+1] == hours[j]+1 {
+			j++
+		}
+		if j == i {
+			parts = append(parts, fmt.Sprintf("%02d", hours[i]))
+		} else {
+			parts = append(parts, fmt.Sprintf("%02d-%02d", hours[i], hours[j]))
+		}
+		i = j + 1
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Progress counters for the in-process runners (direct, prism loopback),

@@ -20,7 +20,8 @@ func init() {
 	register.Function1x2(keyKindStats)
 	register.Function2x1(dropKey)
 	register.Combiner1[KindStats](&sumKindStatsFn{})
-	register.DoFn6x1[context.Context, []byte, func(*KindStats) bool, func(*int64) bool, func(*int64) bool, func(*int64) bool, error](&recordRunFn{})
+	register.DoFn7x1[context.Context, []byte, func(*[]byte) bool, func(*KindStats) bool, func(*int64) bool, func(*int64) bool, func(*int64) bool, error](&recordRunFn{})
+	register.Iter1[[]byte]()
 	register.Iter1[KindStats]()
 	register.Iter1[int64]()
 }
@@ -122,15 +123,15 @@ type RunInfo struct {
 	Stamp int64
 	// Partial: AsOf had not ended when the run started.
 	Partial bool
-	// Incomplete holds, by kind name, why the kind's input for AsOf is not
-	// complete; AllowIncomplete records such a kind as succeeded anyway.
-	Incomplete      map[string]string
+	// AllowIncomplete records a kind whose input for AsOf is not sealed
+	// as succeeded anyway.
 	AllowIncomplete bool
 }
 
-// status is what a finished run of kind records, and why.
-func (i RunInfo) status(k event.Kind) (serving.RunStatus, string) {
-	note := i.Incomplete[k.String()]
+// status is what a finished run of kind records, and why; incomplete says,
+// by kind name, why a kind's input for AsOf is not complete.
+func (i RunInfo) status(k event.Kind, incomplete map[string]string) (serving.RunStatus, string) {
+	note := incomplete[k.String()]
 	switch {
 	case i.Partial:
 		return serving.RunPartial, "as_of had not ended when the run started (--allow_partial_day)"
@@ -148,9 +149,11 @@ func (i RunInfo) status(k event.Kind) (serving.RunStatus, string) {
 // window's rows the run did not write (those with an older stamp), and
 // records the run in batch_runs (DESIGN §3: the run's result for the
 // window is the rows it wrote, "then it records the run").
-func RecordRun(s beam.Scope, info RunInfo, stats, countsWritten, usersWritten, deadWritten beam.PCollection) {
+//
+// seals is sealsFn's output: what of AsOf's input is not sealed, by kind.
+func RecordRun(s beam.Scope, info RunInfo, seals, stats, countsWritten, usersWritten, deadWritten beam.PCollection) {
 	s = s.Scope("pipelines.RecordRun")
-	beam.ParDo0(s, &recordRunFn{Info: info}, beam.Impulse(s),
+	beam.ParDo0(s, &recordRunFn{Info: info}, beam.Impulse(s), beam.SideInput{Input: seals},
 		beam.SideInput{Input: stats}, beam.SideInput{Input: countsWritten},
 		beam.SideInput{Input: usersWritten}, beam.SideInput{Input: deadWritten})
 }
@@ -159,8 +162,15 @@ type recordRunFn struct {
 	Info RunInfo
 }
 
-func (f *recordRunFn) ProcessElement(ctx context.Context, _ []byte, stats func(*KindStats) bool,
+func (f *recordRunFn) ProcessElement(ctx context.Context, _ []byte, seals func(*[]byte) bool, stats func(*KindStats) bool,
 	counts, users, dead func(*int64) bool) error {
+	incomplete := map[string]string{}
+	var b []byte
+	for seals(&b) {
+		if err := json.Unmarshal(b, &incomplete); err != nil {
+			return fmt.Errorf("pipelines: seals: %w", err)
+		}
+	}
 	byKind := map[event.Kind]KindStats{}
 	var st KindStats
 	for stats(&st) {
@@ -194,7 +204,7 @@ func (f *recordRunFn) ProcessElement(ctx context.Context, _ []byte, stats func(*
 		c["run.user_rows"] = userRows
 		c["run.dead_letters_written"] = deadRows
 		c["run.rows_deleted"] = deleted // -1: the store cannot tell
-		status, note := f.Info.status(k)
+		status, note := f.Info.status(k, incomplete)
 		if err := store.RecordRun(ctx, serving.BatchRun{
 			Kind: k, AsOf: f.Info.AsOf, WindowStart: f.Info.WindowStart,
 			Started: f.Info.Started, Finished: finished, Status: status, Note: note, Counters: c,

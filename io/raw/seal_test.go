@@ -93,7 +93,7 @@ func testSeals(t *testing.T, root string) {
 	if err != nil || len(files) != 1 {
 		t.Errorf("ListWindow = %v, %v; want the one raw file", files, err)
 	}
-	if d, err := LatestArrivalDay(ctx, root); err != nil || !d.Equal(day) {
+	if d, err := LatestArrivalDay(ctx, root, time.Time{}); err != nil || !d.Equal(day) {
 		t.Errorf("LatestArrivalDay = %v, %v; want %v", d, err, day)
 	}
 }

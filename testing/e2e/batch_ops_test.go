@@ -37,12 +37,21 @@ func eachStore(t *testing.T, fn func(t *testing.T, fresh func() string)) {
 	})
 }
 
-// copySample copies the bundled sample's raw layout into a temporary root.
+// copySample copies the bundled sample's raw layout and seals into a
+// temporary root.
 func copySample(t testing.TB) string {
 	t.Helper()
 	src := filepath.Join("..", "sample")
 	dst := t.TempDir()
-	err := filepath.WalkDir(filepath.Join(src, "raw"), func(p string, d fs.DirEntry, err error) error {
+	for _, tree := range []string{"raw", "seal"} {
+		copyTree(t, src, dst, tree)
+	}
+	return dst
+}
+
+func copyTree(t testing.TB, src, dst, tree string) {
+	t.Helper()
+	err := filepath.WalkDir(filepath.Join(src, tree), func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -59,14 +68,13 @@ func copySample(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return dst
 }
 
 // opsRun runs one batch as of asOf, started at started (the rows' stamp).
 func opsRun(t *testing.T, root, store string, asOf, started time.Time) {
 	t.Helper()
 	runBatch(t, "prism", pipelines.BatchConfig{Input: root, AsOf: asOf, Store: store, DeadLetterRoot: t.TempDir(),
-		Started: started, AllowIncomplete: true})
+		Started: started})
 }
 
 // nightOf is when a nightly run as of day starts: 00:30 the day after.
@@ -141,7 +149,7 @@ func TestBatchCommandInOperation(t *testing.T) {
 		}
 		run := func(args ...string) (string, error) {
 			p := startProcess(t, "batch", baseEnv(t), bin, append([]string{"--input=" + root, "--store=" + store,
-				"--deadletter_root=" + t.TempDir(), "--allow_incomplete"}, args...)...)
+				"--deadletter_root=" + t.TempDir()}, args...)...)
 			err := p.wait(t, 10*time.Minute)
 			return p.output(), err
 		}
@@ -174,12 +182,13 @@ func TestBatchCommandInOperation(t *testing.T) {
 			t.Errorf("watermark %v after a partial run as of today, want it to stay 2026-11-24", w)
 		}
 		// A failed re-run of the newest day: its dead letters cannot be
-		// written (a file where their directory goes).
+		// written (a file where their directory goes; --full, so that they
+		// are read from raw, not from the rollups, and written again).
 		blocker := filepath.Join(t.TempDir(), "not-a-dir")
 		if err := os.WriteFile(blocker, nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		out, err = run("--as_of=2026-11-24", "--deadletter_root="+blocker)
+		out, err = run("--as_of=2026-11-24", "--full", "--deadletter_root="+blocker)
 		if err == nil {
 			t.Fatalf("batch with an unwritable --deadletter_root succeeded:\n%s", tail(out, 20))
 		}
@@ -197,5 +206,47 @@ func TestBatchCommandInOperation(t *testing.T) {
 		if w := watermark(); !w.Equal(sampleAsOf) {
 			t.Errorf("watermark %v after a failed re-run of 2026-11-24, want it to stay", w)
 		}
+	})
+}
+
+// A kind with no input for as_of (the archiver was down) records
+// "incomplete" with the hours it misses, writes its rows, and does not
+// move the watermark; --allow_incomplete is the override.
+func TestBatchMissingInputIsIncomplete(t *testing.T) {
+	eachStore(t, func(t *testing.T, fresh func() string) {
+		root, store := copySample(t), fresh()
+		opsRun(t, root, store, sampleAsOf.AddDate(0, 0, -1), nightOf(sampleAsOf.AddDate(0, 0, -1)))
+		for _, tree := range []string{"raw", "seal"} {
+			if err := os.RemoveAll(filepath.Join(root, tree, "handled_exception", "dt=2026-11-24")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		opsRun(t, root, store, sampleAsOf, nightOf(sampleAsOf))
+		st := openStore(t, store)
+		check := func(k event.Kind, status serving.RunStatus, watermark time.Time) {
+			t.Helper()
+			runs, err := st.Runs(context.Background(), k)
+			if err != nil || len(runs) == 0 {
+				t.Fatalf("%s runs: %v, %v", k, runs, err)
+			}
+			if runs[0].Status != status || !runs[0].AsOf.Equal(sampleAsOf) {
+				t.Errorf("%s: newest run %s %s (%q), want %s as of 2026-11-24", k, runs[0].AsOf.Format(time.DateOnly), runs[0].Status, runs[0].Note, status)
+			}
+			if status == serving.RunIncomplete && !strings.Contains(runs[0].Note, "00-23") {
+				t.Errorf("%s: note %q does not name the unsealed hours 00-23", k, runs[0].Note)
+			}
+			if w := serving.WatermarkOf(runs).Day; !w.Equal(watermark) {
+				t.Errorf("%s: watermark %v, want %v", k, w.Format(time.DateOnly), watermark.Format(time.DateOnly))
+			}
+		}
+		check(event.HandledException, serving.RunIncomplete, sampleAsOf.AddDate(0, 0, -1))
+		check(event.Crash, serving.RunSucceeded, sampleAsOf)
+		// Its rows were written all the same: the other days' handled exceptions are there.
+		if apps, err := st.Apps(context.Background(), event.HandledException, sampleAsOf.AddDate(0, 0, -2), sampleAsOf); err != nil || len(apps) == 0 {
+			t.Errorf("handled_exception apps after the incomplete run: %v, %v", apps, err)
+		}
+		runBatch(t, "prism", pipelines.BatchConfig{Input: root, AsOf: sampleAsOf, Store: store, DeadLetterRoot: t.TempDir(),
+			Started: nightOf(sampleAsOf).Add(time.Hour), AllowIncomplete: true})
+		check(event.HandledException, serving.RunSucceeded, sampleAsOf)
 	})
 }
