@@ -3,12 +3,14 @@ package pipelines
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
+	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/raw"
 	"github.com/lumenhq/lumen/io/rollup"
 )
@@ -31,6 +33,19 @@ type batchUnit struct {
 	Stale     []string
 	// A rollup unit.
 	Rollups []rollupTask
+	// A listing unit: listed files whose path is not in the raw layout
+	// (raw.ParsePath), to become dead letters of the listing.
+	BadPaths []badPath
+}
+
+// badPath is a listed .avro file that is not at
+// raw/<kind>/dt=YYYY-MM-DD/hr=HH/<name>: it belongs to no partition, so it
+// is a dead letter (raw.ReasonBadPath) of its kind's listing, not a failure
+// of the job.
+type badPath struct {
+	Kind   event.Kind
+	Path   string
+	Detail string
 }
 
 // rollupTask is a partition whose listing matches its rollup's name. The
@@ -78,10 +93,12 @@ func (f *planFn) ProcessElement(ctx context.Context, _ []byte, emit func(batchUn
 		}
 	}
 	byPart := map[raw.Partition][]raw.FileSplit{}
+	var bad []badPath
 	for _, fs := range files {
 		p, err := raw.PartitionOf(fs.Path, f.Grain)
 		if err != nil {
-			return fmt.Errorf("pipelines: %w", err)
+			bad = append(bad, badPath{Kind: fs.Kind, Path: fs.Path, Detail: err.Error()})
+			continue
 		}
 		byPart[p] = append(byPart[p], fs)
 	}
@@ -132,6 +149,10 @@ func (f *planFn) ProcessElement(ctx context.Context, _ []byte, emit func(batchUn
 	}
 	for lo := 0; lo < len(tasks); lo += rollupsPerUnit {
 		units = append(units, batchUnit{Rollups: tasks[lo:min(lo+rollupsPerUnit, len(tasks))]})
+	}
+	if len(bad) > 0 {
+		slog.Warn("batch: listed files outside the raw layout are dead letters", "files", len(bad), "first", bad[0].Path)
+		units = append(units, batchUnit{BadPaths: bad})
 	}
 	planned.Add(int64(len(files)))
 	unitsPlanned.Add(int64(len(units)))

@@ -100,6 +100,10 @@ type readPartitionsFn struct {
 func (f *readPartitionsFn) ProcessElement(ctx context.Context, u batchUnit,
 	emitDead func(string, deadletter.Record), emitPart func(string, partPartial),
 	emitAgg func(aggregate.AppKey, aggregate.Agg), emitStats func(KindStats)) error {
+	if len(u.BadPaths) > 0 {
+		deadBadPaths(u.BadPaths, f.Opts.Pipeline, emitDead, emitStats)
+		return nil
+	}
 	if len(u.Rollups) == 0 {
 		p, err := raw.ParsePartition(u.Partition)
 		if err != nil {
@@ -154,6 +158,20 @@ func (f *readPartitionsFn) ProcessElement(ctx context.Context, u batchUnit,
 		}
 	}
 	return nil
+}
+
+// deadBadPaths makes the listed files outside the raw layout dead letters
+// of their kind's listing (keyed "<kind>_listing"), counted by reason.
+func deadBadPaths(bad []badPath, pipeline string, emitDead func(string, deadletter.Record), emitStats func(KindStats)) {
+	byKind := map[event.Kind]int64{}
+	for _, b := range bad {
+		byKind[b.Kind]++
+		emitDead(b.Kind.String()+"_listing", deadletter.Record{Pipeline: pipeline, Source: b.Path, Offset: -1, Index: -1,
+			Reason: string(raw.ReasonBadPath), Detail: b.Detail})
+	}
+	for k, n := range byKind {
+		emitStats(KindStats{Kind: k, DeadLetters: map[string]int64{string(raw.ReasonBadPath): n}})
+	}
 }
 
 // readRaw reads a partition's raw files (or splits) into partials.

@@ -127,3 +127,43 @@ func TestBatchGraph(t *testing.T) {
 	passert.Equals(s, beam.ParDo(s, deadReason, out.Dead), "part-0.avro empty_app_id", "junk.avro bad_magic")
 	ptest.RunAndValidate(t, p)
 }
+
+// TestBatchStrayFiles: .avro files under a dt= folder but not at
+// hr=HH/<name> are dead letters of the listing (bad_path, with their
+// paths), and the run counts everything else.
+func TestBatchStrayFiles(t *testing.T) {
+	root := t.TempDir()
+	arrival := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	ms := arrival.UnixMilli()
+	ev := event.Event{Kind: event.AppLoad, AppID: "a", AppVersion: "1.0", Platform: "ios", DeviceID: []byte("d1"),
+		EventTime: ms + 1000, ReceivedTime: ms + 2000}
+	writeRaw(t, root, event.AppLoad, arrival, "part-0.avro", ev)
+	good, err := os.ReadFile(filepath.Join(raw.HourDir(root, event.AppLoad, arrival), "part-0.avro"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := raw.DayPrefix(root, event.AppLoad, arrival)
+	for _, stray := range []string{"stray.avro", "hr=10/nested/deeper.avro", "hr=xx/odd.avro"} {
+		p := filepath.Join(day, stray)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, good, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	p, s := beam.NewPipelineWithRoot()
+	out, err := BuildBatchOutputs(s, BatchConfig{Input: root, AsOf: arrival, WindowDays: 2,
+		Store: "sqlite:" + filepath.Join(t.TempDir(), "b.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	passert.Equals(s, beam.ParDo(s, describeCount, out.Counts),
+		"app_load a/1.0 hour 2026-11-20T10=1", "app_load a/ hour 2026-11-20T10=1",
+		"app_load a/1.0 day 2026-11-20T00=1", "app_load a/ day 2026-11-20T00=1")
+	passert.Equals(s, beam.ParDo(s, describeStats, out.Stats),
+		"app_load events=1 counted=1 clock_skew=0 too_old=0 after_window=0 dead=bad_path:3")
+	passert.Equals(s, beam.ParDo(s, deadReason, out.Dead), "stray.avro bad_path", "deeper.avro bad_path", "odd.avro bad_path")
+	ptest.RunAndValidate(t, p)
+}
