@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/lumenhq/lumen/aggregate/hll"
+	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/raw"
 	"github.com/lumenhq/lumen/io/s3fs"
 )
@@ -28,6 +29,14 @@ type BatchConfig struct {
 	Precision uint8
 	// Started is when the run started, for batch_runs. Default: now.
 	Started time.Time
+	// Now is the run's processing clock, fixed once by the launcher so that
+	// every worker agrees: an event or received time more than MaxFuture
+	// after it is a future_time dead letter (DESIGN §3, time bounds).
+	// Default: Started.
+	Now time.Time
+	// MaxFuture is how far ahead of Now an event may be. Default
+	// event.DefaultMaxFuture (1 h).
+	MaxFuture time.Duration
 	// MaxBundleCells bounds the map-side aggregate a reader holds before it
 	// emits early (about 100 bytes a cell). Default 2,000,000.
 	MaxBundleCells int
@@ -72,8 +81,15 @@ func (c *BatchConfig) EnsureDefaults() {
 	if c.Started.IsZero() {
 		c.Started = time.Now().UTC()
 	}
+	if c.Now.IsZero() {
+		c.Now = c.Started
+	}
+	if c.MaxFuture == 0 {
+		c.MaxFuture = event.DefaultMaxFuture
+	}
 	c.AsOf = c.AsOf.UTC().Truncate(24 * time.Hour)
 	c.Read.Pipeline = "batch"
+	c.Read.NowMs, c.Read.MaxFuture = c.Now.UnixMilli(), c.MaxFuture
 }
 
 // Validate reports every problem with the configuration at once.
@@ -93,6 +109,9 @@ func (c *BatchConfig) Validate() error {
 	}
 	if c.Grain != raw.GrainHour && c.Grain != raw.GrainDay {
 		errs = append(errs, fmt.Errorf("grain: %v, want hour or day", c.Grain))
+	}
+	if c.MaxFuture < 0 {
+		errs = append(errs, fmt.Errorf("max_future: %v, want > 0", c.MaxFuture))
 	}
 	if c.Precision < hll.MinPrecision || c.Precision > hll.MaxPrecision {
 		errs = append(errs, fmt.Errorf("precision: %d, want %d..%d", c.Precision, hll.MinPrecision, hll.MaxPrecision))

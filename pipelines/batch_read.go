@@ -129,7 +129,7 @@ func (f *readPartitionsFn) ProcessElement(ctx context.Context, u batchUnit,
 			}
 			r, n, err := rollup.Read(gctx, t.Path)
 			if err == nil {
-				err = r.Check(p, t.Manifest, f.Precision)
+				err = r.Check(p, t.Manifest, f.Precision, f.Opts.NowMs, f.Opts.MaxFuture)
 			}
 			if err != nil && !errors.Is(err, rollup.ErrInvalid) {
 				return fmt.Errorf("pipelines: rollup %s: %w", t.Path, err) // the filesystem: retry the bundle
@@ -179,13 +179,13 @@ func (f *readPartitionsFn) readRaw(ctx context.Context, p raw.Partition, splits 
 	rejected int64, emitDead func(string, deadletter.Record), emitPart func(string, partPartial)) error {
 	sink := &partitionSink{key: strings.ReplaceAll(p.String(), "/", "_"), emitDead: emitDead,
 		partials: aggregate.NewPartials(forever, aggregate.Hour, f.Precision), max: f.maxCells()}
-	sink.emit = func(files, bytes int64) {
+	sink.emit = func(files, bytes int64, times rollup.TimeBounds) {
 		c := rollup.Counters{Files: files, DeadLetters: sink.dead}
 		c.Bytes = bytes
 		aggs := map[aggregate.AppKey]aggregate.Agg{}
 		stats := sink.partials.Drain(func(k aggregate.AppKey, a aggregate.Agg) { aggs[k] = a })
 		c.Events, c.ClockSkew = stats[p.Kind].Events, stats[p.Kind].ClockSkew
-		emitPart(p.String(), partPartial{Rollup: rollup.Rollup{Partition: p, Precision: f.Precision, Manifest: m, Counters: c, Aggs: aggs},
+		emitPart(p.String(), partPartial{Rollup: rollup.Rollup{Partition: p, Precision: f.Precision, Manifest: m, Counters: c, Times: times, Aggs: aggs},
 			Rejected: rejected, RawFiles: files, RawBytes: bytes, Stale: stale})
 		sink.dead, rejected = nil, 0
 	}
@@ -200,7 +200,7 @@ func (f *readPartitionsFn) readRaw(ctx context.Context, p raw.Partition, splits 
 			files++
 		}
 	}
-	sink.emit(files, bytes)
+	sink.emit(files, bytes, rollup.TimeBounds{Latest: rs.Latest, FutureFrom: rs.FutureFrom})
 	c := "lumen.batch"
 	beam.NewCounter(c, "files_read").Inc(ctx, rs.Files)
 	beam.NewCounter(c, "bytes_read").Inc(ctx, rs.Bytes)
@@ -224,7 +224,7 @@ type partitionSink struct {
 	key      string
 	partials *aggregate.Partials
 	max      int
-	emit     func(files, bytes int64)
+	emit     func(files, bytes int64, times rollup.TimeBounds)
 	emitDead func(string, deadletter.Record)
 	dead     map[string]int64
 }
@@ -234,7 +234,7 @@ func (s *partitionSink) Events(evs []event.Event) {
 		s.partials.Add(&evs[i])
 	}
 	if s.partials.Cells() > s.max {
-		s.emit(0, 0) // the files and bytes go with the last part
+		s.emit(0, 0, rollup.TimeBounds{}) // the files, bytes and time bounds go with the last part
 	}
 }
 

@@ -36,6 +36,8 @@ const Schema = `{
     {"name": "events", "type": "long"},
     {"name": "clock_skew", "type": "long"},
     {"name": "dead_letters", "type": {"type": "map", "values": "long"}},
+    {"name": "latest", "type": "long"},
+    {"name": "future_from", "type": "long"},
     {"name": "aggs", "type": {"type": "array", "items": {"type": "record", "name": "AppAgg",
       "fields": [{"name": "kind", "type": "string"}, {"name": "app", "type": "string"}, {"name": "agg", "type": "bytes"}]}}}
   ]
@@ -71,7 +73,7 @@ func Marshal(r Rollup) ([]byte, error) {
 	rec, err := c.BinaryFromNative(nil, map[string]any{
 		"format": Format, "partition": r.Partition.String(), "precision": int32(r.Precision), "manifest": manifest,
 		"files": r.Counters.Files, "bytes": r.Counters.Bytes, "events": r.Counters.Events, "clock_skew": r.Counters.ClockSkew,
-		"dead_letters": dead, "aggs": aggs,
+		"dead_letters": dead, "latest": r.Times.Latest, "future_from": r.Times.FutureFrom, "aggs": aggs,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("rollup: encode %v: %w", r.Partition, err)
@@ -211,6 +213,7 @@ func (d *decoder) rollup() (r Rollup) {
 		k := d.string()
 		r.Counters.DeadLetters[k] = d.long()
 	})
+	r.Times = TimeBounds{Latest: d.long(), FutureFrom: d.long()}
 	r.Aggs = map[aggregate.AppKey]aggregate.Agg{}
 	d.items(func() {
 		kind, app, b := d.string(), d.string(), d.bytes()
