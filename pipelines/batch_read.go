@@ -32,24 +32,26 @@ func init() {
 // partPartial is part (or all) of the partial aggregates of one partition
 // read from raw, on its way to be grouped by partition.
 type partPartial struct {
-	Rollup   rollup.Rollup
-	Rejected int64    // rollups found unusable, and replaced by raw
-	RawFiles int64    // raw files (or splits) this part read
-	RawBytes int64    // and their bytes
-	Stale    []string // rollup files the partition's new one replaces
+	Rollup       rollup.Rollup
+	Rejected     int64    // rollups found unusable, and replaced by raw
+	RawFiles     int64    // raw files (or splits) this part read
+	RawBytes     int64    // and their bytes
+	ReadFailures int64    // files that could not be read (raw.ReadStats.ReadFailures)
+	Stale        []string // rollup files the partition's new one replaces
 }
 
 // partMeta is partPartial but its rollup, for the coder.
 type partMeta struct {
 	Rejected           int64
 	RawFiles, RawBytes int64
+	ReadFailures       int64
 	Stale              []string
 }
 
 // The coder: a length-prefixed JSON header, then the rollup in its file
 // form (aggregates in aggregate's binary form).
 func encodePartPartial(p partPartial) ([]byte, error) {
-	meta, err := json.Marshal(partMeta{p.Rejected, p.RawFiles, p.RawBytes, p.Stale})
+	meta, err := json.Marshal(partMeta{p.Rejected, p.RawFiles, p.RawBytes, p.ReadFailures, p.Stale})
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +76,7 @@ func decodePartPartial(b []byte) (partPartial, error) {
 	if err != nil {
 		return partPartial{}, err
 	}
-	return partPartial{Rollup: r, Rejected: m.Rejected, RawFiles: m.RawFiles, RawBytes: m.RawBytes, Stale: m.Stale}, nil
+	return partPartial{Rollup: r, Rejected: m.Rejected, RawFiles: m.RawFiles, RawBytes: m.RawBytes, ReadFailures: m.ReadFailures, Stale: m.Stale}, nil
 }
 
 // forever is the window a partition's partials are kept in: all of time.
@@ -179,14 +181,14 @@ func (f *readPartitionsFn) readRaw(ctx context.Context, p raw.Partition, splits 
 	rejected int64, emitDead func(string, deadletter.Record), emitPart func(string, partPartial)) error {
 	sink := &partitionSink{key: strings.ReplaceAll(p.String(), "/", "_"), emitDead: emitDead,
 		partials: aggregate.NewPartials(forever, aggregate.Hour, f.Precision), max: f.maxCells()}
-	sink.emit = func(files, bytes int64, times rollup.TimeBounds) {
+	sink.emit = func(files, bytes, failures int64, times rollup.TimeBounds) {
 		c := rollup.Counters{Files: files, DeadLetters: sink.dead}
 		c.Bytes = bytes
 		aggs := map[aggregate.AppKey]aggregate.Agg{}
 		stats := sink.partials.Drain(func(k aggregate.AppKey, a aggregate.Agg) { aggs[k] = a })
 		c.Events, c.ClockSkew = stats[p.Kind].Events, stats[p.Kind].ClockSkew
 		emitPart(p.String(), partPartial{Rollup: rollup.Rollup{Partition: p, Precision: f.Precision, Manifest: m, Counters: c, Times: times, Aggs: aggs},
-			Rejected: rejected, RawFiles: files, RawBytes: bytes, Stale: stale})
+			Rejected: rejected, RawFiles: files, RawBytes: bytes, ReadFailures: failures, Stale: stale})
 		sink.dead, rejected = nil, 0
 	}
 	rs, err := raw.ReadUnit(ctx, raw.WorkUnit{Splits: splits}, f.Opts, sink)
@@ -200,7 +202,7 @@ func (f *readPartitionsFn) readRaw(ctx context.Context, p raw.Partition, splits 
 			files++
 		}
 	}
-	sink.emit(files, bytes, rollup.TimeBounds{Latest: rs.Latest, FutureFrom: rs.FutureFrom})
+	sink.emit(files, bytes, rs.ReadFailures, rollup.TimeBounds{Latest: rs.Latest, FutureFrom: rs.FutureFrom})
 	c := "lumen.batch"
 	beam.NewCounter(c, "files_read").Inc(ctx, rs.Files)
 	beam.NewCounter(c, "bytes_read").Inc(ctx, rs.Bytes)
@@ -224,7 +226,7 @@ type partitionSink struct {
 	key      string
 	partials *aggregate.Partials
 	max      int
-	emit     func(files, bytes int64, times rollup.TimeBounds)
+	emit     func(files, bytes, failures int64, times rollup.TimeBounds)
 	emitDead func(string, deadletter.Record)
 	dead     map[string]int64
 }
@@ -234,7 +236,7 @@ func (s *partitionSink) Events(evs []event.Event) {
 		s.partials.Add(&evs[i])
 	}
 	if s.partials.Cells() > s.max {
-		s.emit(0, 0, rollup.TimeBounds{}) // the files, bytes and time bounds go with the last part
+		s.emit(0, 0, 0, rollup.TimeBounds{}) // the files, bytes, failures and time bounds go with the last part
 	}
 }
 

@@ -59,6 +59,11 @@ type ReadStats struct {
 	Files, Bytes, Blocks int64
 	Records, Valid       int64 // records decoded, and those that passed validation and the time bound
 	DeadLetters          int64
+	// ReadFailures counts the files that could not be read at all because
+	// of the filesystem (gone since the listing, or forbidden), not their
+	// content: they are "unreadable_file" dead letters, and reading again
+	// may succeed, so what was read is not what the listing holds.
+	ReadFailures int64
 	// Latest is the latest time (the later of event and received time, ms)
 	// of a valid event, and FutureFrom the earliest such time of a
 	// future_time dead letter; 0 if there is none. They bound the clocks
@@ -72,9 +77,13 @@ type ReadStats struct {
 // bounded concurrency while earlier ones are being decoded; large files and
 // splits are streamed, never buffered whole.
 //
-// Corrupt data never fails the read: it becomes dead letters. A filesystem
-// error that persists through retries does fail it, because retrying the
-// unit later can succeed and dead-lettering an outage would lose good data.
+// Corrupt data never fails the read: it becomes dead letters, the same on
+// every read. A file that is gone or forbidden is an "unreadable_file" dead
+// letter, counted in ReadStats.ReadFailures: it is not the file's content,
+// so the caller must not keep the result as the partition's (no rollup).
+// Any other filesystem error that persists through retries (an I/O error,
+// a timeout) fails the read, because retrying the unit later can succeed
+// and dead-lettering an outage would lose good data.
 func ReadUnit(ctx context.Context, u WorkUnit, opts ReadOptions, sink Sink) (ReadStats, error) {
 	opts.ensureDefaults()
 	r := &unitReader{opts: opts, sink: sink, rd: avroio.NewReader(), limit: opts.NowMs + opts.MaxFuture.Milliseconds()}
@@ -179,8 +188,11 @@ func readAll(ctx context.Context, path string, size int64) ([]byte, error) {
 	return blob.ReadAll(ctx, path, size, bufPool.Get().([]byte))
 }
 
-// unreadable reports errors that retrying cannot fix: the file is gone or
-// forbidden. They make an "unreadable_file" dead letter.
+// unreadable reports errors that retrying within the unit cannot fix: the
+// file is gone or forbidden. They make an "unreadable_file" dead letter. A
+// later run may well read the file (an access policy fixed, an object
+// restored), so they are read failures (ReadStats.ReadFailures), never
+// the file's content.
 func unreadable(err error) bool {
 	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission)
 }
@@ -268,6 +280,9 @@ func (r *unitReader) events(evs []event.Event) {
 }
 
 func (r *unitReader) fileDead(s FileSplit, reason avroio.Reason, detail string) {
+	if reason == avroio.ReasonUnreadable {
+		r.stats.ReadFailures++
+	}
 	r.dead(deadletter.Record{Source: s.Path, Offset: -1, Index: -1, Reason: string(reason), Detail: detail})
 }
 
