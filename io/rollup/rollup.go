@@ -10,11 +10,13 @@
 // partition from its rollup instead of reading the raw files again.
 //
 // A rollup is never trusted without proof: it is used only if its name
-// (the manifest's hash) matches the listing, and its content decodes,
-// carries this format version and the run's precision, holds exactly the
-// listed manifest, and its time bounds hold at the run's clock (the run
-// would dead-letter as future_time exactly the events it did). Anything
-// else is ErrInvalid, and the caller reads the raw files instead.
+// (the manifest's hash, with Format and Semantics) matches the listing,
+// and its content decodes, carries this Format, this Semantics (the
+// version of validation, bucketing and encoding) and the run's precision,
+// holds exactly the listed manifest, and its time bounds hold at the run's
+// clock (the run would dead-letter as future_time exactly the events it
+// did). Anything else is ErrInvalid, and the caller reads the raw files
+// instead.
 package rollup
 
 import (
@@ -64,10 +66,15 @@ func NewManifest(files []raw.FileSplit) Manifest {
 	return m
 }
 
-// Hash identifies the manifest: a rollup's file is named by it, so the
-// listing of rollups already tells which partitions are unchanged.
-func (m Manifest) Hash() string {
+// Hash identifies the rollup of the manifest: the manifest, this Format
+// and this Semantics. A rollup's file is named by it, so the listing of
+// rollups already tells which partitions are unchanged, and a rollup of
+// other code is never even read.
+func (m Manifest) Hash() string { return m.hash(Semantics) }
+
+func (m Manifest) hash(semantics int) string {
 	h := sha256.New()
+	fmt.Fprintf(h, "lumen rollup format %d semantics %d\n", Format, semantics)
 	for _, o := range m {
 		fmt.Fprintf(h, "%s\x00%d\x00%s\n", o.Key, o.Size, o.Version)
 	}
