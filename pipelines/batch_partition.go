@@ -27,6 +27,9 @@ func init() {
 // window can be cut from them. A partition taken from its rollup is whole
 // already, and is cut where it is read, without this shuffle.
 //
+// A partition whose listing gives no object versions gets no rollup
+// either: no later run could prove it still covers the same files.
+//
 // A partition with a read failure (a file gone or forbidden: an
 // unreadable_file dead letter) gets no rollup: what was read is not what
 // its listing holds, and a rollup would keep that forever, since the
@@ -49,6 +52,7 @@ func (f *cutPartitionFn) ProcessElement(ctx context.Context, key string, parts f
 	var whole rollup.Rollup
 	st := KindStats{PartitionsFromRaw: 1}
 	var failures int64
+	unversioned := false
 	started := false
 	stale := map[string]bool{}
 	var pp partPartial
@@ -62,6 +66,7 @@ func (f *cutPartitionFn) ProcessElement(ctx context.Context, key string, parts f
 		st.RawFiles += pp.RawFiles
 		st.RawBytes += pp.RawBytes
 		failures += pp.ReadFailures
+		unversioned = unversioned || pp.Unversioned
 		for _, s := range pp.Stale {
 			stale[s] = true
 		}
@@ -72,6 +77,8 @@ func (f *cutPartitionFn) ProcessElement(ctx context.Context, key string, parts f
 	}
 	switch {
 	case f.NoRollups:
+	case unversioned:
+		st.Unversioned++ // planFn said why, once for the run
 	case failures > 0:
 		slog.Warn("batch: no rollup for a partition with files that could not be read; the next run reads it from raw again",
 			"partition", whole.Partition, "unreadable_files", failures)

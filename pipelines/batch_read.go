@@ -37,6 +37,7 @@ type partPartial struct {
 	RawFiles     int64    // raw files (or splits) this part read
 	RawBytes     int64    // and their bytes
 	ReadFailures int64    // files that could not be read (raw.ReadStats.ReadFailures)
+	Unversioned  bool     // the listing gives no versions (batchUnit.Unversioned)
 	Stale        []string // rollup files the partition's new one replaces
 }
 
@@ -45,13 +46,14 @@ type partMeta struct {
 	Rejected           int64
 	RawFiles, RawBytes int64
 	ReadFailures       int64
+	Unversioned        bool
 	Stale              []string
 }
 
 // The coder: a length-prefixed JSON header, then the rollup in its file
 // form (aggregates in aggregate's binary form).
 func encodePartPartial(p partPartial) ([]byte, error) {
-	meta, err := json.Marshal(partMeta{p.Rejected, p.RawFiles, p.RawBytes, p.ReadFailures, p.Stale})
+	meta, err := json.Marshal(partMeta{p.Rejected, p.RawFiles, p.RawBytes, p.ReadFailures, p.Unversioned, p.Stale})
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +78,7 @@ func decodePartPartial(b []byte) (partPartial, error) {
 	if err != nil {
 		return partPartial{}, err
 	}
-	return partPartial{Rollup: r, Rejected: m.Rejected, RawFiles: m.RawFiles, RawBytes: m.RawBytes, ReadFailures: m.ReadFailures, Stale: m.Stale}, nil
+	return partPartial{Rollup: r, Rejected: m.Rejected, RawFiles: m.RawFiles, RawBytes: m.RawBytes, ReadFailures: m.ReadFailures, Unversioned: m.Unversioned, Stale: m.Stale}, nil
 }
 
 // forever is the window a partition's partials are kept in: all of time.
@@ -111,7 +113,7 @@ func (f *readPartitionsFn) ProcessElement(ctx context.Context, u batchUnit,
 		if err != nil {
 			return fmt.Errorf("pipelines: work unit %d: %w", u.ID, err)
 		}
-		return f.readRaw(ctx, p, u.Splits, u.Manifest, u.Stale, 0, emitDead, emitPart)
+		return f.readRaw(ctx, p, u.Splits, u.Manifest, u.Stale, 0, u.Unversioned, emitDead, emitPart)
 	}
 	// Rollups are small and many: fetch them concurrently, then use them
 	// in order.
@@ -155,7 +157,7 @@ func (f *readPartitionsFn) ProcessElement(ctx context.Context, u batchUnit,
 		beam.NewCounter("lumen.batch", "rollups_rejected").Inc(ctx, 1)
 		p, _ := raw.ParsePartition(t.Partition)
 		// The new rollup goes to the same path (the manifest is the same).
-		if err := f.readRaw(ctx, p, t.Files, t.Manifest, t.Stale, 1, emitDead, emitPart); err != nil {
+		if err := f.readRaw(ctx, p, t.Files, t.Manifest, t.Stale, 1, false, emitDead, emitPart); err != nil {
 			return err
 		}
 	}
@@ -178,7 +180,7 @@ func deadBadPaths(bad []badPath, pipeline string, emitDead func(string, deadlett
 
 // readRaw reads a partition's raw files (or splits) into partials.
 func (f *readPartitionsFn) readRaw(ctx context.Context, p raw.Partition, splits []raw.FileSplit, m rollup.Manifest, stale []string,
-	rejected int64, emitDead func(string, deadletter.Record), emitPart func(string, partPartial)) error {
+	rejected int64, unversioned bool, emitDead func(string, deadletter.Record), emitPart func(string, partPartial)) error {
 	sink := &partitionSink{key: strings.ReplaceAll(p.String(), "/", "_"), emitDead: emitDead,
 		partials: aggregate.NewPartials(forever, aggregate.Hour, f.Precision), max: f.maxCells()}
 	sink.emit = func(files, bytes, failures int64, times rollup.TimeBounds) {
@@ -188,7 +190,7 @@ func (f *readPartitionsFn) readRaw(ctx context.Context, p raw.Partition, splits 
 		stats := sink.partials.Drain(func(k aggregate.AppKey, a aggregate.Agg) { aggs[k] = a })
 		c.Events, c.ClockSkew = stats[p.Kind].Events, stats[p.Kind].ClockSkew
 		emitPart(p.String(), partPartial{Rollup: rollup.Rollup{Partition: p, Precision: f.Precision, Manifest: m, Counters: c, Times: times, Aggs: aggs},
-			Rejected: rejected, RawFiles: files, RawBytes: bytes, ReadFailures: failures, Stale: stale})
+			Rejected: rejected, RawFiles: files, RawBytes: bytes, ReadFailures: failures, Unversioned: unversioned, Stale: stale})
 		sink.dead, rejected = nil, 0
 	}
 	rs, err := raw.ReadUnit(ctx, raw.WorkUnit{Splits: splits}, f.Opts, sink)
