@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/lumenhq/lumen/aggregate/hll"
+	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/raw"
 	"github.com/lumenhq/lumen/io/s3fs"
 )
@@ -37,6 +38,14 @@ type BatchConfig struct {
 	// the archiver as succeeded, moving the watermark (the operator's
 	// override); without it the run records "incomplete".
 	AllowIncomplete bool
+	// Now is the run's processing clock, fixed once by the launcher so that
+	// every worker agrees: an event or received time more than MaxFuture
+	// after it is a future_time dead letter (DESIGN §3, time bounds).
+	// Default: Started.
+	Now time.Time
+	// MaxFuture is how far ahead of Now an event may be. Default
+	// event.DefaultMaxFuture (1 h).
+	MaxFuture time.Duration
 	// MaxBundleCells bounds the map-side aggregate a reader holds before it
 	// emits early (about 100 bytes a cell). Default 2,000,000.
 	MaxBundleCells int
@@ -86,8 +95,15 @@ func (c *BatchConfig) EnsureDefaults() {
 	if c.Started.IsZero() {
 		c.Started = time.Now().UTC()
 	}
+	if c.Now.IsZero() {
+		c.Now = c.Started
+	}
+	if c.MaxFuture == 0 {
+		c.MaxFuture = event.DefaultMaxFuture
+	}
 	c.AsOf = c.AsOf.UTC().Truncate(24 * time.Hour)
 	c.Read.Pipeline = "batch"
+	c.Read.NowMs, c.Read.MaxFuture = c.Now.UnixMilli(), c.MaxFuture
 }
 
 // Validate reports every problem with the configuration at once.
@@ -111,6 +127,9 @@ func (c *BatchConfig) Validate() error {
 	if today := c.Started.UTC().Truncate(24 * time.Hour); !c.AsOf.IsZero() && c.Partial() && !c.AllowPartialDay {
 		errs = append(errs, fmt.Errorf("as_of: %s has not ended (today is %s UTC), so it cannot be complete; pass --allow_partial_day to run it anyway, without moving the watermark",
 			c.AsOf.Format(time.DateOnly), today.Format(time.DateOnly)))
+	}
+	if c.MaxFuture < 0 {
+		errs = append(errs, fmt.Errorf("max_future: %v, want > 0", c.MaxFuture))
 	}
 	if c.Precision < hll.MinPrecision || c.Precision > hll.MaxPrecision {
 		errs = append(errs, fmt.Errorf("precision: %d, want %d..%d", c.Precision, hll.MinPrecision, hll.MaxPrecision))

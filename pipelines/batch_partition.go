@@ -27,6 +27,16 @@ func init() {
 // window can be cut from them. A partition taken from its rollup is whole
 // already, and is cut where it is read, without this shuffle.
 //
+// A partition whose listing gives no object versions gets no rollup
+// either: no later run could prove it still covers the same files.
+//
+// A partition with a read failure (a file gone or forbidden: an
+// unreadable_file dead letter) gets no rollup: what was read is not what
+// its listing holds, and a rollup would keep that forever, since the
+// listing, and so the rollup's name, does not change when the cause is
+// fixed. The next run reads the partition from raw again. Damaged content
+// is no such failure: it reads the same every time.
+//
 // A rollup that cannot be written is a warning and a counter, not a
 // failure: the run's rows do not depend on it, and the next run reads the
 // partition from raw again.
@@ -41,6 +51,8 @@ func (f *cutPartitionFn) ProcessElement(ctx context.Context, key string, parts f
 	emit func(aggregate.AppKey, aggregate.Agg), emitStats func(KindStats)) error {
 	var whole rollup.Rollup
 	st := KindStats{PartitionsFromRaw: 1}
+	var failures int64
+	unversioned := false
 	started := false
 	stale := map[string]bool{}
 	var pp partPartial
@@ -53,6 +65,8 @@ func (f *cutPartitionFn) ProcessElement(ctx context.Context, key string, parts f
 		st.RollupsRejected += pp.Rejected
 		st.RawFiles += pp.RawFiles
 		st.RawBytes += pp.RawBytes
+		failures += pp.ReadFailures
+		unversioned = unversioned || pp.Unversioned
 		for _, s := range pp.Stale {
 			stale[s] = true
 		}
@@ -61,7 +75,16 @@ func (f *cutPartitionFn) ProcessElement(ctx context.Context, key string, parts f
 	if !started {
 		return nil
 	}
-	if !f.NoRollups {
+	switch {
+	case f.NoRollups:
+	case unversioned:
+		st.Unversioned++ // planFn said why, once for the run
+	case failures > 0:
+		slog.Warn("batch: no rollup for a partition with files that could not be read; the next run reads it from raw again",
+			"partition", whole.Partition, "unreadable_files", failures)
+		st.RollupsSkipped++
+		beam.NewCounter("lumen.batch", "rollups_skipped").Inc(ctx, 1)
+	default:
 		f.writeRollup(ctx, whole, stale, &st)
 	}
 	cutWhole(whole, st, aggregate.DayWindow{First: f.First, Last: f.Last}, emit, emitStats)

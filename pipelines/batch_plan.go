@@ -3,12 +3,14 @@ package pipelines
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
+	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/raw"
 	"github.com/lumenhq/lumen/io/rollup"
 )
@@ -29,8 +31,25 @@ type batchUnit struct {
 	Splits    []raw.FileSplit
 	Manifest  rollup.Manifest
 	Stale     []string
+	// Unversioned: the listing gives a file of the partition no version
+	// (blob.FileInfo.Version), so no rollup can prove it covers the same
+	// content; the partition is neither taken from nor written to one.
+	Unversioned bool
 	// A rollup unit.
 	Rollups []rollupTask
+	// A listing unit: listed files whose path is not in the raw layout
+	// (raw.ParsePath), to become dead letters of the listing.
+	BadPaths []badPath
+}
+
+// badPath is a listed .avro file that is not at
+// raw/<kind>/dt=YYYY-MM-DD/hr=HH/<name>: it belongs to no partition, so it
+// is a dead letter (raw.ReasonBadPath) of its kind's listing, not a failure
+// of the job.
+type badPath struct {
+	Kind   event.Kind
+	Path   string
+	Detail string
 }
 
 // rollupTask is a partition whose listing matches its rollup's name. The
@@ -51,7 +70,10 @@ const rollupsPerUnit = 24
 // planFn lists the window's raw partitions and their rollups, and plans
 // the read: a partition whose raw listing still matches its rollup is
 // taken from the rollup, any other (new, changed, or without a rollup) is
-// read from its raw files. It runs once, on the impulse: listing happens
+// read from its raw files. A partition whose listing gives no object
+// versions (gs://, or any filesystem whose listing has no versions or
+// ETags) is always read from raw: its size alone cannot tell that a file
+// was not replaced. It runs once, on the impulse: listing happens
 // inside the job, so a submitted job needs no access to the input from
 // the launcher.
 type planFn struct {
@@ -78,10 +100,12 @@ func (f *planFn) ProcessElement(ctx context.Context, _ []byte, emit func(batchUn
 		}
 	}
 	byPart := map[raw.Partition][]raw.FileSplit{}
+	var bad []badPath
 	for _, fs := range files {
 		p, err := raw.PartitionOf(fs.Path, f.Grain)
 		if err != nil {
-			return fmt.Errorf("pipelines: %w", err)
+			bad = append(bad, badPath{Kind: fs.Kind, Path: fs.Path, Detail: err.Error()})
+			continue
 		}
 		byPart[p] = append(byPart[p], fs)
 	}
@@ -93,9 +117,19 @@ func (f *planFn) ProcessElement(ctx context.Context, _ []byte, emit func(batchUn
 
 	var units []batchUnit
 	var tasks []rollupTask
-	fromRaw := 0
+	fromRaw, unversioned := 0, 0
 	for _, p := range parts {
 		m := rollup.NewManifest(byPart[p])
+		if !versioned(m) {
+			unversioned++
+			fromRaw++
+			opts := f.Opts
+			opts.Parallelism = 1
+			for _, u := range raw.Pack(byPart[p], opts) {
+				units = append(units, batchUnit{Partition: p.String(), Splits: u.Splits, Manifest: m, Unversioned: true})
+			}
+			continue
+		}
 		want := rollup.Path(f.RollupRoot, p, m)
 		var stale []string
 		found := false
@@ -133,6 +167,14 @@ func (f *planFn) ProcessElement(ctx context.Context, _ []byte, emit func(batchUn
 	for lo := 0; lo < len(tasks); lo += rollupsPerUnit {
 		units = append(units, batchUnit{Rollups: tasks[lo:min(lo+rollupsPerUnit, len(tasks))]})
 	}
+	if unversioned > 0 && !f.NoRollups {
+		slog.Warn("batch: the listing gives no object versions, so rollups are neither reused nor written for these partitions",
+			"input", f.Root, "partitions", unversioned)
+	}
+	if len(bad) > 0 {
+		slog.Warn("batch: listed files outside the raw layout are dead letters", "files", len(bad), "first", bad[0].Path)
+		units = append(units, batchUnit{BadPaths: bad})
+	}
 	planned.Add(int64(len(files)))
 	unitsPlanned.Add(int64(len(units)))
 	c := "lumen.batch"
@@ -145,4 +187,14 @@ func (f *planFn) ProcessElement(ctx context.Context, _ []byte, emit func(batchUn
 		emit(units[i])
 	}
 	return nil
+}
+
+// versioned reports whether the listing gave every object of m a version.
+func versioned(m rollup.Manifest) bool {
+	for _, o := range m {
+		if o.Version == "" {
+			return false
+		}
+	}
+	return true
 }

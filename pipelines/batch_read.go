@@ -32,24 +32,28 @@ func init() {
 // partPartial is part (or all) of the partial aggregates of one partition
 // read from raw, on its way to be grouped by partition.
 type partPartial struct {
-	Rollup   rollup.Rollup
-	Rejected int64    // rollups found unusable, and replaced by raw
-	RawFiles int64    // raw files (or splits) this part read
-	RawBytes int64    // and their bytes
-	Stale    []string // rollup files the partition's new one replaces
+	Rollup       rollup.Rollup
+	Rejected     int64    // rollups found unusable, and replaced by raw
+	RawFiles     int64    // raw files (or splits) this part read
+	RawBytes     int64    // and their bytes
+	ReadFailures int64    // files that could not be read (raw.ReadStats.ReadFailures)
+	Unversioned  bool     // the listing gives no versions (batchUnit.Unversioned)
+	Stale        []string // rollup files the partition's new one replaces
 }
 
 // partMeta is partPartial but its rollup, for the coder.
 type partMeta struct {
 	Rejected           int64
 	RawFiles, RawBytes int64
+	ReadFailures       int64
+	Unversioned        bool
 	Stale              []string
 }
 
 // The coder: a length-prefixed JSON header, then the rollup in its file
 // form (aggregates in aggregate's binary form).
 func encodePartPartial(p partPartial) ([]byte, error) {
-	meta, err := json.Marshal(partMeta{p.Rejected, p.RawFiles, p.RawBytes, p.Stale})
+	meta, err := json.Marshal(partMeta{p.Rejected, p.RawFiles, p.RawBytes, p.ReadFailures, p.Unversioned, p.Stale})
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +78,7 @@ func decodePartPartial(b []byte) (partPartial, error) {
 	if err != nil {
 		return partPartial{}, err
 	}
-	return partPartial{Rollup: r, Rejected: m.Rejected, RawFiles: m.RawFiles, RawBytes: m.RawBytes, Stale: m.Stale}, nil
+	return partPartial{Rollup: r, Rejected: m.Rejected, RawFiles: m.RawFiles, RawBytes: m.RawBytes, ReadFailures: m.ReadFailures, Unversioned: m.Unversioned, Stale: m.Stale}, nil
 }
 
 // forever is the window a partition's partials are kept in: all of time.
@@ -100,12 +104,16 @@ type readPartitionsFn struct {
 func (f *readPartitionsFn) ProcessElement(ctx context.Context, u batchUnit,
 	emitDead func(string, deadletter.Record), emitPart func(string, partPartial),
 	emitAgg func(aggregate.AppKey, aggregate.Agg), emitStats func(KindStats)) error {
+	if len(u.BadPaths) > 0 {
+		deadBadPaths(u.BadPaths, f.Opts.Pipeline, emitDead, emitStats)
+		return nil
+	}
 	if len(u.Rollups) == 0 {
 		p, err := raw.ParsePartition(u.Partition)
 		if err != nil {
 			return fmt.Errorf("pipelines: work unit %d: %w", u.ID, err)
 		}
-		return f.readRaw(ctx, p, u.Splits, u.Manifest, u.Stale, 0, emitDead, emitPart)
+		return f.readRaw(ctx, p, u.Splits, u.Manifest, u.Stale, 0, u.Unversioned, emitDead, emitPart)
 	}
 	// Rollups are small and many: fetch them concurrently, then use them
 	// in order.
@@ -125,7 +133,7 @@ func (f *readPartitionsFn) ProcessElement(ctx context.Context, u batchUnit,
 			}
 			r, n, err := rollup.Read(gctx, t.Path)
 			if err == nil {
-				err = r.Check(p, t.Manifest, f.Precision)
+				err = r.Check(p, t.Manifest, f.Precision, f.Opts.NowMs, f.Opts.MaxFuture)
 			}
 			if err != nil && !errors.Is(err, rollup.ErrInvalid) {
 				return fmt.Errorf("pipelines: rollup %s: %w", t.Path, err) // the filesystem: retry the bundle
@@ -149,26 +157,40 @@ func (f *readPartitionsFn) ProcessElement(ctx context.Context, u batchUnit,
 		beam.NewCounter("lumen.batch", "rollups_rejected").Inc(ctx, 1)
 		p, _ := raw.ParsePartition(t.Partition)
 		// The new rollup goes to the same path (the manifest is the same).
-		if err := f.readRaw(ctx, p, t.Files, t.Manifest, t.Stale, 1, emitDead, emitPart); err != nil {
+		if err := f.readRaw(ctx, p, t.Files, t.Manifest, t.Stale, 1, false, emitDead, emitPart); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// deadBadPaths makes the listed files outside the raw layout dead letters
+// of their kind's listing (keyed "<kind>_listing"), counted by reason.
+func deadBadPaths(bad []badPath, pipeline string, emitDead func(string, deadletter.Record), emitStats func(KindStats)) {
+	byKind := map[event.Kind]int64{}
+	for _, b := range bad {
+		byKind[b.Kind]++
+		emitDead(b.Kind.String()+"_listing", deadletter.Record{Pipeline: pipeline, Source: b.Path, Offset: -1, Index: -1,
+			Reason: string(raw.ReasonBadPath), Detail: b.Detail})
+	}
+	for k, n := range byKind {
+		emitStats(KindStats{Kind: k, DeadLetters: map[string]int64{string(raw.ReasonBadPath): n}})
+	}
+}
+
 // readRaw reads a partition's raw files (or splits) into partials.
 func (f *readPartitionsFn) readRaw(ctx context.Context, p raw.Partition, splits []raw.FileSplit, m rollup.Manifest, stale []string,
-	rejected int64, emitDead func(string, deadletter.Record), emitPart func(string, partPartial)) error {
+	rejected int64, unversioned bool, emitDead func(string, deadletter.Record), emitPart func(string, partPartial)) error {
 	sink := &partitionSink{key: strings.ReplaceAll(p.String(), "/", "_"), emitDead: emitDead,
 		partials: aggregate.NewPartials(forever, aggregate.Hour, f.Precision), max: f.maxCells()}
-	sink.emit = func(files, bytes int64) {
+	sink.emit = func(files, bytes, failures int64, times rollup.TimeBounds) {
 		c := rollup.Counters{Files: files, DeadLetters: sink.dead}
 		c.Bytes = bytes
 		aggs := map[aggregate.AppKey]aggregate.Agg{}
 		stats := sink.partials.Drain(func(k aggregate.AppKey, a aggregate.Agg) { aggs[k] = a })
 		c.Events, c.ClockSkew = stats[p.Kind].Events, stats[p.Kind].ClockSkew
-		emitPart(p.String(), partPartial{Rollup: rollup.Rollup{Partition: p, Precision: f.Precision, Manifest: m, Counters: c, Aggs: aggs},
-			Rejected: rejected, RawFiles: files, RawBytes: bytes, Stale: stale})
+		emitPart(p.String(), partPartial{Rollup: rollup.Rollup{Partition: p, Precision: f.Precision, Manifest: m, Counters: c, Times: times, Aggs: aggs},
+			Rejected: rejected, RawFiles: files, RawBytes: bytes, ReadFailures: failures, Unversioned: unversioned, Stale: stale})
 		sink.dead, rejected = nil, 0
 	}
 	rs, err := raw.ReadUnit(ctx, raw.WorkUnit{Splits: splits}, f.Opts, sink)
@@ -182,7 +204,7 @@ func (f *readPartitionsFn) readRaw(ctx context.Context, p raw.Partition, splits 
 			files++
 		}
 	}
-	sink.emit(files, bytes)
+	sink.emit(files, bytes, rs.ReadFailures, rollup.TimeBounds{Latest: rs.Latest, FutureFrom: rs.FutureFrom})
 	c := "lumen.batch"
 	beam.NewCounter(c, "files_read").Inc(ctx, rs.Files)
 	beam.NewCounter(c, "bytes_read").Inc(ctx, rs.Bytes)
@@ -206,7 +228,7 @@ type partitionSink struct {
 	key      string
 	partials *aggregate.Partials
 	max      int
-	emit     func(files, bytes int64)
+	emit     func(files, bytes, failures int64, times rollup.TimeBounds)
 	emitDead func(string, deadletter.Record)
 	dead     map[string]int64
 }
@@ -216,7 +238,7 @@ func (s *partitionSink) Events(evs []event.Event) {
 		s.partials.Add(&evs[i])
 	}
 	if s.partials.Cells() > s.max {
-		s.emit(0, 0) // the files and bytes go with the last part
+		s.emit(0, 0, 0, rollup.TimeBounds{}) // the files, bytes, failures and time bounds go with the last part
 	}
 }
 

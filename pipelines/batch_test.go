@@ -127,3 +127,82 @@ func TestBatchGraph(t *testing.T) {
 	passert.Equals(s, beam.ParDo(s, deadReason, out.Dead), "part-0.avro empty_app_id", "junk.avro bad_magic")
 	ptest.RunAndValidate(t, p)
 }
+
+// TestBatchStrayFiles: .avro files under a dt= folder but not at
+// hr=HH/<name> are dead letters of the listing (bad_path, with their
+// paths), and the run counts everything else.
+func TestBatchStrayFiles(t *testing.T) {
+	root := t.TempDir()
+	arrival := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	ms := arrival.UnixMilli()
+	ev := event.Event{Kind: event.AppLoad, AppID: "a", AppVersion: "1.0", Platform: "ios", DeviceID: []byte("d1"),
+		EventTime: ms + 1000, ReceivedTime: ms + 2000}
+	writeRaw(t, root, event.AppLoad, arrival, "part-0.avro", ev)
+	good, err := os.ReadFile(filepath.Join(raw.HourDir(root, event.AppLoad, arrival), "part-0.avro"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := raw.DayPrefix(root, event.AppLoad, arrival)
+	for _, stray := range []string{"stray.avro", "hr=10/nested/deeper.avro", "hr=xx/odd.avro"} {
+		p := filepath.Join(day, stray)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, good, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	p, s := beam.NewPipelineWithRoot()
+	out, err := BuildBatchOutputs(s, BatchConfig{Input: root, AsOf: arrival, WindowDays: 2,
+		Store: "sqlite:" + filepath.Join(t.TempDir(), "b.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	passert.Equals(s, beam.ParDo(s, describeCount, out.Counts),
+		"app_load a/1.0 hour 2026-11-20T10=1", "app_load a/ hour 2026-11-20T10=1",
+		"app_load a/1.0 day 2026-11-20T00=1", "app_load a/ day 2026-11-20T00=1")
+	passert.Equals(s, beam.ParDo(s, describeStats, out.Stats),
+		"app_load events=1 counted=1 clock_skew=0 too_old=0 after_window=0 dead=bad_path:3")
+	passert.Equals(s, beam.ParDo(s, deadReason, out.Dead), "stray.avro bad_path", "deeper.avro bad_path", "odd.avro bad_path")
+	ptest.RunAndValidate(t, p)
+}
+
+// TestBatchFutureTime: an event or received time more than MaxFuture
+// ahead of the run's clock (BatchConfig.Now) is a future_time dead letter;
+// every other event is counted as before. The truth is written out by hand.
+func TestBatchFutureTime(t *testing.T) {
+	root := t.TempDir()
+	at := func(day, hour, min int) int64 { return time.Date(2026, 11, day, hour, min, 0, 0, time.UTC).UnixMilli() }
+	y2090 := time.Date(2090, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	now := time.Date(2026, 11, 21, 0, 30, 0, 0, time.UTC) // the nightly run after the 20th
+	load := func(device string, eventTime, received int64) event.Event {
+		return event.Event{Kind: event.AppLoad, AppID: "a", AppVersion: "1.0", Platform: "ios", DeviceID: []byte(device),
+			EventTime: eventTime, ReceivedTime: received}
+	}
+	arrival := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	writeRaw(t, root, event.AppLoad, arrival, "part-0.avro",
+		load("d1", at(20, 10, 5), at(20, 10, 6)),  // counted: 20th 10:00
+		load("d2", y2090, at(20, 10, 7)),          // future_time: event time in 2090
+		load("d3", at(20, 10, 8), y2090),          // future_time: received time in 2090
+		load("d4", at(21, 1, 29), at(20, 10, 9)),  // within the bound (now + 59 min): clock skew, counted 20th 10:00
+		load("d5", at(21, 1, 31), at(20, 10, 10)), // past the bound (now + 61 min): future_time
+		load("d6", at(20, 9, 59), at(20, 10, 11)), // counted: 20th 09:00
+	)
+	p, s := beam.NewPipelineWithRoot()
+	out, err := BuildBatchOutputs(s, BatchConfig{Input: root, AsOf: arrival, WindowDays: 2, Now: now,
+		Store: "sqlite:" + filepath.Join(t.TempDir(), "b.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	passert.Equals(s, beam.ParDo(s, describeCount, out.Counts),
+		"app_load a/1.0 hour 2026-11-20T10=2", "app_load a/ hour 2026-11-20T10=2",
+		"app_load a/1.0 hour 2026-11-20T09=1", "app_load a/ hour 2026-11-20T09=1",
+		"app_load a/1.0 day 2026-11-20T00=3", "app_load a/ day 2026-11-20T00=3")
+	passert.Equals(s, beam.ParDo(s, describeUsers, out.Users),
+		"app_load a/1.0 2026-11-20 users=3 events=3", "app_load a/ 2026-11-20 users=3 events=3")
+	passert.Equals(s, beam.ParDo(s, describeStats, out.Stats),
+		"app_load events=3 counted=3 clock_skew=1 too_old=0 after_window=0 dead=future_time:3")
+	passert.Equals(s, beam.ParDo(s, deadReason, out.Dead), "part-0.avro future_time", "part-0.avro future_time", "part-0.avro future_time")
+	ptest.RunAndValidate(t, p)
+}

@@ -39,6 +39,8 @@ type KindStats struct {
 	PartitionsFromRollups, PartitionsFromRaw int64
 	RollupsRejected                          int64 // found unusable, and replaced by raw
 	RollupsWritten, RollupWriteErrors        int64
+	RollupsSkipped                           int64 // partitions with a read failure, given no rollup
+	Unversioned                              int64 // partitions whose listing gives no object versions: never rolled up
 	RawFiles, RawBytes                       int64 // raw files (or splits) read, and their bytes
 	RollupBytes                              int64 // bytes of the rollups read
 }
@@ -52,6 +54,8 @@ func (a *KindStats) add(b KindStats) {
 	a.RollupsRejected += b.RollupsRejected
 	a.RollupsWritten += b.RollupsWritten
 	a.RollupWriteErrors += b.RollupWriteErrors
+	a.RollupsSkipped += b.RollupsSkipped
+	a.Unversioned += b.Unversioned
 	a.RawFiles += b.RawFiles
 	a.RawBytes += b.RawBytes
 	a.RollupBytes += b.RollupBytes
@@ -71,7 +75,8 @@ func (a KindStats) Counters() map[string]int64 {
 		"clock_skew": a.Placement.ClockSkew, "too_old": a.Placement.TooOld, "after_window": a.Placement.AfterWindow,
 		"read.partitions_from_rollups": a.PartitionsFromRollups, "read.partitions_from_raw": a.PartitionsFromRaw,
 		"read.rollups_rejected": a.RollupsRejected, "read.rollups_written": a.RollupsWritten,
-		"read.rollup_write_errors": a.RollupWriteErrors, "read.raw_files": a.RawFiles, "read.raw_bytes": a.RawBytes,
+		"read.rollup_write_errors": a.RollupWriteErrors, "read.rollups_skipped": a.RollupsSkipped,
+		"read.partitions_unversioned": a.Unversioned, "read.raw_files": a.RawFiles, "read.raw_bytes": a.RawBytes,
 		"read.rollup_bytes": a.RollupBytes,
 	}
 	var dead int64

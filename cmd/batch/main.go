@@ -68,6 +68,7 @@ var (
 	noRollups   = flag.Bool("no_rollups", false, "Neither read nor write rollups: every partition from raw, nothing written under rollup/.")
 	rollupRoot  = flag.String("rollup_root", "", "Root for rollups (rollup/<kind>/dt=…). Default: --input.")
 	rollupGrain = flag.String("rollup_grain", "day", "Arrival partition a rollup covers: day or hour.")
+	maxFuture   = flag.Duration("max_future", event.DefaultMaxFuture, "An event or received time further than this ahead of the run's start is a future_time dead letter.")
 	workerPool  = flag.String("worker_pool", "", "Serve a Beam worker pool on localhost:PORT (PORT, or localhost:PORT; 0 picks one) for jobs submitted with --environment_type=EXTERNAL, instead of running a job.")
 )
 
@@ -150,6 +151,7 @@ func run(ctx context.Context) error {
 		Grain:           grain,
 		AllowPartialDay: *partialDay,
 		AllowIncomplete: *incomplete,
+		MaxFuture:       *maxFuture,
 	}
 	// Fail fast, with every problem named, before any job starts.
 	probe := base

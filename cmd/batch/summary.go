@@ -63,6 +63,13 @@ func printSummary(ctx context.Context, w io.Writer, st serving.Store, cfg pipeli
 		fmt.Fprintf(w, "; %s rollups could not be written", num(n))
 	}
 	fmt.Fprintln(w)
+	if n := total["read.partitions_unversioned"]; n > 0 {
+		fmt.Fprintf(w, "  rollups  not reused: %s lists no object versions (%s partitions read from raw, and not rolled up)\n",
+			schemeOf(cfg.Input), num(n))
+	}
+	if n := total["read.rollups_skipped"]; n > 0 {
+		fmt.Fprintf(w, "  rollups  not written for %s partitions with files that could not be read (unreadable_file); the next run reads them again\n", num(n))
+	}
 	fmt.Fprintf(w, "  counted  %s events; %s had device clocks ahead and were bucketed by received time (clock_skew)\n",
 		num(total["counted"]), num(total["clock_skew"]))
 	fmt.Fprintf(w, "  dropped  %s too_old (happened before %s; no batch run will count them)\n", num(total["too_old"]), window.First.Format(time.DateOnly))
@@ -129,6 +136,14 @@ func printSummary(ctx context.Context, w io.Writer, st serving.Store, cfg pipeli
 		tw.Flush()
 	}
 	return nil
+}
+
+// schemeOf names the filesystem of a path: "gs://" for gs://bucket/root.
+func schemeOf(path string) string {
+	if i := strings.Index(path, "://"); i > 0 {
+		return path[:i+3]
+	}
+	return path
 }
 
 func num(n int64) string {

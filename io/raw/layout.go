@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/lumenhq/lumen/event"
+	"github.com/lumenhq/lumen/io/avroio"
 	"github.com/lumenhq/lumen/io/blob"
 )
 
@@ -39,6 +40,11 @@ func HourDir(root string, k event.Kind, hour time.Time) string {
 func DayPrefix(root string, k event.Kind, day time.Time) string {
 	return fmt.Sprintf("%s/raw/%s/dt=%s/", strings.TrimSuffix(root, "/"), k, day.UTC().Format(time.DateOnly))
 }
+
+// ReasonBadPath is the dead-letter reason of a listed file that is not at
+// raw/<kind>/dt=YYYY-MM-DD/hr=HH/<name> (ParsePath fails): it belongs to no
+// partition, and a stray file must not fail a run.
+const ReasonBadPath avroio.Reason = "bad_path"
 
 // ParsePath extracts the kind and arrival hour from a raw file path.
 func ParsePath(path string) (event.Kind, time.Time, error) {

@@ -3,6 +3,7 @@ package raw
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"sync"
@@ -56,21 +57,36 @@ type Sink interface {
 // ReadStats counts what a unit read did.
 type ReadStats struct {
 	Files, Bytes, Blocks int64
-	Records, Valid       int64 // records decoded, and those that passed validation
+	Records, Valid       int64 // records decoded, and those that passed validation and the time bound
 	DeadLetters          int64
+	// ReadFailures counts the files that could not be read at all because
+	// of the filesystem (gone since the listing, or forbidden), not their
+	// content: they are "unreadable_file" dead letters, and reading again
+	// may succeed, so what was read is not what the listing holds.
+	ReadFailures int64
+	// Latest is the latest time (the later of event and received time, ms)
+	// of a valid event, and FutureFrom the earliest such time of a
+	// future_time dead letter; 0 if there is none. They bound the clocks
+	// at which reading again would give the same events (rollup.TimeBounds).
+	Latest, FutureFrom int64
 }
 
-// ReadUnit reads every split of u, validates each record, and reports valid
-// events and dead letters to sink. Small whole files are fetched with
+// ReadUnit reads every split of u, validates each record and bounds its
+// times (event.CheckFuture at opts.NowMs), and reports valid events and
+// dead letters to sink. Small whole files are fetched with
 // bounded concurrency while earlier ones are being decoded; large files and
 // splits are streamed, never buffered whole.
 //
-// Corrupt data never fails the read: it becomes dead letters. A filesystem
-// error that persists through retries does fail it, because retrying the
-// unit later can succeed and dead-lettering an outage would lose good data.
+// Corrupt data never fails the read: it becomes dead letters, the same on
+// every read. A file that is gone or forbidden is an "unreadable_file" dead
+// letter, counted in ReadStats.ReadFailures: it is not the file's content,
+// so the caller must not keep the result as the partition's (no rollup).
+// Any other filesystem error that persists through retries (an I/O error,
+// a timeout) fails the read, because retrying the unit later can succeed
+// and dead-lettering an outage would lose good data.
 func ReadUnit(ctx context.Context, u WorkUnit, opts ReadOptions, sink Sink) (ReadStats, error) {
 	opts.ensureDefaults()
-	r := &unitReader{opts: opts, sink: sink, rd: avroio.NewReader()}
+	r := &unitReader{opts: opts, sink: sink, rd: avroio.NewReader(), limit: opts.NowMs + opts.MaxFuture.Milliseconds()}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -172,8 +188,11 @@ func readAll(ctx context.Context, path string, size int64) ([]byte, error) {
 	return blob.ReadAll(ctx, path, size, bufPool.Get().([]byte))
 }
 
-// unreadable reports errors that retrying cannot fix: the file is gone or
-// forbidden. They make an "unreadable_file" dead letter.
+// unreadable reports errors that retrying within the unit cannot fix: the
+// file is gone or forbidden. They make an "unreadable_file" dead letter. A
+// later run may well read the file (an access policy fixed, an object
+// restored), so they are read failures (ReadStats.ReadFailures), never
+// the file's content.
 func unreadable(err error) bool {
 	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission)
 }
@@ -196,6 +215,9 @@ type unitReader struct {
 	sink  Sink
 	rd    *avroio.Reader
 	stats ReadStats
+	limit int64         // NowMs + MaxFuture: later times are future_time
+	path  string        // the split being read, for future_time dead letters
+	kept  []event.Event // a block's events within the bound, when some are not
 }
 
 // read reads one split, from data if it was fetched whole (non-nil, even
@@ -206,17 +228,61 @@ func (r *unitReader) read(ctx context.Context, s FileSplit, data []byte) error {
 	if data == nil { // not fetched whole: stream it
 		src.Open = func(offset int64) (io.ReadCloser, error) { return blob.OpenRange(ctx, s.Path, offset, -1) }
 	}
-	st, err := r.rd.Read(src, r.sink.Events, func(d avroio.Damage) {
+	r.path = s.Path
+	st, err := r.rd.Read(src, r.events, func(d avroio.Damage) {
 		r.dead(deadletter.Record{Source: s.Path, Offset: d.Offset, Index: d.Index, Lost: d.Lost,
 			Reason: d.Reason, Detail: d.Detail, Payload: d.Payload})
 	})
 	r.stats.Blocks += st.Blocks
 	r.stats.Records += st.Records
-	r.stats.Valid += st.Valid
+	r.stats.Valid += st.Valid // less the future_time ones, taken off in events
 	return err
 }
 
+// events applies the time bound (event.CheckFuture) to a block's valid
+// events and hands those within it to the sink. A block with none beyond
+// it, the usual case, is passed on as it is, without a copy.
+func (r *unitReader) events(evs []event.Event) {
+	first := -1
+	for i := range evs {
+		if t := max(evs[i].EventTime, evs[i].ReceivedTime); t > r.limit {
+			first = i
+			break
+		} else if t > r.stats.Latest {
+			r.stats.Latest = t
+		}
+	}
+	if first < 0 {
+		r.sink.Events(evs)
+		return
+	}
+	r.kept = append(r.kept[:0], evs[:first]...)
+	for i := first; i < len(evs); i++ {
+		e := &evs[i]
+		t := max(e.EventTime, e.ReceivedTime)
+		if reason := event.CheckFuture(e, r.opts.NowMs, r.opts.MaxFuture); reason != "" {
+			if r.stats.FutureFrom == 0 || t < r.stats.FutureFrom {
+				r.stats.FutureFrom = t
+			}
+			r.stats.Valid--
+			r.dead(deadletter.Record{Source: r.path, Offset: -1, Index: -1, Lost: 1, Reason: string(reason),
+				Detail: fmt.Sprintf("%v is more than %v after the run's clock %s", e, r.opts.MaxFuture,
+					time.UnixMilli(r.opts.NowMs).UTC().Format(time.RFC3339)),
+				Payload: event.AppendBinary(nil, e)})
+			continue
+		}
+		r.stats.Latest = max(r.stats.Latest, t)
+		r.kept = append(r.kept, *e)
+	}
+	if len(r.kept) > 0 {
+		r.sink.Events(r.kept)
+	}
+}
+
 func (r *unitReader) fileDead(s FileSplit, reason avroio.Reason, detail string) {
+	if reason == avroio.ReasonUnreadable {
+		r.stats.ReadFailures++
+	}
 	r.dead(deadletter.Record{Source: s.Path, Offset: -1, Index: -1, Reason: string(reason), Detail: detail})
 }
 

@@ -1,6 +1,10 @@
 package raw
 
-import "time"
+import (
+	"time"
+
+	"github.com/lumenhq/lumen/event"
+)
 
 // ReadOptions tunes ReadUnit. Zero values take the documented defaults.
 type ReadOptions struct {
@@ -19,6 +23,15 @@ type ReadOptions struct {
 	SeekThreshold int64
 	// Pipeline names the pipeline in dead letters. Default "batch".
 	Pipeline string
+	// NowMs is the processing clock, in ms since the epoch: a valid event
+	// whose event or received time is more than MaxFuture after it is a
+	// future_time dead letter (event.CheckFuture). A batch run fixes it
+	// once (BatchConfig.Now), so that every worker and every retry agrees.
+	// Default: the time ReadUnit is called.
+	NowMs int64
+	// MaxFuture is how far ahead of NowMs an event may be. Default
+	// event.DefaultMaxFuture (1 h).
+	MaxFuture time.Duration
 }
 
 func (o *ReadOptions) ensureDefaults() {
@@ -39,5 +52,11 @@ func (o *ReadOptions) ensureDefaults() {
 	}
 	if o.Pipeline == "" {
 		o.Pipeline = "batch"
+	}
+	if o.NowMs == 0 {
+		o.NowMs = time.Now().UnixMilli()
+	}
+	if o.MaxFuture <= 0 {
+		o.MaxFuture = event.DefaultMaxFuture
 	}
 }

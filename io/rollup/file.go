@@ -27,6 +27,7 @@ const Schema = `{
   "type": "record", "name": "Rollup", "namespace": "lumen.rollup",
   "fields": [
     {"name": "format", "type": "int"},
+    {"name": "semantics", "type": "int"},
     {"name": "partition", "type": "string"},
     {"name": "precision", "type": "int"},
     {"name": "manifest", "type": {"type": "array", "items": {"type": "record", "name": "Object",
@@ -36,6 +37,8 @@ const Schema = `{
     {"name": "events", "type": "long"},
     {"name": "clock_skew", "type": "long"},
     {"name": "dead_letters", "type": {"type": "map", "values": "long"}},
+    {"name": "latest", "type": "long"},
+    {"name": "future_from", "type": "long"},
     {"name": "aggs", "type": {"type": "array", "items": {"type": "record", "name": "AppAgg",
       "fields": [{"name": "kind", "type": "string"}, {"name": "app", "type": "string"}, {"name": "agg", "type": "bytes"}]}}}
   ]
@@ -47,7 +50,9 @@ const MaxSize = 256 << 20
 var codec = sync.OnceValues(func() (*goavro.Codec, error) { return goavro.NewCodec(Schema) })
 
 // Marshal renders r as a rollup file.
-func Marshal(r Rollup) ([]byte, error) {
+func Marshal(r Rollup) ([]byte, error) { return marshal(r, Semantics) }
+
+func marshal(r Rollup, semantics int) ([]byte, error) {
 	c, err := codec()
 	if err != nil {
 		return nil, err
@@ -69,9 +74,9 @@ func Marshal(r Rollup) ([]byte, error) {
 		aggs = append(aggs, map[string]any{"kind": k.Kind.String(), "app": k.AppID, "agg": b})
 	}
 	rec, err := c.BinaryFromNative(nil, map[string]any{
-		"format": Format, "partition": r.Partition.String(), "precision": int32(r.Precision), "manifest": manifest,
+		"format": Format, "semantics": semantics, "partition": r.Partition.String(), "precision": int32(r.Precision), "manifest": manifest,
 		"files": r.Counters.Files, "bytes": r.Counters.Bytes, "events": r.Counters.Events, "clock_skew": r.Counters.ClockSkew,
-		"dead_letters": dead, "aggs": aggs,
+		"dead_letters": dead, "latest": r.Times.Latest, "future_from": r.Times.FutureFrom, "aggs": aggs,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("rollup: encode %v: %w", r.Partition, err)
@@ -91,7 +96,7 @@ func Marshal(r Rollup) ([]byte, error) {
 }
 
 // Unmarshal parses a rollup file. Anything but one well-formed record of
-// this Format is ErrInvalid. The container is verified by avroio.Blocks
+// this Format and this Semantics is ErrInvalid. The container is verified by avroio.Blocks
 // (sync markers, snappy's CRC-32) and the record decoded with every length
 // bounded by the bytes left, so no damaged file can make it allocate more
 // than the file's size.
@@ -190,6 +195,9 @@ func (d *decoder) rollup() (r Rollup) {
 	if f := d.long(); d.err == nil && f != Format {
 		d.fail("format %d, this build reads %d", f, Format)
 	}
+	if v := d.long(); d.err == nil && v != Semantics {
+		d.fail("semantics %d, this build's is %d (validation, bucketing or encoding changed)", v, Semantics)
+	}
 	part := d.string()
 	if d.err == nil {
 		var err error
@@ -211,6 +219,7 @@ func (d *decoder) rollup() (r Rollup) {
 		k := d.string()
 		r.Counters.DeadLetters[k] = d.long()
 	})
+	r.Times = TimeBounds{Latest: d.long(), FutureFrom: d.long()}
 	r.Aggs = map[aggregate.AppKey]aggregate.Agg{}
 	d.items(func() {
 		kind, app, b := d.string(), d.string(), d.bytes()

@@ -10,10 +10,13 @@
 // partition from its rollup instead of reading the raw files again.
 //
 // A rollup is never trusted without proof: it is used only if its name
-// (the manifest's hash) matches the listing, and its content decodes,
-// carries this format version and the run's precision, and holds exactly
-// the listed manifest. Anything else is ErrInvalid, and the caller reads
-// the raw files instead.
+// (the manifest's hash, with Format and Semantics) matches the listing,
+// and its content decodes, carries this Format, this Semantics (the
+// version of validation, bucketing and encoding) and the run's precision,
+// holds exactly the listed manifest, and its time bounds hold at the run's
+// clock (the run would dead-letter as future_time exactly the events it
+// did). Anything else is ErrInvalid, and the caller reads the raw files
+// instead.
 package rollup
 
 import (
@@ -25,6 +28,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/io/raw"
@@ -32,7 +36,7 @@ import (
 
 // Format is the version of the rollup file format. A rollup of another
 // format is never used (it is recomputed, and rewritten in this one).
-const Format = 1
+const Format = 2
 
 // ErrInvalid classifies every reason a rollup cannot be used.
 var ErrInvalid = errors.New("rollup: invalid")
@@ -62,10 +66,15 @@ func NewManifest(files []raw.FileSplit) Manifest {
 	return m
 }
 
-// Hash identifies the manifest: a rollup's file is named by it, so the
-// listing of rollups already tells which partitions are unchanged.
-func (m Manifest) Hash() string {
+// Hash identifies the rollup of the manifest: the manifest, this Format
+// and this Semantics. A rollup's file is named by it, so the listing of
+// rollups already tells which partitions are unchanged, and a rollup of
+// other code is never even read.
+func (m Manifest) Hash() string { return m.hash(Semantics) }
+
+func (m Manifest) hash(semantics int) string {
 	h := sha256.New()
+	fmt.Fprintf(h, "lumen rollup format %d semantics %d\n", Format, semantics)
 	for _, o := range m {
 		fmt.Fprintf(h, "%s\x00%d\x00%s\n", o.Key, o.Size, o.Version)
 	}
@@ -93,12 +102,42 @@ func (c *Counters) Add(o Counters) {
 	}
 }
 
+// TimeBounds are what a partition's content depends on through the
+// processing clock: the time bound (event.CheckFuture) counts an event
+// only while its later time (of event and received time) is at most
+// now + max_future. A run at another clock reads the same events from
+// the raw files exactly when the bounds hold at it (Holds).
+type TimeBounds struct {
+	// Latest is the latest time (ms) of an event the rollup counts; 0 if none.
+	Latest int64
+	// FutureFrom is the earliest time (ms) of an event it dead-lettered as
+	// future_time; 0 if none.
+	FutureFrom int64
+}
+
+// Add widens b to cover o too.
+func (b *TimeBounds) Add(o TimeBounds) {
+	b.Latest = max(b.Latest, o.Latest)
+	if o.FutureFrom != 0 && (b.FutureFrom == 0 || o.FutureFrom < b.FutureFrom) {
+		b.FutureFrom = o.FutureFrom
+	}
+}
+
+// Holds reports whether a run with clock nowMs and bound maxFuture would
+// count every event the rollup counts and dead-letter every one it
+// dead-lettered as future_time.
+func (b TimeBounds) Holds(nowMs int64, maxFuture time.Duration) bool {
+	limit := nowMs + maxFuture.Milliseconds()
+	return b.Latest <= limit && (b.FutureFrom == 0 || b.FutureFrom > limit)
+}
+
 // Rollup is one partition's partial aggregates.
 type Rollup struct {
 	Partition raw.Partition
 	Precision uint8
 	Manifest  Manifest
 	Counters  Counters
+	Times     TimeBounds
 	// Aggs count per version and hour of event time, and sketch per
 	// version and event day, every valid event of the partition.
 	Aggs map[aggregate.AppKey]aggregate.Agg
@@ -114,6 +153,7 @@ func (r *Rollup) Merge(o Rollup) error {
 		r.Manifest = o.Manifest
 	}
 	r.Counters.Add(o.Counters)
+	r.Times.Add(o.Times)
 	if r.Aggs == nil {
 		r.Aggs = map[aggregate.AppKey]aggregate.Agg{}
 	}
@@ -129,9 +169,10 @@ func (r *Rollup) Merge(o Rollup) error {
 }
 
 // Check proves that r can stand for partition p as listed with manifest m
-// at precision: the content must carry exactly them. The error wraps
-// ErrInvalid.
-func (r Rollup) Check(p raw.Partition, m Manifest, precision uint8) error {
+// at precision, in a run whose clock is nowMs with bound maxFuture: the
+// content must carry exactly them, and its time bounds must hold. The
+// error wraps ErrInvalid.
+func (r Rollup) Check(p raw.Partition, m Manifest, precision uint8, nowMs int64, maxFuture time.Duration) error {
 	switch {
 	case r.Partition != p:
 		return fmt.Errorf("%w: it is of %v, not %v", ErrInvalid, r.Partition, p)
@@ -139,6 +180,9 @@ func (r Rollup) Check(p raw.Partition, m Manifest, precision uint8) error {
 		return fmt.Errorf("%w: precision %d, the run's is %d", ErrInvalid, r.Precision, precision)
 	case !slices.Equal(r.Manifest, m):
 		return fmt.Errorf("%w: its manifest (%d objects) is not the listing's (%d)", ErrInvalid, len(r.Manifest), len(m))
+	case !r.Times.Holds(nowMs, maxFuture):
+		return fmt.Errorf("%w: built with other events beyond max_future (latest counted %d, earliest future_time %d; the run's bound is %d)",
+			ErrInvalid, r.Times.Latest, r.Times.FutureFrom, nowMs+maxFuture.Milliseconds())
 	}
 	for k, a := range r.Aggs {
 		if a.Gran != aggregate.Hour || a.Precision != precision {

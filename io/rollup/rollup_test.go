@@ -16,6 +16,9 @@ import (
 
 var day = time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
 
+// now is the runs' clock in these tests: ten days after the partition.
+var now = day.AddDate(0, 0, 10).UnixMilli()
+
 func sample(t testing.TB, n int) Rollup {
 	t.Helper()
 	p := raw.Partition{Kind: event.AppLoad, Day: day, Hour: 10}
@@ -33,7 +36,9 @@ func sample(t testing.TB, n int) Rollup {
 		{Path: "root/raw/app_load/dt=2026-11-20/hr=10/a.avro", Size: 10, Version: "v1"},
 	})
 	return Rollup{Partition: p, Precision: 14, Manifest: m,
-		Counters: Counters{Files: 2, Bytes: 30, Events: int64(n), ClockSkew: 3, DeadLetters: map[string]int64{"empty_app_id": 2}}, Aggs: aggs}
+		Counters: Counters{Files: 2, Bytes: 30, Events: int64(n), ClockSkew: 3, DeadLetters: map[string]int64{"empty_app_id": 2, "future_time": 1}},
+		Times:    TimeBounds{Latest: day.Add(29 * time.Hour).UnixMilli(), FutureFrom: time.Date(2090, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()},
+		Aggs:     aggs}
 }
 
 // rows renders a rollup's aggregates as comparable text.
@@ -70,27 +75,33 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got.Partition != r.Partition || got.Precision != r.Precision || !reflect.DeepEqual(got.Manifest, r.Manifest) ||
-		!reflect.DeepEqual(got.Counters, r.Counters) || !reflect.DeepEqual(rows(t, got), rows(t, r)) {
+		!reflect.DeepEqual(got.Counters, r.Counters) || got.Times != r.Times || !reflect.DeepEqual(rows(t, got), rows(t, r)) {
 		t.Error("the rollup changed through its file form")
 	}
-	if err := got.Check(r.Partition, r.Manifest, 14); err != nil {
+	if err := got.Check(r.Partition, r.Manifest, 14, now, time.Hour); err != nil {
 		t.Errorf("a rollup does not check against its own partition and manifest: %v", err)
 	}
 }
 
 // A rollup proves itself or is not used: any other partition, precision
-// or manifest is ErrInvalid.
+// or manifest, or whose time bounds do not hold at the run's clock, is
+// ErrInvalid.
 func TestCheck(t *testing.T) {
 	r := sample(t, 50)
 	changed := append(Manifest(nil), r.Manifest...)
 	changed[0].Version = "v9"
 	other := r.Partition
 	other.Hour = 11
+	soon, ahead := r, r
+	soon.Times.FutureFrom = now + (30 * time.Minute).Milliseconds() // dead-lettered then, counted now
+	ahead.Times.Latest = now + (2 * time.Hour).Milliseconds()       // counted then, beyond this run's bound
 	for name, err := range map[string]error{
-		"another partition": r.Check(other, r.Manifest, 14),
-		"another precision": r.Check(r.Partition, r.Manifest, 12),
-		"a changed file":    r.Check(r.Partition, changed, 14),
-		"a missing file":    r.Check(r.Partition, r.Manifest[:1], 14),
+		"a future_time event now within the bound": soon.Check(r.Partition, r.Manifest, 14, now, time.Hour),
+		"a counted event beyond the bound":         ahead.Check(r.Partition, r.Manifest, 14, now, time.Hour),
+		"another partition":                        r.Check(other, r.Manifest, 14, now, time.Hour),
+		"another precision":                        r.Check(r.Partition, r.Manifest, 12, now, time.Hour),
+		"a changed file":                           r.Check(r.Partition, changed, 14, now, time.Hour),
+		"a missing file":                           r.Check(r.Partition, r.Manifest[:1], 14, now, time.Hour),
 	} {
 		if !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: %v, want ErrInvalid", name, err)
