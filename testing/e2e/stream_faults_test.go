@@ -146,3 +146,118 @@ func speedDiffs(t *testing.T, st serving.Store, tr *gen.StreamTruth) []string {
 	}
 	return diffs
 }
+
+// heldKinds is a Sink passing on the records of every kind but held's, and
+// holding those back for later.
+type heldKinds struct {
+	next gen.Sink
+	kind event.Kind
+	held []gen.Record
+}
+
+func (h *heldKinds) Record(r *gen.Record) error {
+	if r.Event.Kind == h.kind {
+		c := *r
+		c.Event = r.Event.Clone()
+		h.held = append(h.held, c)
+		return nil
+	}
+	return h.next.Record(r)
+}
+
+func (h *heldKinds) DayDone(d time.Time) error { return h.next.DayDone(d) }
+
+// TestStreamMissingTopic is a fresh install where nobody has produced a
+// handled exception yet, so that kind has no topic: the stream reads the
+// other two kinds and counts them exactly, and runs on well past the
+// missing-topic timeout. Once the topic is created and its traffic sent,
+// the stream finds it and counts it too, exactly as the generator's truth
+// says. (It used to fail the whole job once the topic had been missing for
+// the timeout.)
+func TestStreamMissingTopic(t *testing.T) {
+	brokers, prefix := kafkatest.ClusterWithout(t, 3, event.HandledException)
+	store := sqliteURL(t)
+	st := openStore(t, store)
+	const timeout = 2 * time.Second
+	// From the earliest offsets: no probes to wait for the head with (a
+	// probe of each kind would create the missing topic).
+	started := time.Now()
+	ls := launchStream(t, pipelines.StreamConfig{TopicPrefix: prefix, Store: store, Every: time.Second,
+		Kafka: kafkaio.ReadConfig{Brokers: brokers, Start: kafkaio.StartEarliest, DiscoveryInterval: 300 * time.Millisecond,
+			MissingTopicTimeout: timeout}})
+
+	p, err := kafkaio.NewProducer(brokers, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	cfg := gen.Config{Seed: 61, Start: time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC), Days: 1, Events: 6000, Apps: 3, Punctual: true}
+	first := gen.NewStreamTruth()
+	ks := gen.NewKafkaSink(context.Background(), p, 4000, true, first)
+	held := &heldKinds{next: ks, kind: event.HandledException}
+	if err := gen.Generate(cfg, held); err != nil {
+		t.Fatal(err)
+	}
+	if err := ks.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(held.held) == 0 || first.Valid == 0 {
+		t.Fatalf("the generator made %d handled exceptions and %d other events: want both", len(held.held), first.Valid)
+	}
+	awaitSpeedRunning(t, ls, func() []string { return speedDiffs(t, st, first) }, "app loads and crashes, the third topic missing")
+	// Well past the timeout, the stream still runs.
+	for time.Since(started) < 5*timeout {
+		ls.running()
+		time.Sleep(100 * time.Millisecond)
+	}
+	ls.running()
+	t.Logf("%d app loads and crashes counted exactly, %v after the start, with no handled-exception topic", first.Valid, time.Since(started).Round(time.Second))
+
+	if err := kafkatest.CreateTopic(context.Background(), brokers, 3, kafkaio.Topic(prefix, event.HandledException)); err != nil {
+		t.Fatal(err)
+	}
+	second := gen.NewStreamTruth()
+	ks = gen.NewKafkaSink(context.Background(), p, 4000, true, second)
+	for i := range held.held {
+		if err := ks.Record(&held.held[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ks.Close(); err != nil {
+		t.Fatal(err)
+	}
+	all := sumTruths(first, second)
+	awaitSpeedRunning(t, ls, func() []string { return speedDiffs(t, st, all) }, "every kind, once the topic exists")
+	t.Logf("the new topic's %d handled exceptions counted exactly too", second.Valid)
+}
+
+// TestStreamNoTopicFailsFast: with a prefix no topic has (a typo), the
+// stream fails within the missing-topic timeout, with one line naming the
+// prefix.
+func TestStreamNoTopicFailsFast(t *testing.T) {
+	brokers, _ := kafkatest.Cluster(t, 1)
+	typo := kafkatest.Prefix("typo")
+	ls := launchStream(t, pipelines.StreamConfig{TopicPrefix: typo, Store: sqliteURL(t),
+		Kafka: kafkaio.ReadConfig{Brokers: brokers, DiscoveryInterval: 300 * time.Millisecond, MissingTopicTimeout: 2 * time.Second}})
+	select {
+	case err := <-ls.done:
+		ls.ended = true
+		want := fmt.Sprintf("kafkaio: no topic with prefix %q exists", typo)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("the stream ended with %v, want %q", err, want)
+		}
+		t.Logf("failed with: %s", firstKafkaLine(err))
+	case <-time.After(time.Minute):
+		t.Fatal("the stream over a prefix with no topic still runs after a minute")
+	}
+}
+
+// firstKafkaLine is the line of a job's error that names the cause.
+func firstKafkaLine(err error) string {
+	for _, l := range strings.Split(err.Error(), "\n") {
+		if strings.Contains(l, "kafkaio:") {
+			return strings.TrimSpace(l)
+		}
+	}
+	return strings.SplitN(err.Error(), "\n", 2)[0]
+}
