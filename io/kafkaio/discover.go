@@ -3,6 +3,8 @@ package kafkaio
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -10,6 +12,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/sdf"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/io/rtrackers/offsetrange"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -25,13 +28,25 @@ func init() {
 // other. Position -1 is the first look itself: partitions found after it
 // (including those of a topic created later) are marked New, so they are
 // read from their beginning whatever the start position.
+//
+// A topic that does not exist yet is looked for at every interval, with a
+// warning and the gauge lumen.kafka topic_missing_<topic> at 1 while it is
+// missing: on a fresh install a kind nobody has produced yet has no topic,
+// and the other kinds must flow meanwhile. Only when none of Topics has
+// existed for MissingTimeoutMs does an unbounded read fail, with one line
+// naming Prefix: a wrong --topic_prefix, or the wrong brokers.
 type discoverFn struct {
 	kafkaFn
 	Bounded          bool
 	IntervalMs       int64
-	MissingTimeoutMs int64 // an unbounded read fails once a topic has been missing this long
+	MissingTimeoutMs int64
+	// Topics are every topic of the Read, and Prefix their prefix, for the
+	// check that at least one exists.
+	Topics []string
+	Prefix string
 
 	missingSince map[string]time.Time // per topic, in this worker
+	now          func() time.Time     // the clock; time.Now unless a test sets one
 }
 
 // Setup builds a client whose metadata is never older than a poll: the
@@ -81,7 +96,7 @@ func (f *discoverFn) ProcessElement(ctx context.Context, _ *sdf.WallTimeWatermar
 		}
 		return sdf.ResumeProcessingIn(time.Duration(f.IntervalMs) * time.Millisecond), nil // transient: look again
 	}
-	if err := f.checkMissing(topic, n); err != nil {
+	if err := f.checkMissing(ctx, topic, n); err != nil {
 		return sdf.StopProcessing(), err
 	}
 	start := rt.GetRestriction().(offsetrange.Restriction).Start
@@ -104,27 +119,59 @@ func (f *discoverFn) ProcessElement(ctx context.Context, _ *sdf.WallTimeWatermar
 	return sdf.ResumeProcessingIn(time.Duration(f.IntervalMs) * time.Millisecond), nil
 }
 
-// checkMissing fails an unbounded read whose topic has had no partitions
-// for MissingTimeoutMs: a topic that is not there is a misconfiguration
-// (a wrong prefix, a deleted topic), not something to wait for forever.
-func (f *discoverFn) checkMissing(topic string, partitions int) error {
-	if f.Bounded || f.MissingTimeoutMs <= 0 {
+// checkMissing keeps track of a missing topic, and fails an unbounded
+// read once the topic has been missing for MissingTimeoutMs and no other
+// topic of the Read exists either.
+func (f *discoverFn) checkMissing(ctx context.Context, topic string, partitions int) error {
+	if f.Bounded {
 		return nil
 	}
+	gauge := beam.NewGauge("lumen.kafka", "topic_missing_"+topic)
 	if partitions > 0 {
-		delete(f.missingSince, topic)
+		if _, was := f.missingSince[topic]; was {
+			slog.Info("kafkaio: topic appeared; reading it from its start", "topic", topic)
+			delete(f.missingSince, topic)
+			gauge.Set(ctx, 0)
+		}
 		return nil
 	}
+	gauge.Set(ctx, 1)
 	if f.missingSince == nil {
 		f.missingSince = map[string]time.Time{}
 	}
+	now := time.Now
+	if f.now != nil {
+		now = f.now
+	}
 	since, ok := f.missingSince[topic]
 	if !ok {
-		f.missingSince[topic] = time.Now()
+		f.missingSince[topic] = now()
+		slog.Warn("kafkaio: topic does not exist yet; reading the others and looking for it again every interval",
+			"topic", topic, "interval", time.Duration(f.IntervalMs)*time.Millisecond)
+		since = f.missingSince[topic]
+	}
+	waited := now().Sub(since)
+	if f.MissingTimeoutMs <= 0 || waited < time.Duration(f.MissingTimeoutMs)*time.Millisecond {
 		return nil
 	}
-	if waited := time.Since(since); waited >= time.Duration(f.MissingTimeoutMs)*time.Millisecond {
-		return fmt.Errorf("kafkaio: topic %s does not exist (waited %v); check --topic_prefix and the brokers", topic, waited.Round(time.Second))
+	some, err := anyTopicExists(ctx, f.admin, f.Topics)
+	if err != nil || some {
+		return nil // others flow: keep looking; a failed look is retried
 	}
-	return nil
+	return fmt.Errorf("kafkaio: no topic with prefix %q exists (%s; waited %v); check --topic_prefix and the brokers",
+		f.Prefix, strings.Join(f.Topics, ", "), waited.Round(time.Second))
+}
+
+// anyTopicExists reports whether at least one of topics has partitions.
+func anyTopicExists(ctx context.Context, admin *kadm.Client, topics []string) (bool, error) {
+	for _, t := range topics {
+		n, err := partitions(ctx, admin, t)
+		if err != nil {
+			return false, err
+		}
+		if n > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
 }

@@ -48,7 +48,7 @@ func init() {
 func Read(s beam.Scope, cfg ReadConfig, topicPrefix string) (events, dead, late beam.PCollection) {
 	s = s.Scope("kafkaio.Read")
 	mustValidate("Read", &cfg)
-	return beam.ParDo3(s, &readFn{reader: newReader(cfg, topicPrefix)}, discover(s, cfg))
+	return beam.ParDo3(s, &readFn{reader: newReader(cfg, topicPrefix)}, discover(s, cfg, topicPrefix))
 }
 
 // ReadPartials reads lumen's event topics like Read, but aggregates the
@@ -68,7 +68,7 @@ func ReadPartials(s beam.Scope, cfg ReadConfig, topicPrefix string, size time.Du
 	if size <= 0 {
 		panic(fmt.Sprintf("kafkaio.ReadPartials: window size %v, want > 0", size))
 	}
-	return beam.ParDo3(s, &readPartialsFn{reader: newReader(cfg, topicPrefix), WindowMs: size.Milliseconds(), Fn: fn}, discover(s, cfg))
+	return beam.ParDo3(s, &readPartialsFn{reader: newReader(cfg, topicPrefix), WindowMs: size.Milliseconds(), Fn: fn}, discover(s, cfg, topicPrefix))
 }
 
 // mustValidate fails the graph's construction on a bad configuration, as
@@ -80,11 +80,13 @@ func mustValidate(name string, cfg *ReadConfig) {
 	}
 }
 
-// discover discovers the partitions of cfg's topics.
-func discover(s beam.Scope, cfg ReadConfig) beam.PCollection {
+// discover discovers the partitions of cfg's topics, which start with
+// topicPrefix.
+func discover(s beam.Scope, cfg ReadConfig, topicPrefix string) beam.PCollection {
 	cfg.EnsureDefaults()
 	return beam.ParDo(s, &discoverFn{kafkaFn: kafkaFn{Brokers: cfg.Brokers, Security: cfg.Security}, Bounded: cfg.Bounded,
-		IntervalMs: cfg.DiscoveryInterval.Milliseconds(), MissingTimeoutMs: cfg.MissingTopicTimeout.Milliseconds()},
+		IntervalMs: cfg.DiscoveryInterval.Milliseconds(), MissingTimeoutMs: cfg.MissingTopicTimeout.Milliseconds(),
+		Topics: cfg.Topics, Prefix: topicPrefix},
 		beam.CreateList(s, cfg.Topics))
 }
 

@@ -53,8 +53,11 @@ type ReadConfig struct {
 	// IdleDelay is how long a caught-up partition waits before polling
 	// again. Default 200 ms.
 	IdleDelay time.Duration
-	// MissingTopicTimeout is how long a topic may be missing (never
-	// created, or deleted) before the read fails. Default 2 minutes.
+	// MissingTopicTimeout is how long every topic may be missing (never
+	// created, or deleted) before an unbounded read fails: a wrong prefix
+	// or the wrong brokers. While some topic exists, a missing one is
+	// looked for at every DiscoveryInterval, with a warning, and read from
+	// its start once it appears. Default 30 s.
 	MissingTopicTimeout time.Duration
 }
 
@@ -79,7 +82,7 @@ func (c *ReadConfig) EnsureDefaults() {
 		c.IdleDelay = 200 * time.Millisecond
 	}
 	if c.MissingTopicTimeout == 0 {
-		c.MissingTopicTimeout = 2 * time.Minute
+		c.MissingTopicTimeout = 30 * time.Second
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -417,5 +418,70 @@ func TestCommitsWhatWasPersisted(t *testing.T) {
 	// A restart from the committed offset reads again only the last bundle.
 	if r2, _ := newReadFn(t, brokers, ReadConfig{Start: StartCommitted, Group: group}).CreateInitialRestriction(context.Background(), tp); r2.Start != 120 {
 		t.Errorf("restart at %d, want 120", r2.Start)
+	}
+}
+
+// A topic missing while another of the Read's exists is looked for at
+// every interval, for as long as it takes, and read from its start once it
+// is created; only when none of the Read's topics exists does discovery
+// fail, naming the prefix.
+func TestMissingTopicIsNotFatal(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, Topic(prefix, event.AppLoad)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	brokers := c.ListenAddrs()
+	clock := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	now := func() time.Time { return clock }
+	ctx := context.Background()
+	missing := Topic(prefix, event.HandledException)
+	d := &discoverFn{kafkaFn: kafkaFn{Brokers: brokers}, IntervalMs: 100, MissingTimeoutMs: time.Minute.Milliseconds(),
+		Topics: []string{Topic(prefix, event.AppLoad), missing}, Prefix: prefix, now: now}
+	if err := d.Setup(); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Teardown()
+	var got []TopicPartition
+	emit := func(_ beam.EventTime, tp TopicPartition) { got = append(got, tp) }
+	r, _ := d.CreateInitialRestriction(ctx, missing)
+	rt := d.CreateTracker(r)
+	for look := 0; look < 3; look++ { // an hour apart: far past the timeout
+		pc, err := d.ProcessElement(ctx, nil, rt, missing, emit)
+		if err != nil || !pc.ShouldResume() {
+			t.Fatalf("look %d at a missing topic, another existing: resume=%v, %v; want to look again", look, pc.ShouldResume(), err)
+		}
+		_, residual, _ := rt.TrySplit(0)
+		rt = d.CreateTracker(residual.(offsetrange.Restriction))
+		clock = clock.Add(time.Hour)
+	}
+	if _, err := kadm.NewClient(kgoClient(t, brokers)).CreateTopic(ctx, 2, 1, nil, missing); err != nil {
+		t.Fatal(err)
+	}
+	// The client answers metadata from a cache for 50 ms: look until the
+	// topic shows, as the runner would every interval.
+	waitFor(t, 10*time.Second, "the created topic's partitions", func() bool {
+		if _, err := d.ProcessElement(ctx, nil, rt, missing, emit); err != nil {
+			t.Fatal(err)
+		}
+		return len(got) > 0
+	})
+	if want := []TopicPartition{{missing, 0, true}, {missing, 1, true}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("discovered %v once the topic exists, want %v (read from the start)", got, want)
+	}
+
+	// No topic of the prefix: fails once the timeout has passed, not before.
+	none := &discoverFn{kafkaFn: kafkaFn{Brokers: brokers}, IntervalMs: 100, MissingTimeoutMs: time.Minute.Milliseconds(),
+		Topics: []string{"typo.app_load", "typo.crash"}, Prefix: "typo.", now: now}
+	none.Setup()
+	defer none.Teardown()
+	r, _ = none.CreateInitialRestriction(ctx, "typo.crash")
+	if _, err := none.ProcessElement(ctx, nil, none.CreateTracker(r), "typo.crash", emit); err != nil {
+		t.Fatalf("first look failed: %v", err)
+	}
+	clock = clock.Add(time.Minute)
+	_, err = none.ProcessElement(ctx, nil, none.CreateTracker(offsetrange.Restriction{Start: 0, End: unbounded}), "typo.crash", emit)
+	if err == nil || !strings.Contains(err.Error(), `no topic with prefix "typo." exists`) {
+		t.Errorf("no topic of the prefix, after the timeout: %v, want a failure naming the prefix", err)
 	}
 }

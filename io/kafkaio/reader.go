@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -244,7 +245,7 @@ func (f *reader) process(ctx context.Context, we *watermarkEstimator, rt *sdf.Lo
 		})
 		if fetchErr != nil {
 			counters.fetchErrors++
-			return f.fetchFailed(tp, we, fetchErr)
+			return f.fetchFailed(ctx, tp, we, fetchErr)
 		}
 		we.state.MissingSinceMs = 0
 		got := 0
@@ -293,11 +294,12 @@ func (f *reader) process(ctx context.Context, we *watermarkEstimator, rt *sdf.Lo
 
 // fetchFailed decides what a fetch error means. A transient one (a broker
 // away, a leader moving) is retried shortly from the same position, for
-// as long as it lasts; a topic or partition that stays unknown for
-// Cfg.MissingTopicTimeout (it was deleted, or never existed) and any error
-// Kafka calls not retriable (authorization, a bad request) fail the bundle
-// with one line naming the partition, which fails the pipeline.
-func (f *reader) fetchFailed(tp TopicPartition, we *watermarkEstimator, err error) (sdf.ProcessContinuation, error) {
+// as long as it lasts. A topic or partition that went missing (deleted)
+// is retried the same way while another topic of the Read exists; once
+// none has for Cfg.MissingTopicTimeout, and on any error Kafka calls not
+// retriable (authorization, a bad request), the bundle fails with one line
+// naming the partition, which fails the pipeline.
+func (f *reader) fetchFailed(ctx context.Context, tp TopicPartition, we *watermarkEstimator, err error) (sdf.ProcessContinuation, error) {
 	if permanent(err) {
 		return sdf.StopProcessing(), fmt.Errorf("kafkaio: reading %v: %w (not retriable)", tp, err)
 	}
@@ -305,9 +307,13 @@ func (f *reader) fetchFailed(tp TopicPartition, we *watermarkEstimator, err erro
 		now := time.Now().UnixMilli()
 		if we.state.MissingSinceMs == 0 {
 			we.state.MissingSinceMs = now
+			slog.Warn("kafkaio: partition is gone; retrying while the Read's other topics flow", "partition", tp.String(), "error", err.Error())
 		}
 		if missing := time.Duration(now-we.state.MissingSinceMs) * time.Millisecond; missing >= f.Cfg.MissingTopicTimeout {
-			return sdf.StopProcessing(), fmt.Errorf("kafkaio: reading %v: %w for %v", tp, err, missing.Round(time.Second))
+			if some, lerr := anyTopicExists(ctx, f.admin, f.Cfg.Topics); lerr == nil && !some {
+				return sdf.StopProcessing(), fmt.Errorf("kafkaio: reading %v: %w for %v, and no topic with prefix %q exists",
+					tp, err, missing.Round(time.Second), f.Prefix)
+			}
 		}
 	}
 	return sdf.ResumeProcessingIn(time.Second), nil

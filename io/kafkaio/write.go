@@ -2,29 +2,24 @@ package kafkaio
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
 
-	"github.com/apache/beam/sdks/v2/go/pkg/beam"
-	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lumenhq/lumen/event"
-	"github.com/lumenhq/lumen/io/deadletter"
 )
-
-func init() {
-	register.DoFn2x1[context.Context, deadletter.Record, error](&writeDeadLettersFn{})
-}
 
 // Producer writes lumen events to their topics as DESIGN §2 pins them:
 // key = device_id (so a device's events stay in order on one partition),
 // value = Avro single-object encoding with the specification's
 // fingerprint, record timestamp = received_time. Writes are asynchronous;
-// Flush waits for them and returns the first error.
+// Flush waits for them and returns the first error. It is for producers of
+// events (the generators, the demo, tests), where the first failure ends
+// the run; the pipeline's dead-letter writer does not use it, since one
+// failed dead letter must not fail every bundle after it.
 type Producer struct {
 	client *kgo.Client
 	prefix string
@@ -96,67 +91,3 @@ func (p *Producer) Close() error {
 
 // Client is the underlying franz-go client.
 func (p *Producer) Client() *kgo.Client { return p.client }
-
-// deadLetterMarker and fingerprint: dead letters on Kafka use Avro
-// single-object encoding of deadletter.Schema, so any Avro consumer can
-// read the topic.
-var deadLetterFP = sync.OnceValues(func() (uint64, error) {
-	pcf, err := event.CanonicalForm([]byte(deadletter.Schema))
-	return event.Fingerprint64([]byte(pcf)), err
-})
-
-// EncodeDeadLetter renders a dead letter as a single-object Avro message.
-func EncodeDeadLetter(r deadletter.Record) ([]byte, error) {
-	fp, err := deadLetterFP()
-	if err != nil {
-		return nil, err
-	}
-	b := binary.LittleEndian.AppendUint64([]byte{0xC3, 0x01}, fp)
-	return deadletter.AppendBinary(b, r)
-}
-
-// WriteDeadLetters sends dead letters to the dead-letter topic, keyed by
-// their source, through brokers reached as sec says.
-//
-//	dead: PCollection<deadletter.Record> → ()
-func WriteDeadLetters(s beam.Scope, brokers []string, sec Security, topicPrefix string, dead beam.PCollection) {
-	s = s.Scope("kafkaio.WriteDeadLetters")
-	if err := sec.Validate(); err != nil {
-		panic(fmt.Sprintf("kafkaio.WriteDeadLetters: %v", err))
-	}
-	beam.ParDo0(s, &writeDeadLettersFn{kafkaFn: kafkaFn{Brokers: brokers, Security: sec}, Topic: DeadLetterTopic(topicPrefix)}, dead)
-}
-
-type writeDeadLettersFn struct {
-	kafkaFn
-	Topic string
-	p     *Producer
-}
-
-func (f *writeDeadLettersFn) Setup() error {
-	sec, err := f.Security.Opts()
-	if err != nil {
-		return err
-	}
-	f.p, err = NewProducer(f.Brokers, "", sec...)
-	return err
-}
-
-func (f *writeDeadLettersFn) ProcessElement(ctx context.Context, r deadletter.Record) error {
-	b, err := EncodeDeadLetter(r)
-	if err != nil {
-		return err
-	}
-	f.p.ProduceRaw(ctx, f.Topic, []byte(r.Source), b, time.Now())
-	return nil
-}
-
-// FinishBundle waits for the bundle's dead letters: they are durable before
-// the bundle commits.
-func (f *writeDeadLettersFn) FinishBundle(ctx context.Context) error { return f.p.Flush(ctx) }
-
-func (f *writeDeadLettersFn) Teardown() {
-	if f.p != nil {
-		f.p.Close()
-	}
-}

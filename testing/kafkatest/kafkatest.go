@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -27,6 +28,14 @@ import (
 // exist with partitions each.
 func Cluster(t *testing.T, partitions int32) (brokers []string, prefix string) {
 	t.Helper()
+	return ClusterWithout(t, partitions)
+}
+
+// ClusterWithout is Cluster, but the topics of the missing kinds are not
+// created: a fresh install where nobody has produced those kinds yet.
+// Create them later with CreateTopic.
+func ClusterWithout(t *testing.T, partitions int32, missing ...event.Kind) (brokers []string, prefix string) {
+	t.Helper()
 	prefix = Prefix(strings.ReplaceAll(t.Name(), "/", "_"))
 	if addr := os.Getenv("LUMEN_TEST_KAFKA"); addr != "" {
 		servicetest.Use(t, "kafka")
@@ -43,7 +52,13 @@ func Cluster(t *testing.T, partitions int32) (brokers []string, prefix string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := CreateTopics(ctx, brokers, prefix, partitions); err != nil {
+	topics := []string{kafkaio.DeadLetterTopic(prefix)}
+	for _, k := range event.Kinds {
+		if !slices.Contains(missing, k) {
+			topics = append(topics, kafkaio.Topic(prefix, k))
+		}
+	}
+	if err := CreateTopic(ctx, brokers, partitions, topics...); err != nil {
 		t.Fatal(err)
 	}
 	return brokers, prefix
@@ -57,21 +72,26 @@ func Prefix(name string) string {
 // CreateTopics creates the three kind topics under prefix and the
 // dead-letter topic, with partitions each.
 func CreateTopics(ctx context.Context, brokers []string, prefix string, partitions int32) error {
+	topics := []string{kafkaio.DeadLetterTopic(prefix)}
+	for _, k := range event.Kinds {
+		topics = append(topics, kafkaio.Topic(prefix, k))
+	}
+	return CreateTopic(ctx, brokers, partitions, topics...)
+}
+
+// CreateTopic creates topics with partitions each.
+func CreateTopic(ctx context.Context, brokers []string, partitions int32, topics ...string) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	topics := []string{kafkaio.DeadLetterTopic(prefix)}
-	for _, k := range event.Kinds {
-		topics = append(topics, kafkaio.Topic(prefix, k))
-	}
 	resp, err := kadm.NewClient(cl).CreateTopics(ctx, partitions, 1, nil, topics...)
 	if err == nil {
 		err = resp.Error()
 	}
 	if err != nil {
-		return fmt.Errorf("kafkatest: create topics under %s: %w", prefix, err)
+		return fmt.Errorf("kafkatest: create topics %v: %w", topics, err)
 	}
 	return nil
 }
