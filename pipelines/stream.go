@@ -36,6 +36,11 @@ type StreamConfig struct {
 	// by one. Default 24 h. (Late events never reach the speed counts: the
 	// allowed lateness of DESIGN §3 is 0.)
 	LateHorizon time.Duration
+	// MaxFuture: an event whose event or received time is more than this
+	// ahead of the processing clock is a dead letter (future_time), as in
+	// the batch, and no partition watermark passes the clock plus this.
+	// Default event.DefaultMaxFuture (1 h).
+	MaxFuture time.Duration
 	// DeadLetterTopic sends dead letters to <prefix>deadletter. Default true.
 	NoDeadLetterTopic bool
 	// Run names this run of the stream in the speed tables, which add up
@@ -66,7 +71,11 @@ func (c *StreamConfig) EnsureDefaults() {
 	if c.Run == "" {
 		c.Run = time.Now().UTC().Format("20060102T150405.000000000Z")
 	}
+	if c.MaxFuture == 0 {
+		c.MaxFuture = event.DefaultMaxFuture
+	}
 	c.Kafka.LateHorizon = c.LateHorizon
+	c.Kafka.MaxFuture = c.MaxFuture
 	c.Kafka.EnsureDefaults()
 }
 

@@ -58,6 +58,7 @@ var (
 	every       = flag.Duration("every", 2*time.Second, "How often open minute windows fire early (counts are live within about this).")
 	lateHorizon = flag.Duration("late_horizon", 24*time.Hour, "Late events within this of the watermark are counted per window; older ones one by one.")
 	maxOOO      = flag.Duration("max_out_of_order", 2*time.Minute, "How far behind a partition's newest event time its events may be before they are late.")
+	maxFuture   = flag.Duration("max_future", event.DefaultMaxFuture, "Events stamped further than this ahead of the clock are dead letters (future_time); no watermark passes the clock plus this.")
 	precision   = flag.Int("precision", 14, "HyperLogLog++ precision of today's sketches (4..18).")
 	noDeadTopic = flag.Bool("no_deadletter_topic", false, "Do not send dead letters to <prefix>deadletter (they are still counted).")
 	rateLimit   = flag.Float64("rate", 500, "Demo: generated events per second.")
@@ -135,7 +136,7 @@ func main() {
 func run(ctx context.Context) error {
 	cfg := pipelines.StreamConfig{
 		TopicPrefix: *topicPrefix, Store: *store, Every: *every, LateHorizon: *lateHorizon,
-		Precision: uint8(*precision), NoDeadLetterTopic: *noDeadTopic,
+		Precision: uint8(*precision), NoDeadLetterTopic: *noDeadTopic, MaxFuture: *maxFuture,
 		Kafka: kafkaio.ReadConfig{Group: *group, CommitOffsets: *commit, MaxOutOfOrder: *maxOOO},
 	}
 	pos, at, err := kafkaio.ParseStart(*start)

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/lumenhq/lumen/event"
 )
 
 // ReadConfig configures Read. Times are milliseconds since the epoch so the
@@ -33,6 +35,14 @@ type ReadConfig struct {
 	// partition its events may be: the watermark is the newest event time
 	// minus this. Default 2 minutes.
 	MaxOutOfOrder time.Duration
+	// MaxFuture bounds how far ahead of the processing clock an event's
+	// event or received time may be (event.CheckFuture): one further ahead
+	// is a dead letter with reason future_time, the batch's rule, and no
+	// partition watermark ever passes the clock plus MaxFuture. A producer
+	// sending microseconds for milliseconds would otherwise push its
+	// partition's watermark decades ahead, and every later event of the
+	// partition would be late. Default event.DefaultMaxFuture (1 h).
+	MaxFuture time.Duration
 	// LateHorizon: events further behind their partition's watermark than
 	// this go to the late output instead of the events output, so
 	// downstream windows never have to keep state that long. 0: off.
@@ -68,6 +78,9 @@ func (c *ReadConfig) EnsureDefaults() {
 	}
 	if c.MaxOutOfOrder == 0 {
 		c.MaxOutOfOrder = 2 * time.Minute
+	}
+	if c.MaxFuture == 0 {
+		c.MaxFuture = event.DefaultMaxFuture
 	}
 	if c.DiscoveryInterval == 0 {
 		c.DiscoveryInterval = 10 * time.Second
@@ -114,8 +127,8 @@ func (c *ReadConfig) Validate() error {
 	if c.MaxBundleTime < 0 || c.MaxBundleRecords < 0 || c.IdleDelay < 0 || c.DiscoveryInterval < 0 || c.MissingTopicTimeout < 0 {
 		errs = append(errs, errors.New("bundle, idle, discovery and missing-topic limits must not be negative"))
 	}
-	if c.MaxOutOfOrder < 0 || c.LateHorizon < 0 {
-		errs = append(errs, errors.New("max_out_of_order and late_horizon must not be negative"))
+	if c.MaxOutOfOrder < 0 || c.LateHorizon < 0 || c.MaxFuture < 0 {
+		errs = append(errs, errors.New("max_out_of_order, late_horizon and max_future must not be negative"))
 	}
 	if err := c.Security.Validate(); err != nil {
 		errs = append(errs, err)

@@ -485,3 +485,35 @@ func TestMissingTopicIsNotFatal(t *testing.T) {
 		t.Errorf("no topic of the prefix, after the timeout: %v, want a failure naming the prefix", err)
 	}
 }
+
+// A record stamped in 2090 (a producer's clock, or microseconds sent for
+// milliseconds) is a dead letter with reason future_time, and the on-time
+// events after it on the same partition are all events, none late: the
+// future record does not move the partition's watermark, which stays
+// below the clock plus MaxFuture.
+func TestFutureRecordIsDeadLetter(t *testing.T) {
+	_, brokers := cluster(t, 1)
+	now := time.Now()
+	future := ev(event.AppLoad, 0, time.Date(2090, 1, 1, 0, 0, 0, 0, time.UTC))
+	evs := []event.Event{future}
+	for i := 1; i <= 10; i++ {
+		evs = append(evs, ev(event.AppLoad, i, now.Add(time.Duration(i-20)*time.Second)))
+	}
+	produceTo(t, brokers, 0, evs)
+	f := newReadFn(t, brokers, ReadConfig{Start: StartEarliest, Bounded: true, LateHorizon: 24 * time.Hour})
+	ctx := context.Background()
+	tp := TopicPartition{Topic: Topic(prefix, event.AppLoad)}
+	r, _ := f.CreateInitialRestriction(ctx, tp)
+	c := &collected{}
+	we := f.CreateWatermarkEstimator(initialWatermarkState("test-future", tp))
+	process(t, f, tp, r, we, c)
+	if len(c.dead) != 1 || c.dead[0].Reason != string(event.ReasonFutureTime) || c.dead[0].Offset != 0 {
+		t.Errorf("dead letters %+v, want the 2090 record's, future_time", c.dead)
+	}
+	if len(c.events) != 10 || len(c.late) != 0 {
+		t.Errorf("%d events and %d late after the future record, want 10 and 0", len(c.events), len(c.late))
+	}
+	if limit := time.Now().Add(event.DefaultMaxFuture); we.own().After(limit) {
+		t.Errorf("watermark %v, past the clock plus max_future %v", we.own().UTC(), limit.UTC())
+	}
+}

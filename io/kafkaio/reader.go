@@ -187,7 +187,9 @@ func (f *reader) InitialWatermarkEstimatorState(_ beam.EventTime, _ offsetrange.
 }
 
 func (f *reader) CreateWatermarkEstimator(s WatermarkState) *watermarkEstimator {
-	return newWatermarkEstimator(s, f.Cfg.MaxOutOfOrder, f.registry())
+	w := newWatermarkEstimator(s, f.Cfg.MaxOutOfOrder, f.registry())
+	w.maxFuture = f.Cfg.MaxFuture.Milliseconds()
+	return w
 }
 
 // registry is the process's watermark registry, unless a test gave the
@@ -256,6 +258,7 @@ func (f *reader) process(ctx context.Context, we *watermarkEstimator, rt *sdf.Lo
 			}
 		})
 		stop := false
+		nowMs := time.Now().UnixMilli() // the processing clock, for this poll's records
 		fetches.EachRecord(func(r *kgo.Record) {
 			if stop || r.Offset <= last {
 				return
@@ -266,7 +269,7 @@ func (f *reader) process(ctx context.Context, we *watermarkEstimator, rt *sdf.Lo
 			}
 			last = r.Offset
 			got++
-			f.handle(r, tp, kind, kindOK, we, horizon, counters, out)
+			f.handle(r, tp, kind, kindOK, we, horizon, nowMs, counters, out)
 		})
 		n += got
 		if stop || last >= rest.End-1 {
@@ -373,7 +376,7 @@ func (f *reader) commit(ctx context.Context, tp TopicPartition, we *watermarkEst
 	we.state.Committed = at
 }
 
-func (f *reader) handle(r *kgo.Record, tp TopicPartition, kind event.Kind, kindOK bool, we *watermarkEstimator, horizon int64,
+func (f *reader) handle(r *kgo.Record, tp TopicPartition, kind event.Kind, kindOK bool, we *watermarkEstimator, horizon, nowMs int64,
 	c *readCounters, out sink) {
 	c.records++
 	dead := func(reason, detail string) {
@@ -392,6 +395,11 @@ func (f *reader) handle(r *kgo.Record, tp TopicPartition, kind event.Kind, kindO
 	}
 	if reason := event.Validate(&ev); reason != "" {
 		dead(string(reason), ev.String())
+		return
+	}
+	if reason := event.CheckFuture(&ev, nowMs, f.Cfg.MaxFuture); reason != "" {
+		dead(string(reason), fmt.Sprintf("more than %v ahead of the clock (%s): %s", f.Cfg.MaxFuture,
+			time.UnixMilli(nowMs).UTC().Format(time.RFC3339), ev.String()))
 		return
 	}
 	ms, _ := ev.BucketTime()

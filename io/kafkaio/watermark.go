@@ -56,6 +56,11 @@ type watermarkEstimator struct {
 	state WatermarkState
 	bound int64
 	reg   *watermarkRegistry
+	// maxFuture (ms), if > 0, caps the watermark at the processing clock
+	// plus it: the reader dead-letters events further ahead, and the cap
+	// holds whatever the clocks of the workers say.
+	maxFuture int64
+	now       func() time.Time // the clock; time.Now unless a test sets one
 }
 
 // newWatermarkEstimator resumes a partition from its checkpointed state,
@@ -86,6 +91,7 @@ func (w *watermarkEstimator) own() time.Time { return time.UnixMilli(w.state.Wat
 
 // observe accounts for an event time (ms).
 func (w *watermarkEstimator) observe(ms int64) {
+	ms = min(ms, w.limit())
 	if ms > w.state.MaxEventMs {
 		w.state.MaxEventMs = ms
 		w.advance(ms - w.bound)
@@ -106,7 +112,21 @@ func (w *watermarkEstimator) caughtUp(next int64) bool {
 	return w.state.EndOffset >= 0 && next >= w.state.EndOffset
 }
 
+// limit is the furthest event time (ms) the partition may account for:
+// the clock plus maxFuture, or no limit.
+func (w *watermarkEstimator) limit() int64 {
+	if w.maxFuture <= 0 {
+		return math.MaxInt64
+	}
+	now := time.Now
+	if w.now != nil {
+		now = w.now
+	}
+	return now().UnixMilli() + w.maxFuture
+}
+
 func (w *watermarkEstimator) advance(ms int64) {
+	ms = min(ms, w.limit())
 	if ms > w.state.WatermarkMs {
 		w.state.WatermarkMs = ms
 	}

@@ -41,3 +41,24 @@ func TestWatermarkPublishedWhenPersisted(t *testing.T) {
 		t.Errorf("with a partition not yet read the watermark is %v, want the minimum", got)
 	}
 }
+
+// No partition watermark passes the processing clock plus max_future,
+// whatever event time it sees.
+func TestWatermarkBoundedByClock(t *testing.T) {
+	reg := newWatermarkRegistry(time.Now)
+	tp := TopicPartition{Topic: "t"}
+	w := newWatermarkEstimator(initialWatermarkState("test-clock", tp), 2*time.Minute, reg)
+	now := t0
+	w.now = func() time.Time { return now }
+	w.maxFuture = time.Hour.Milliseconds()
+	w.observe(time.Date(2090, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
+	if got, limit := w.own(), t0.Add(time.Hour); got.After(limit) {
+		t.Errorf("watermark %v after a 2090 event, past the clock plus an hour, %v", got.UTC(), limit)
+	}
+	// Hours later, on-time event times move it on as usual.
+	now = now.Add(3 * time.Hour)
+	w.observe(now.UnixMilli())
+	if got, want := w.own(), now.Add(-2*time.Minute); !got.Equal(want) {
+		t.Errorf("watermark %v after an on-time event, want %v", got.UTC(), want.UTC())
+	}
+}
