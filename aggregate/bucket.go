@@ -3,8 +3,6 @@ package aggregate
 import (
 	"fmt"
 	"time"
-
-	"github.com/lumenhq/lumen/event"
 )
 
 // Granularity is a bucket size. Buckets are UTC and aligned to the epoch:
@@ -52,9 +50,6 @@ func (g Granularity) Millis() int64 {
 	panic(fmt.Sprintf("aggregate: Millis of %v", g))
 }
 
-// Duration is the bucket length.
-func (g Granularity) Duration() time.Duration { return time.Duration(g.Millis()) * time.Millisecond }
-
 // Truncate returns the start of the bucket holding ms (milliseconds since the
 // epoch). It floors, so it is right for times before 1970 too.
 func (g Granularity) Truncate(ms int64) int64 {
@@ -65,12 +60,6 @@ func (g Granularity) Truncate(ms int64) int64 {
 	}
 	return q * n
 }
-
-// BucketTime returns the time an event is bucketed by (DESIGN §3): its
-// event_time, unless the device clock ran ahead of the collector's
-// (event_time > received_time), in which case received_time, and skewed is
-// true so the caller counts it as clock_skew.
-func BucketTime(e *event.Event) (ms int64, skewed bool) { return e.BucketTime() }
 
 // DayWindow is the inclusive range of UTC days a batch run covers:
 // [as_of − window_days + 1, as_of].

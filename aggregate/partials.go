@@ -80,9 +80,6 @@ func (p *Partials) Cells() int {
 	return n
 }
 
-// Stats returns the placement counts of kind k so far.
-func (p *Partials) Stats(k event.Kind) Stats { return p.stats[k] }
-
 // Drain hands one Agg per AppKey to emit and empties p. It returns the
 // placement counts by kind (index event.Kind) and resets them.
 func (p *Partials) Drain(emit func(AppKey, Agg)) [event.HandledException + 1]Stats {

@@ -49,12 +49,3 @@ func ParseKind(s string) (Kind, error) {
 	return 0, fmt.Errorf("event: unknown kind %q (want app_load, crash or handled_exception)", s)
 }
 
-// KindOfRecord maps an Avro full record name to its kind.
-func KindOfRecord(fullName string) (Kind, bool) {
-	for _, k := range Kinds {
-		if k.RecordName() == fullName {
-			return k, true
-		}
-	}
-	return 0, false
-}

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -58,13 +57,6 @@ func (e *BadRequestError) Error() string {
 		s[i] = p.Error()
 	}
 	return "bad request: " + strings.Join(s, "; ")
-}
-
-// IsBadRequest reports whether err is a problem of the request's
-// parameters, which the caller must fix (and retrying will not).
-func IsBadRequest(err error) bool {
-	var b *BadRequestError
-	return errors.As(err, &b)
 }
 
 // params reads url.Values for one endpoint: each known parameter at most

@@ -10,7 +10,6 @@ package api
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -30,12 +29,6 @@ type NotFoundError struct {
 }
 
 func (e *NotFoundError) Error() string { return e.Param + ": " + e.Message }
-
-// IsNotFound reports whether err is a NotFoundError.
-func IsNotFound(err error) bool {
-	var nf *NotFoundError
-	return errors.As(err, &nf)
-}
 
 // Service answers API requests from a Querier. It is safe for concurrent
 // use.
