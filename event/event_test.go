@@ -200,9 +200,10 @@ func TestCheckFuture(t *testing.T) {
 	}{
 		{"now", now, now, ""},
 		{"event at the bound", now + hour, now, ""},
-		{"event past the bound", now + hour + 1, now, ReasonFutureTime},
+		{"event past the bound, received now: clock skew", now + hour + 1, now, ""},
 		{"received past the bound", now, now + hour + 1, ReasonFutureTime},
-		{"2090", time.Date(2090, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli(), now, ReasonFutureTime},
+		{"a device clock in 2090, received now: clock skew", time.Date(2090, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli(), now, ""},
+		{"both in 2090", time.Date(2090, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli(), time.Date(2090, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli(), ReasonFutureTime},
 		{"microseconds for milliseconds", now * 1000, now * 1000, ReasonFutureTime},
 		{"long ago", now - 40*24*hour, now - 40*24*hour, ""},
 	}

@@ -77,14 +77,21 @@ func Validate(e *Event) Reason {
 	return ""
 }
 
-// CheckFuture returns ReasonFutureTime if e's event time or received time
-// is more than maxFuture after nowMs (ms since the epoch), else "". Every
-// pipeline applies it with its own clock, after Validate: the batch with
-// the run's start, the archiver and the stream with the time a record is
-// read.
+// CheckFuture returns ReasonFutureTime if the times lumen uses of e, its
+// received time and its bucket time (BucketTime), are more than maxFuture
+// after nowMs (ms since the epoch), else "". Every pipeline applies it with
+// its own clock, after Validate: the batch with the run's start, the
+// archiver and the stream with the time a record is read.
+//
+// The bucket time is never after the received time, so the received time
+// decides. An event time ahead of a sane received time is a device clock
+// running ahead: clock skew, counted by arrival (BucketTime), however far
+// ahead (docs/design-notes.md, "Time bounds"). Bounding it too would make
+// a skewed device's events dead letters or not depending on when a run
+// ran, so re-runs of one day would disagree, and the speed layer would drop
+// what the batch counts.
 func CheckFuture(e *Event, nowMs int64, maxFuture time.Duration) Reason {
-	limit := nowMs + maxFuture.Milliseconds()
-	if e.EventTime > limit || e.ReceivedTime > limit {
+	if e.ReceivedTime > nowMs+maxFuture.Milliseconds() {
 		return ReasonFutureTime
 	}
 	return ""

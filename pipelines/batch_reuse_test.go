@@ -274,7 +274,7 @@ func TestRollupAfterReadFailure(t *testing.T) {
 }
 
 // TestRollupAcrossTheClock: an event dead-lettered as future_time tonight
-// is counted once the run's clock has passed it, so the rollup that
+// is not one once the run's clock has passed it, so the rollup that
 // dead-lettered it is not reused then; the incremental run stores exactly
 // what a --full run at the same clock does.
 func TestRollupAcrossTheClock(t *testing.T) {
@@ -282,11 +282,11 @@ func TestRollupAcrossTheClock(t *testing.T) {
 	writeReuseFixture(t, root)
 	tonight := time.Date(2026, 11, 21, 0, 30, 0, 0, time.UTC)
 	later := tonight.Add(3 * time.Hour)
-	// A device clock 2 h ahead: beyond the bound tonight, within it later.
+	// A collector clock 2 h ahead, in a file of the 20th: beyond the bound
+	// tonight, within it later (then an event after the window).
 	ahead := tonight.Add(2 * time.Hour).UnixMilli()
-	received := reuseDays[2].Add(11 * time.Hour).UnixMilli()
 	putRaw(t, root, event.AppLoad, reuseDays[2].Add(11*time.Hour), "part-0.avro", event.Event{Kind: event.AppLoad, AppID: "app0",
-		AppVersion: "1.0", Platform: "ios", DeviceID: []byte("ahead"), EventTime: ahead, ReceivedTime: received})
+		AppVersion: "1.0", Platform: "ios", DeviceID: []byte("ahead"), EventTime: ahead - 60_000, ReceivedTime: ahead})
 
 	inc, full := "sqlite:"+t.TempDir()+"/inc.db", "sqlite:"+t.TempDir()+"/full.db"
 	first := runReuseBatch(t, BatchConfig{Input: root, Now: tonight, Store: inc})
