@@ -44,6 +44,8 @@ type discoverFn struct {
 	// check that at least one exists.
 	Topics []string
 	Prefix string
+	// Seq is the Read's number, for Drain.
+	Seq int64
 
 	missingSince map[string]time.Time // per topic, in this worker
 	now          func() time.Time     // the clock; time.Now unless a test sets one
@@ -89,6 +91,12 @@ func (f *discoverFn) CreateWatermarkEstimator() *sdf.WallTimeWatermarkEstimator 
 
 func (f *discoverFn) ProcessElement(ctx context.Context, _ *sdf.WallTimeWatermarkEstimator, rt *sdf.LockRTracker, topic string,
 	emit func(beam.EventTime, TopicPartition)) (sdf.ProcessContinuation, error) {
+	if draining(f.Seq) {
+		if t, ok := rt.Rt.(*tracker); ok {
+			t.finish()
+		}
+		return sdf.StopProcessing(), nil
+	}
 	n, err := partitions(ctx, f.admin, topic)
 	if err != nil {
 		if permanent(err) {

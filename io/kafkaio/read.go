@@ -48,7 +48,8 @@ func init() {
 func Read(s beam.Scope, cfg ReadConfig, topicPrefix string) (events, dead, late beam.PCollection) {
 	s = s.Scope("kafkaio.Read")
 	mustValidate("Read", &cfg)
-	return beam.ParDo3(s, &readFn{reader: newReader(cfg, topicPrefix)}, discover(s, cfg, topicPrefix))
+	f := &readFn{reader: newReader(cfg, topicPrefix)}
+	return beam.ParDo3(s, f, discover(s, cfg, topicPrefix, f.Seq))
 }
 
 // ReadPartials reads lumen's event topics like Read, but aggregates the
@@ -68,7 +69,8 @@ func ReadPartials(s beam.Scope, cfg ReadConfig, topicPrefix string, size time.Du
 	if size <= 0 {
 		panic(fmt.Sprintf("kafkaio.ReadPartials: window size %v, want > 0", size))
 	}
-	return beam.ParDo3(s, &readPartialsFn{reader: newReader(cfg, topicPrefix), WindowMs: size.Milliseconds(), Fn: fn}, discover(s, cfg, topicPrefix))
+	f := &readPartialsFn{reader: newReader(cfg, topicPrefix), WindowMs: size.Milliseconds(), Fn: fn}
+	return beam.ParDo3(s, f, discover(s, cfg, topicPrefix, f.Seq))
 }
 
 // mustValidate fails the graph's construction on a bad configuration, as
@@ -81,19 +83,20 @@ func mustValidate(name string, cfg *ReadConfig) {
 }
 
 // discover discovers the partitions of cfg's topics, which start with
-// topicPrefix.
-func discover(s beam.Scope, cfg ReadConfig, topicPrefix string) beam.PCollection {
+// topicPrefix, for the Read numbered seq (see Drain).
+func discover(s beam.Scope, cfg ReadConfig, topicPrefix string, seq int64) beam.PCollection {
 	cfg.EnsureDefaults()
 	return beam.ParDo(s, &discoverFn{kafkaFn: kafkaFn{Brokers: cfg.Brokers, Security: cfg.Security}, Bounded: cfg.Bounded,
 		IntervalMs: cfg.DiscoveryInterval.Milliseconds(), MissingTimeoutMs: cfg.MissingTopicTimeout.Milliseconds(),
-		Topics: cfg.Topics, Prefix: topicPrefix},
+		Topics: cfg.Topics, Prefix: topicPrefix, Seq: seq},
 		beam.CreateList(s, cfg.Topics))
 }
 
 func newReader(cfg ReadConfig, topicPrefix string) reader {
 	cfg.EnsureDefaults()
-	id := fmt.Sprintf("read-%d-%d", time.Now().UnixNano(), readSeq.Add(1))
-	return reader{kafkaFn: kafkaFn{Brokers: cfg.Brokers, Security: cfg.Security}, Cfg: cfg, Prefix: topicPrefix, ReadID: id}
+	seq := readSeq.Add(1)
+	id := fmt.Sprintf("read-%d-%d", time.Now().UnixNano(), seq)
+	return reader{kafkaFn: kafkaFn{Brokers: cfg.Brokers, Security: cfg.Security}, Cfg: cfg, Prefix: topicPrefix, ReadID: id, Seq: seq}
 }
 
 // readFn emits each event.

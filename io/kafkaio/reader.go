@@ -31,6 +31,7 @@ type reader struct {
 	Cfg    ReadConfig
 	Prefix string
 	ReadID string // distinguishes this Read's partitions in the watermark registry
+	Seq    int64  // numbers the Reads of this process, for Drain; 0: never drained
 
 	dec    *event.Decoder
 	listed bool               // the topics' partitions are known to the watermark registry
@@ -218,6 +219,9 @@ func (f *reader) process(ctx context.Context, we *watermarkEstimator, rt *sdf.Lo
 	if rest.Start >= rest.End {
 		return sdf.StopProcessing(), nil
 	}
+	if draining(f.Seq) {
+		return f.drain(rt, tp, rest.Start), nil
+	}
 	counters := newReadCounters(tp)
 	defer counters.flush(ctx)
 	f.commit(ctx, tp, we, rest.Start, counters)
@@ -275,6 +279,9 @@ func (f *reader) process(ctx context.Context, we *watermarkEstimator, rt *sdf.Lo
 		if stop || last >= rest.End-1 {
 			return sdf.StopProcessing(), nil
 		}
+		if draining(f.Seq) {
+			return f.drain(rt, tp, last+1), nil
+		}
 		if got == 0 {
 			if we.state.EndOffset < 0 {
 				// Fetches report the end offset only with records: ask.
@@ -293,6 +300,16 @@ func (f *reader) process(ctx context.Context, we *watermarkEstimator, rt *sdf.Lo
 			return sdf.ResumeProcessingIn(0), nil
 		}
 	}
+}
+
+// drain ends the restriction before offset next, which is not read (see
+// Drain), and holds next for CommitDrained.
+func (f *reader) drain(rt *sdf.LockRTracker, tp TopicPartition, next int64) sdf.ProcessContinuation {
+	if t, ok := rt.Rt.(*tracker); ok {
+		t.finish()
+	}
+	f.stopAt(tp, next)
+	return sdf.StopProcessing()
 }
 
 // fetchFailed decides what a fetch error means. A transient one (a broker

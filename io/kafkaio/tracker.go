@@ -53,6 +53,13 @@ func (t *tracker) TryClaim(pos any) bool {
 
 func (t *tracker) GetError() error { return t.err }
 
+// finish ends the restriction after what was claimed: nothing more is
+// claimed, and it is done (a drained read; see Drain).
+func (t *tracker) finish() {
+	t.rest.End = t.claimed + 1
+	t.stopped = true
+}
+
 func (t *tracker) TrySplit(fraction float64) (primary, residual any, err error) {
 	if t.stopped || t.IsDone() {
 		return t.rest, nil, nil
