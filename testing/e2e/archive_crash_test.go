@@ -58,7 +58,9 @@ func TestArchiveCrash(t *testing.T) {
 	}()
 	args := []string{"--brokers=" + strings.Join(brokers, ","), "--topic_prefix=" + prefix, "--group=" + group,
 		"--output=" + root, "--instance_id=archive-0", "--session_timeout=10s", "--roll_records=250",
-		"--roll_interval=300ms", "--progress_interval=1s"}
+		"--roll_interval=300ms", "--progress_interval=1s",
+		// A first deployment over a log that is whole from the dataset's start.
+		"--seal_from=" + cfg.Start.Format(time.RFC3339)}
 
 	first := startArchiver(t, bin, args)
 	var atKill int64

@@ -127,8 +127,9 @@ func incrementalScenario(t *testing.T, src, root string, counter *s3test.Counter
 		if rawGets != newGets || newGets < len(newFiles) {
 			t.Errorf("the incremental run opened %d raw objects, %d of them of D+1 (%d files): it must open only D+1's", rawGets, newGets, len(newFiles))
 		}
-		// One LIST per kind and day of the window, of raw and of rollup/.
-		if lists, want := counter.Count("LIST"), 2*30*len(event.Kinds); lists != want {
+		// One LIST per kind and day of the window, of raw and of rollup/,
+		// and one per kind of the as_of day's seals.
+		if lists, want := counter.Count("LIST"), 2*30*len(event.Kinds)+len(event.Kinds); lists != want {
 			t.Errorf("the incremental run sent %d LISTs, want %d", lists, want)
 		}
 	}
@@ -251,26 +252,33 @@ func readCounters(c map[event.Kind]map[string]int64) map[string]int64 {
 	return out
 }
 
-// copyRaw copies src's raw files that keep selects (by path relative to
-// src) to root (a directory or s3://), and returns the new paths.
+// copyRaw copies src's raw files and seals that keep selects (by path
+// relative to src) to root (a directory or s3://), and returns the new raw
+// files' paths.
 func copyRaw(t *testing.T, src, root string, keep func(rel string) bool) []string {
 	t.Helper()
 	var out []string
-	err := filepath.WalkDir(filepath.Join(src, "raw"), func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		if !keep(filepath.ToSlash(rel)) {
+	// The archiver's seals of the same arrival days come along
+	// (seal/<kind>/dt=…/hr=HH): the days copied are complete.
+	for _, dir := range []string{"raw", "seal"} {
+		err := filepath.WalkDir(filepath.Join(src, dir), func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			rel, _ := filepath.Rel(src, p)
+			if !keep(filepath.ToSlash(rel)) {
+				return nil
+			}
+			dst := strings.TrimSuffix(root, "/") + "/" + filepath.ToSlash(rel)
+			copyFile(t, p, dst)
+			if dir == "raw" {
+				out = append(out, dst)
+			}
 			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
-		dst := strings.TrimSuffix(root, "/") + "/" + filepath.ToSlash(rel)
-		copyFile(t, p, dst)
-		out = append(out, dst)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	return out
 }

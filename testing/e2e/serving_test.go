@@ -147,6 +147,10 @@ func TestServingMergesLayers(t *testing.T) {
 	if err := files.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// The archiver seals each arrival hour it has landed: D-29..D are.
+	if _, err := gen.WriteSeals(root, cfg.Start, next); err != nil {
+		t.Fatal(err)
+	}
 	if err := ks.Close(); err != nil {
 		t.Fatal(err)
 	}
