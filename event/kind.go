@@ -48,4 +48,3 @@ func ParseKind(s string) (Kind, error) {
 	}
 	return 0, fmt.Errorf("event: unknown kind %q (want app_load, crash or handled_exception)", s)
 }
-

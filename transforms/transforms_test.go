@@ -61,7 +61,7 @@ func exactCounts(evs []event.Event, g aggregate.Granularity) []any {
 	}
 	m := map[key]int64{}
 	for _, e := range evs {
-		b := bucketOf(e).Truncate(g.Duration()).UnixMilli()
+		b := bucketOf(e).Truncate(time.Duration(g.Millis()) * time.Millisecond).UnixMilli()
 		m[key{e.Kind, e.AppID, e.AppVersion, b}]++
 		m[key{e.Kind, e.AppID, "", b}]++
 	}

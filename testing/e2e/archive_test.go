@@ -294,7 +294,7 @@ func TestArchiveEndToEnd(t *testing.T) {
 			a, err := archive.New(archive.Config{Brokers: brokers, TopicPrefix: prefix, Group: group, Output: root, S3: s3,
 				Codec: avroio.CodecSnappy, RollRecords: 2_000, RollInterval: 500 * time.Millisecond, ProgressInterval: -1,
 				SealFrom: cfg.Start, // a first deployment over a log that is whole from the dataset's start
-				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+				Logger:   slog.New(slog.NewTextHandler(io.Discard, nil))})
 			if err != nil {
 				t.Fatal(err)
 			}
