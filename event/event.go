@@ -5,7 +5,7 @@
 // goavro's native form for any other conforming writer schema, and Avro
 // single-object encoding with the specification's fingerprint for Kafka.
 //
-// It is not for aggregation (see transforms) or for file and stream IO (see
+// It is not for aggregation (see aggregate) or for file and stream IO (see
 // io/...): it only knows what one event is.
 package event
 

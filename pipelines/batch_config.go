@@ -59,9 +59,9 @@ type BatchConfig struct {
 	// RollupRoot is where partitions' rollups are kept, under rollup/.
 	// Default: Input.
 	RollupRoot string
-	// Grain is the arrival partition a rollup covers. Default a day: at the
-	// 144,000-file shape a day's rollups made full runs 1.6x and incremental
-	// runs 2.1x faster than an hour's (cmd/bench incremental, README).
+	// Grain is the arrival partition a rollup covers. Default a day, by
+	// measurement: see the README's "Incremental runs: rollups" for the
+	// figures (cmd/bench incremental).
 	Grain raw.Grain
 	// Full reads every partition from raw, ignoring rollups (and writes
 	// them afresh).

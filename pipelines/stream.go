@@ -41,7 +41,8 @@ type StreamConfig struct {
 	// the batch, and no partition watermark passes the clock plus this.
 	// Default event.DefaultMaxFuture (1 h).
 	MaxFuture time.Duration
-	// DeadLetterTopic sends dead letters to <prefix>deadletter. Default true.
+	// NoDeadLetterTopic keeps dead letters off <prefix>deadletter (they are
+	// still counted). Default false: they are sent there.
 	NoDeadLetterTopic bool
 	// Run names this run of the stream in the speed tables, which add up
 	// the runs (see serving.WithRun). Default: the start time, so a

@@ -3,8 +3,8 @@
 // SQLite file by default, Cassandra in production), and Querier, which
 // merges the batch and speed layers by time range (DESIGN §3, §4).
 //
-// It is not for computing aggregates: rows arrive ready-made from
-// transforms.
+// It is not for computing aggregates: rows arrive ready-made, as
+// aggregate's CountRow, UserRow and LateRow.
 package serving
 
 import (

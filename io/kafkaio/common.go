@@ -4,7 +4,8 @@
 //
 // Read is an unbounded splittable DoFn: its restriction is a range of
 // offsets of one topic-partition, partitions are discovered as they appear,
-// it checkpoints itself every second or so, and it estimates a watermark
+// it checkpoints itself after MaxBundleTime (250 ms) or MaxBundleRecords,
+// or when caught up, and it estimates a watermark
 // per partition from event time with bounded out-of-orderness, advancing
 // idle partitions so they do not hold the pipeline back. It decodes Avro
 // single-object encoding into events and dead-letters what it cannot. In
