@@ -7,8 +7,10 @@ package kafkatest
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/kafkaio"
@@ -80,13 +83,23 @@ func CreateTopics(ctx context.Context, brokers []string, prefix string, partitio
 }
 
 // CreateTopic creates topics with partitions each.
+//
+// On the real broker, the topics accept a record stamped at any time, as
+// kfake's do and as Kafka's did before 3.6: a Kafka 4 broker refuses a
+// record stamped over an hour ahead (message.timestamp.after.max.ms), and
+// the tests of lumen's own bound on future times need such a record to
+// reach the consumer.
 func CreateTopic(ctx context.Context, brokers []string, partitions int32, topics ...string) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	resp, err := kadm.NewClient(cl).CreateTopics(ctx, partitions, 1, nil, topics...)
+	var configs map[string]*string
+	if real := os.Getenv("LUMEN_TEST_KAFKA"); real != "" && slices.Equal(brokers, []string{real}) {
+		configs = map[string]*string{"message.timestamp.after.max.ms": kmsg.StringPtr(strconv.FormatInt(math.MaxInt64, 10))}
+	}
+	resp, err := kadm.NewClient(cl).CreateTopics(ctx, partitions, 1, configs, topics...)
 	if err == nil {
 		err = resp.Error()
 	}
