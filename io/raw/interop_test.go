@@ -10,6 +10,7 @@ import (
 
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/avroio"
+	"github.com/lumenhq/lumen/testing/servicetest"
 )
 
 // Files written by Java's Avro implementation (avro-tools from Maven
@@ -18,10 +19,7 @@ import (
 // another field order and an extra field. make test sets
 // LUMEN_TEST_AVRO_TOOLS.
 func TestReadJavaAvroFiles(t *testing.T) {
-	tool := os.Getenv("LUMEN_TEST_AVRO_TOOLS")
-	if tool == "" {
-		t.Skip("LUMEN_TEST_AVRO_TOOLS is not set: needs Java's avro-tools (make test provides it)")
-	}
+	tool := servicetest.Addr(t, "LUMEN_TEST_AVRO_TOOLS")
 	dir := t.TempDir()
 	evs := testEvents(event.Crash, 3000, 21)
 	// Bytes cover every value, so the JSON encoding's byte strings are
@@ -88,10 +86,7 @@ func latin1(b []byte) string {
 
 // Java's Avro reads what lumen writes, for each codec lumen writes.
 func TestJavaReadsLumenFiles(t *testing.T) {
-	tool := os.Getenv("LUMEN_TEST_AVRO_TOOLS")
-	if tool == "" {
-		t.Skip("LUMEN_TEST_AVRO_TOOLS is not set: needs Java's avro-tools (make test provides it)")
-	}
+	tool := servicetest.Addr(t, "LUMEN_TEST_AVRO_TOOLS")
 	evs := testEvents(event.HandledException, 2000, 23)
 	for _, codec := range []avroio.Codec{avroio.CodecNull, avroio.CodecDeflate, avroio.CodecSnappy} {
 		t.Run(codec.String(), func(t *testing.T) {

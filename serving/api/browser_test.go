@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/lumenhq/lumen/testing/servicetest"
 )
 
 var screenshot = flag.String("screenshot", "", "also save the dashboard's screenshot to this PNG file (the README's is docs/dashboard.png)")
@@ -30,7 +32,7 @@ func chromium(t *testing.T) string {
 			return p
 		}
 	}
-	t.Skip("SKIP: no Chromium found (set LUMEN_TEST_CHROMIUM, or run `eval \"$(testing/services/up chromium)\"`, which installs Debian's chromium); the dashboard is NOT tested")
+	servicetest.Missing(t, "chromium", "LUMEN_TEST_CHROMIUM is not set and no chromium is on the PATH; the dashboard is NOT tested")
 	return ""
 }
 

@@ -25,8 +25,9 @@ import (
 	"github.com/lumenhq/lumen/testing/servicetest"
 )
 
-// Cluster returns the brokers of LUMEN_TEST_KAFKA if set, else of an
-// in-process kfake cluster closed with the test, and a topic prefix of the
+// Cluster returns the brokers of LUMEN_TEST_KAFKA if set, else (outside
+// make test, which requires the real broker) of an in-process kfake cluster
+// closed with the test, and a topic prefix of the
 // test's own under which the three kind topics and the dead-letter topic
 // exist with partitions each.
 func Cluster(t *testing.T, partitions int32) (brokers []string, prefix string) {
@@ -45,6 +46,9 @@ func ClusterWithout(t *testing.T, partitions int32, missing ...event.Kind) (brok
 		brokers = []string{addr}
 		t.Logf("real Kafka at %s", addr)
 	} else {
+		if os.Getenv(servicetest.Required) != "" {
+			servicetest.Missing(t, "kafka", "LUMEN_TEST_KAFKA is not set, and make test does not fall back to kfake")
+		}
 		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation())
 		if err != nil {
 			t.Fatal(err)

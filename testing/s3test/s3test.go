@@ -22,6 +22,7 @@ import (
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
 	"github.com/lumenhq/lumen/io/s3fs"
+	"github.com/lumenhq/lumen/testing/servicetest"
 )
 
 // Endpoint is an S3 endpoint with a bucket ready for a test.
@@ -49,11 +50,7 @@ func Fake(t testing.TB) *Endpoint {
 // Moto returns the moto_server of LUMEN_TEST_S3, or skips.
 func Moto(t testing.TB) *Endpoint {
 	t.Helper()
-	url := os.Getenv("LUMEN_TEST_S3")
-	if url == "" {
-		t.Skip("LUMEN_TEST_S3 is not set: no moto_server (make test starts one)")
-	}
-	return setUp(t, "moto", url)
+	return setUp(t, "moto", servicetest.Addr(t, "LUMEN_TEST_S3"))
 }
 
 var bucketSeq atomic.Int64
