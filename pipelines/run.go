@@ -26,7 +26,8 @@ import (
 //
 // In process, a stop drains the job: the Kafka readers end where they
 // are, the pipeline stores every pane it holds and finishes, and then the
-// readers' offsets are committed (kafkaio.Drain, CommitDrained). A stream
+// readers' offsets are committed (kafkaio.Drain, CommitDrained), and sr
+// (StartStream's; nil if there is none) records where it ended. A stream
 // restarted from them (--start=committed) counts every event once. A
 // drain that takes longer than DrainTimeout is cancelled, and RunStream
 // returns an error saying what was lost.
@@ -44,7 +45,7 @@ import (
 // launcher (and, in LOOPBACK, without its workers; prism then keeps it
 // RUNNING for ever). With --async, RunStream returns once the job is
 // submitted, and the job runs until it is cancelled in the runner.
-func RunStream(ctx context.Context, p *beam.Pipeline) error {
+func RunStream(ctx context.Context, p *beam.Pipeline, sr *StreamRun) error {
 	installStopFilter()
 	if IsJobServiceRunner(*runners.Runner) && !*jobopts.Async {
 		return runStreamJob(ctx, p)
@@ -96,9 +97,14 @@ func RunStream(ctx context.Context, p *beam.Pipeline) error {
 	if err != nil {
 		return fmt.Errorf("pipelines: draining the stream: %w", err)
 	}
-	n, err := kafkaio.CommitDrained(context.WithoutCancel(ctx))
+	ends, n, err := kafkaio.CommitDrained(context.WithoutCancel(ctx))
 	if err != nil {
 		return fmt.Errorf("pipelines: the stream drained, but its offsets were not committed (%d partitions were): %w", n, err)
+	}
+	if sr != nil {
+		if err := sr.drained(context.WithoutCancel(ctx), ends); err != nil {
+			return fmt.Errorf("pipelines: the stream drained, but where it ended was not recorded (the next run may replay more than it needs): %w", err)
+		}
 	}
 	slog.Info("pipelines: the stream drained: every pane it held is stored", "offsets_committed", n)
 	return nil

@@ -19,7 +19,7 @@ func init() { Register("sqlite", openSQLite) }
 
 // SchemaVersion is the version of the table layout, recorded in the store so
 // a future layout change can migrate or refuse an old file.
-const SchemaVersion = 4
+const SchemaVersion = 5
 
 // The tables mirror DESIGN §2's Cassandra tables column for column, so the
 // two stores pass one conformance suite. Speed rows carry an expiry instead
@@ -53,7 +53,14 @@ var sqliteSchema = []string{
 		finished INTEGER NOT NULL, status TEXT NOT NULL, counters TEXT NOT NULL,
 		note TEXT NOT NULL DEFAULT '', complete_at INTEGER NOT NULL DEFAULT 0,
 		PRIMARY KEY (kind, as_of)) WITHOUT ROWID`,
+	`CREATE TABLE IF NOT EXISTS stream_runs (
+		run TEXT NOT NULL PRIMARY KEY, started INTEGER NOT NULL, start_offsets TEXT NOT NULL,
+		end_offsets TEXT NOT NULL DEFAULT '', superseded_by TEXT NOT NULL DEFAULT '')`,
 }
+
+// liveRuns is the condition on a speed row's run that leaves out the rows
+// of superseded stream runs (StreamRun).
+const liveRuns = ` AND run NOT IN (SELECT run FROM stream_runs WHERE superseded_by != '')`
 
 // SpeedTTL is how long speed rows live by default: the batch layer
 // supersedes them well before (DESIGN §2).
@@ -389,7 +396,7 @@ func (w *sqliteWriter) Close(ctx context.Context) error { return w.Flush(ctx) }
 func (s *sqliteStore) Counts(ctx context.Context, layer Layer, q CountQuery) ([]CountPoint, error) {
 	table, live := "batch_counts", ""
 	if layer == Speed {
-		table, live = "speed_counts", fmt.Sprintf(" AND expires > %d", time.Now().UnixMilli())
+		table, live = "speed_counts", fmt.Sprintf(" AND expires > %d", time.Now().UnixMilli())+liveRuns
 	}
 	periods := Periods(q.Gran, q.From, q.To)
 	// Speed rows are summed over runs; a batch bucket has one row.
@@ -416,7 +423,7 @@ func (s *sqliteStore) Counts(ctx context.Context, layer Layer, q CountQuery) ([]
 func (s *sqliteStore) Users(ctx context.Context, layer Layer, q UserQuery) ([]aggregate.UserRow, error) {
 	table, live := "batch_users", ""
 	if layer == Speed {
-		table, live = "speed_users", fmt.Sprintf(" AND expires > %d", time.Now().UnixMilli())
+		table, live = "speed_users", fmt.Sprintf(" AND expires > %d", time.Now().UnixMilli())+liveRuns
 	}
 	periods := Periods(aggregate.Day, q.From, q.To)
 	rows, err := s.db.QueryContext(ctx, `SELECT day, sketch, estimate, events FROM `+table+`
@@ -448,7 +455,9 @@ func (s *sqliteStore) Late(ctx context.Context, q CountQuery) ([]CountPoint, err
 	periods := Periods(q.Gran, q.From, q.To)
 	rows, err := s.db.QueryContext(ctx, `SELECT bucket, SUM(count) FROM speed_late
 		WHERE kind = ? AND app_id = ? AND granularity = ? AND period IN (`+placeholders(len(periods))+`)
-		AND bucket >= ? AND bucket <= ? AND app_version = ? AND expires > ? GROUP BY bucket ORDER BY bucket`,
+		AND bucket >= ? AND bucket <= ? AND app_version = ? AND expires > ?
+		AND substr(source, 1, instr(source, '|') - 1) NOT IN (SELECT run FROM stream_runs WHERE superseded_by != '')
+		GROUP BY bucket ORDER BY bucket`,
 		append(append([]any{q.Kind.String(), q.AppID, q.Gran.String()}, anys(periods)...),
 			q.From.UnixMilli(), q.To.UnixMilli(), q.Version, time.Now().UnixMilli())...)
 	if err != nil {
@@ -614,6 +623,55 @@ func (s *sqliteStore) Runs(ctx context.Context, kind event.Kind) ([]BatchRun, er
 		}
 		if err := json.Unmarshal([]byte(counters), &r.Counters); err != nil {
 			return nil, fmt.Errorf("serving: sqlite run counters: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func (s *sqliteStore) RecordStreamRun(ctx context.Context, r StreamRun) error {
+	start, err := json.Marshal(r.Start)
+	if err != nil {
+		return err
+	}
+	end := []byte{}
+	if r.End != nil {
+		if end, err = json.Marshal(r.End); err != nil {
+			return err
+		}
+	}
+	_, err = s.db.ExecContext(ctx, `INSERT INTO stream_runs (run, started, start_offsets, end_offsets, superseded_by)
+		VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET started = excluded.started, start_offsets = excluded.start_offsets,
+		end_offsets = excluded.end_offsets, superseded_by = excluded.superseded_by`,
+		r.ID, r.Started.UnixMilli(), string(start), string(end), r.SupersededBy)
+	if err != nil {
+		return fmt.Errorf("serving: sqlite record stream run: %w", err)
+	}
+	return nil
+}
+
+func (s *sqliteStore) StreamRuns(ctx context.Context) ([]StreamRun, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT run, started, start_offsets, end_offsets, superseded_by FROM stream_runs ORDER BY started, run`)
+	if err != nil {
+		return nil, fmt.Errorf("serving: sqlite stream runs: %w", err)
+	}
+	defer rows.Close()
+	var out []StreamRun
+	for rows.Next() {
+		var r StreamRun
+		var started int64
+		var start, end string
+		if err := rows.Scan(&r.ID, &started, &start, &end, &r.SupersededBy); err != nil {
+			return nil, err
+		}
+		r.Started = time.UnixMilli(started).UTC()
+		if err := json.Unmarshal([]byte(start), &r.Start); err != nil {
+			return nil, fmt.Errorf("serving: sqlite stream run %s: %w", r.ID, err)
+		}
+		if end != "" {
+			if err := json.Unmarshal([]byte(end), &r.End); err != nil {
+				return nil, fmt.Errorf("serving: sqlite stream run %s: %w", r.ID, err)
+			}
 		}
 		out = append(out, r)
 	}

@@ -85,6 +85,12 @@ type Store interface {
 	RecordRun(ctx context.Context, r BatchRun) error
 	// Runs returns the batch_runs rows of kind, newest as_of first.
 	Runs(ctx context.Context, kind event.Kind) ([]BatchRun, error)
+	// RecordStreamRun upserts the stream_runs row of r.ID. Speed reads
+	// (Counts, Users, Late of the speed layer) leave out the rows of runs
+	// recorded as superseded.
+	RecordStreamRun(ctx context.Context, r StreamRun) error
+	// StreamRuns returns every stream run, oldest first.
+	StreamRuns(ctx context.Context) ([]StreamRun, error)
 	// Close releases the store.
 	Close() error
 }
@@ -96,9 +102,10 @@ type WriterOptions struct {
 	Stamp int64
 	// Run names the stream run writing speed rows. Each run's counts and
 	// sketches are rows of their own, and reads sum the counts and merge
-	// the sketches over runs: a restarted stream starts its windows
-	// empty, and must add to, not replace, what the run before it counted
-	// in the same hour or day.
+	// the sketches over the runs that are not superseded (StreamRun): a
+	// restarted stream starts its windows empty, and must add to, not
+	// replace, what the run before it counted in the same hour or day,
+	// unless it reads that run's events again.
 	Run string
 }
 

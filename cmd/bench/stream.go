@@ -300,13 +300,17 @@ func consumeAll(ctx context.Context, brokers []string, prefix string, want int64
 func runStream(brokers []string, prefix, store string, start kafkaio.StartPosition, every time.Duration) (stop func(), err error) {
 	p, s := beam.NewPipelineWithRoot()
 	cfg := pipelines.StreamConfig{Kafka: kafkaio.ReadConfig{Brokers: brokers, Start: start}, TopicPrefix: prefix, Store: store, Every: every}
+	sr, err := pipelines.StartStream(context.Background(), &cfg)
+	if err != nil {
+		return nil, err
+	}
 	if err := pipelines.BuildStream(s, cfg); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
-		if err := pipelines.RunStream(ctx, p); err != nil {
+		if err := pipelines.RunStream(ctx, p, sr); err != nil {
 			fmt.Fprintln(os.Stderr, "bench stream:", err)
 		}
 		close(done)

@@ -170,12 +170,22 @@ func run(ctx context.Context) error {
 	}
 	defer st.Close()
 
+	// Where the run starts, planned against the runs the store holds, so
+	// that a replay never adds to what an earlier run counted. A job
+	// handed to the runner without waiting (--async, --dry_run) is not
+	// planned: it starts where --start says, and its rows add up.
+	var sr *pipelines.StreamRun
+	if !detached() {
+		if sr, err = pipelines.StartStream(ctx, &cfg); err != nil {
+			return err
+		}
+	}
 	p, s := beam.NewPipelineWithRoot()
 	if err := pipelines.BuildStream(s, cfg); err != nil {
 		return err
 	}
 	done := make(chan error, 1)
-	go func() { done <- pipelines.RunStream(ctx, p) }()
+	go func() { done <- pipelines.RunStream(ctx, p, sr) }()
 	if demo != nil {
 		go demo.feed(ctx)
 	}

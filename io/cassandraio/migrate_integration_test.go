@@ -159,8 +159,12 @@ func schemaVersion(t *testing.T, c *cassandraio.Client, ks string) (int, time.Ti
 func checkMigrated(t *testing.T, c *cassandraio.Client, ks string) {
 	ctx := context.Background()
 	v, applied := schemaVersion(t, c, ks)
-	if v != cassandraio.SchemaVersion || cassandraio.SchemaVersion != 4 {
-		t.Fatalf("schema version %d after EnsureSchema, want %d (= 4)", v, cassandraio.SchemaVersion)
+	if v != cassandraio.SchemaVersion || cassandraio.SchemaVersion != 5 {
+		t.Fatalf("schema version %d after EnsureSchema, want %d (= 5)", v, cassandraio.SchemaVersion)
+	}
+	// Version 5 adds stream_runs.
+	if cols := columns(t, c, ks, "stream_runs"); cols["run"].kind != "partition_key" || cols["superseded_by"].kind != "regular" {
+		t.Errorf("stream_runs columns %+v", cols)
 	}
 	runCols := columns(t, c, ks, "batch_runs")
 	for _, name := range []string{"note", "complete_at"} {

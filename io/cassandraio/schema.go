@@ -12,7 +12,7 @@ import (
 
 // SchemaVersion is the version of lumen's Cassandra tables, recorded in
 // <keyspace>.schema_version so a later layout can migrate or refuse.
-const SchemaVersion = 4
+const SchemaVersion = 5
 
 // The tables of DESIGN §2, refined:
 //
@@ -42,6 +42,9 @@ const SchemaVersion = 4
 //     of an older as_of never replaces or deletes a newer one's rows.
 //   - batch_runs keeps, per (kind, as_of), its latest attempt and
 //     complete_at, when an attempt last succeeded on complete input.
+//   - stream_runs holds one row per stream run (a handful a week): the
+//     offsets it started at, where it stopped if it drained, and the run
+//     that superseded it. Speed reads read it whole (version 5).
 var tableDDL = []string{
 	`CREATE TABLE IF NOT EXISTS %s.schema_version (
 		component text PRIMARY KEY, version int, applied timestamp)`,
@@ -67,6 +70,9 @@ var tableDDL = []string{
 		kind text, as_of date, window_start date, started timestamp, finished timestamp, status text,
 		counters map<text, bigint>, note text, complete_at timestamp,
 		PRIMARY KEY ((kind), as_of)) WITH CLUSTERING ORDER BY (as_of DESC)`,
+	`CREATE TABLE IF NOT EXISTS %s.stream_runs (
+		run text PRIMARY KEY, started timestamp, start_offsets map<text, bigint>, end_offsets map<text, bigint>,
+		drained boolean, superseded_by text)`,
 }
 
 // EnsureSchema creates the keyspace (with the configured replication) and

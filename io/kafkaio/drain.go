@@ -34,22 +34,28 @@ var drainedThrough atomic.Int64
 func draining(seq int64) bool { return seq > 0 && seq <= drainedThrough.Load() }
 
 // CommitDrained commits, for every drained Read that commits offsets, the
-// offset each partition's reader stopped at, to its group. Call it once
-// the drained pipeline has finished successfully: its outputs are then
-// stored, so a restart from the committed offsets (--start=committed)
-// reads exactly what the drained run did not. It returns how many
-// partitions it committed.
-func CommitDrained(ctx context.Context) (int, error) {
+// offset each partition's reader stopped at, to its group, and returns
+// where the readers of every drained Read stopped (committing or not).
+// Call it once the drained pipeline has finished successfully: its outputs
+// are then stored, so a restart from the committed offsets
+// (--start=committed) reads exactly what the drained run did not. It
+// returns the stop offsets, and how many partitions it committed.
+func CommitDrained(ctx context.Context) (Offsets, int, error) {
 	drained.Lock()
 	pending := drained.reads
 	drained.reads = nil
 	drained.Unlock()
+	ends := Offsets{}
 	n := 0
 	var errs []error
 	for _, d := range pending {
 		var os kadm.Offsets
 		for tp, at := range d.at {
 			os.Add(kadm.Offset{Topic: tp.Topic, Partition: tp.Partition, At: at, LeaderEpoch: -1})
+			ends[tp.String()] = max(ends[tp.String()], at)
+		}
+		if d.group == "" {
+			continue
 		}
 		if err := d.commit(ctx, os); err != nil {
 			errs = append(errs, err)
@@ -57,7 +63,7 @@ func CommitDrained(ctx context.Context) (int, error) {
 		}
 		n += len(d.at)
 	}
-	return n, errors.Join(errs...)
+	return ends, n, errors.Join(errs...)
 }
 
 // drained holds the stop offsets of drained Reads, until CommitDrained.
@@ -68,15 +74,12 @@ var drained struct {
 
 type drainedRead struct {
 	fn    kafkaFn // brokers and security, for a client of CommitDrained's own
-	group string
+	group string  // "" if the Read does not commit offsets
 	at    map[TopicPartition]int64
 }
 
 // stopAt records that a drained reader of r stopped before offset at.
 func (r *reader) stopAt(tp TopicPartition, at int64) {
-	if !r.Cfg.CommitOffsets {
-		return
-	}
 	drained.Lock()
 	defer drained.Unlock()
 	if drained.reads == nil {
@@ -84,7 +87,10 @@ func (r *reader) stopAt(tp TopicPartition, at int64) {
 	}
 	d := drained.reads[r.ReadID]
 	if d == nil {
-		d = &drainedRead{fn: kafkaFn{Brokers: r.Brokers, Security: r.Security}, group: r.Cfg.Group, at: map[TopicPartition]int64{}}
+		d = &drainedRead{fn: kafkaFn{Brokers: r.Brokers, Security: r.Security}, at: map[TopicPartition]int64{}}
+		if r.Cfg.CommitOffsets {
+			d.group = r.Cfg.Group
+		}
 		drained.reads[r.ReadID] = d
 	}
 	tp.New = false

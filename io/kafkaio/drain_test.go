@@ -83,9 +83,12 @@ func TestDrain(t *testing.T) {
 			t.Errorf("minute %s: %d events, want 60 (windows %v)", minute, windows[minute], windows)
 		}
 	}
-	n, err := CommitDrained(ctx)
+	ends, n, err := CommitDrained(ctx)
 	if err != nil || n != 2 {
 		t.Errorf("CommitDrained: %d partitions, %v; want both partitions", n, err)
+	}
+	if sum := ends[topic+"/0"] + ends[topic+"/1"]; len(ends) != 2 || sum != int64(len(evs)) {
+		t.Errorf("drained readers stopped at %v, want both partitions, %d records in all", ends, len(evs))
 	}
 	if at := committed(); at != int64(len(evs)) {
 		t.Errorf("committed offset %d after the drain, want %d", at, len(evs))

@@ -20,6 +20,13 @@ type ReadConfig struct {
 	// used with StartAtTime.
 	Start       StartPosition
 	StartTimeMs int64
+	// StartOffsets, when set, is where each partition's reader starts,
+	// keyed by TopicPartition.String(), and Start is not looked at: a
+	// launcher resolves the start once (ResolveStart) and may move it
+	// (serving.PlanStreamStart), so every worker starts where the plan
+	// says. A partition not in it appeared later and is read from its
+	// beginning.
+	StartOffsets Offsets
 	// Group names the consumer group for StartCommitted and CommitOffsets.
 	Group string
 	// CommitOffsets commits each partition's position to Group once the

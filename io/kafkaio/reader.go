@@ -130,8 +130,11 @@ func (f *reader) knowPartitions(ctx context.Context, tp TopicPartition) {
 func (f *reader) startOffset(ctx context.Context, tp TopicPartition) (int64, error) {
 	var lo kadm.ListedOffsets
 	var err error
+	if o, ok := f.Cfg.StartOffsets[tp.String()]; ok && !tp.New {
+		return o, nil
+	}
 	switch pos := f.Cfg.Start; {
-	case pos == StartEarliest || tp.New:
+	case pos == StartEarliest || tp.New || f.Cfg.StartOffsets != nil:
 		lo, err = f.admin.ListStartOffsets(ctx, tp.Topic)
 	case pos == StartLatest:
 		lo, err = f.admin.ListEndOffsets(ctx, tp.Topic)

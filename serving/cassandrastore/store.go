@@ -13,6 +13,8 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/lumenhq/lumen/aggregate"
@@ -27,6 +29,85 @@ func init() { serving.Register("cassandra", Open) }
 type Store struct {
 	c  *cassandraio.Client
 	ks string
+
+	mu         sync.Mutex
+	superseded map[string]bool // stream runs whose rows speed reads leave out
+	readAt     time.Time
+}
+
+// supersededTTL bounds how old the superseded runs a speed read leaves out
+// may be: a replay that takes over a run shows within it.
+const supersededTTL = time.Second
+
+// supersededRuns returns the stream runs that are superseded.
+func (s *Store) supersededRuns(ctx context.Context) (map[string]bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.superseded != nil && time.Since(s.readAt) < supersededTTL {
+		return s.superseded, nil
+	}
+	runs, err := s.StreamRuns(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, r := range runs {
+		if r.SupersededBy != "" {
+			out[r.ID] = true
+		}
+	}
+	s.superseded, s.readAt = out, time.Now()
+	return out, nil
+}
+
+// runColumn is the run column a read of layer selects (speed rows only),
+// and the runs whose rows it leaves out.
+func (s *Store) runColumn(ctx context.Context, layer serving.Layer) (string, map[string]bool, error) {
+	if layer != serving.Speed {
+		return "", nil, nil
+	}
+	skip, err := s.supersededRuns(ctx)
+	return ", run", skip, err
+}
+
+func (s *Store) RecordStreamRun(ctx context.Context, r serving.StreamRun) error {
+	err := s.c.Query(ctx, fmt.Sprintf("INSERT INTO %s.stream_runs (run, started, start_offsets, end_offsets, drained, superseded_by) VALUES (?, ?, ?, ?, ?, ?)", s.ks),
+		r.ID, r.Started, r.Start, r.End, r.End != nil, r.SupersededBy).Exec()
+	if err != nil {
+		return fmt.Errorf("cassandrastore: record stream run: %w", err)
+	}
+	s.mu.Lock()
+	s.superseded = nil // read again
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Store) StreamRuns(ctx context.Context) ([]serving.StreamRun, error) {
+	it := s.c.Query(ctx, fmt.Sprintf("SELECT run, started, start_offsets, end_offsets, drained, superseded_by FROM %s.stream_runs", s.ks)).Iter()
+	var out []serving.StreamRun
+	for {
+		var r serving.StreamRun
+		var end map[string]int64
+		var drained bool
+		if !it.Scan(&r.ID, &r.Started, &r.Start, &end, &drained, &r.SupersededBy) {
+			break
+		}
+		r.Started = r.Started.UTC()
+		if drained {
+			r.End = end
+			if r.End == nil {
+				r.End = map[string]int64{}
+			}
+		}
+		out = append(out, r)
+	}
+	if err := it.Close(); err != nil {
+		return nil, fmt.Errorf("cassandrastore: stream runs: %w", err)
+	}
+	slices.SortFunc(out, func(a, b serving.StreamRun) int {
+		return cmp.Or(a.Started.Compare(b.Started), cmp.Compare(a.ID, b.ID))
+	})
+	return out, nil
 }
 
 // Open connects to the cluster of a cassandra:// URL and makes sure the
@@ -222,14 +303,26 @@ func (r *rowWriter) Stats() map[string]int64 {
 }
 
 func (s *Store) Counts(ctx context.Context, layer serving.Layer, q serving.CountQuery) ([]serving.CountPoint, error) {
-	stmt := fmt.Sprintf("SELECT bucket, count FROM %s.%s WHERE kind = ? AND app_id = ? AND app_version = ? AND granularity = ? AND period = ? AND bucket >= ? AND bucket <= ?",
-		s.ks, table(layer, "counts"))
+	runCol, skip, err := s.runColumn(ctx, layer)
+	if err != nil {
+		return nil, err
+	}
+	stmt := fmt.Sprintf("SELECT bucket%s, count FROM %s.%s WHERE kind = ? AND app_id = ? AND app_version = ? AND granularity = ? AND period = ? AND bucket >= ? AND bucket <= ?",
+		runCol, s.ks, table(layer, "counts"))
 	var out []serving.CountPoint
 	for _, p := range serving.Periods(q.Gran, q.From, q.To) {
 		it := s.c.Query(ctx, stmt, q.Kind.String(), q.AppID, q.Version, q.Gran.String(), p, q.From, q.To).Iter()
 		var b time.Time
+		var run string
 		var n int64
-		for it.Scan(&b, &n) {
+		dest := []any{&b, &n}
+		if runCol != "" {
+			dest = []any{&b, &run, &n}
+		}
+		for it.Scan(dest...) {
+			if skip[run] {
+				continue
+			}
 			// Speed rows arrive by bucket, then run: sum each bucket's runs.
 			if len(out) > 0 && out[len(out)-1].Bucket.Equal(b.UTC()) {
 				out[len(out)-1].Count += n
@@ -245,15 +338,27 @@ func (s *Store) Counts(ctx context.Context, layer serving.Layer, q serving.Count
 }
 
 func (s *Store) Users(ctx context.Context, layer serving.Layer, q serving.UserQuery) ([]aggregate.UserRow, error) {
-	stmt := fmt.Sprintf("SELECT day, sketch, estimate, events FROM %s.%s WHERE kind = ? AND app_id = ? AND app_version = ? AND period = ? AND day >= ? AND day <= ?",
-		s.ks, table(layer, "users"))
+	runCol, skip, err := s.runColumn(ctx, layer)
+	if err != nil {
+		return nil, err
+	}
+	stmt := fmt.Sprintf("SELECT day%s, sketch, estimate, events FROM %s.%s WHERE kind = ? AND app_id = ? AND app_version = ? AND period = ? AND day >= ? AND day <= ?",
+		runCol, s.ks, table(layer, "users"))
 	var out []aggregate.UserRow
 	for _, p := range serving.Periods(aggregate.Day, q.From, q.To) {
 		it := s.c.Query(ctx, stmt, q.Kind.String(), q.AppID, q.Version, p, q.From, q.To).Iter()
 		var day time.Time
+		var run string
 		var sketch []byte
 		var est, events int64
-		for it.Scan(&day, &sketch, &est, &events) {
+		dest := []any{&day, &sketch, &est, &events}
+		if runCol != "" {
+			dest = []any{&day, &run, &sketch, &est, &events}
+		}
+		for it.Scan(dest...) {
+			if skip[run] {
+				continue
+			}
 			out = append(out, aggregate.UserRow{Kind: q.Kind, AppID: q.AppID, AppVersion: q.Version,
 				Day: day.UnixMilli(), Sketch: slices.Clone(sketch), Estimate: est, Events: events})
 		}
@@ -268,13 +373,21 @@ func (s *Store) Users(ctx context.Context, layer serving.Layer, q serving.UserQu
 }
 
 func (s *Store) Late(ctx context.Context, q serving.CountQuery) ([]serving.CountPoint, error) {
-	stmt := fmt.Sprintf("SELECT bucket, count FROM %s.speed_late WHERE kind = ? AND app_id = ? AND app_version = ? AND granularity = ? AND period = ? AND bucket >= ? AND bucket <= ?", s.ks)
+	skip, err := s.supersededRuns(ctx)
+	if err != nil {
+		return nil, err
+	}
+	stmt := fmt.Sprintf("SELECT bucket, source, count FROM %s.speed_late WHERE kind = ? AND app_id = ? AND app_version = ? AND granularity = ? AND period = ? AND bucket >= ? AND bucket <= ?", s.ks)
 	var out []serving.CountPoint
 	for _, p := range serving.Periods(q.Gran, q.From, q.To) {
 		it := s.c.Query(ctx, stmt, q.Kind.String(), q.AppID, q.Version, q.Gran.String(), p, q.From, q.To).Iter()
 		var b time.Time
+		var source string
 		var n int64
-		for it.Scan(&b, &n) {
+		for it.Scan(&b, &source, &n) {
+			if run, _, _ := strings.Cut(source, "|"); skip[run] {
+				continue
+			}
 			// Rows arrive by bucket, then source: sum each bucket's sources.
 			if len(out) > 0 && out[len(out)-1].Bucket.Equal(b.UTC()) {
 				out[len(out)-1].Count += n

@@ -31,13 +31,17 @@ type liveStream struct {
 // it if the test does not.
 func launchStream(t *testing.T, cfg pipelines.StreamConfig) *liveStream {
 	t.Helper()
+	sr, err := pipelines.StartStream(context.Background(), &cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	p, s := beam.NewPipelineWithRoot()
 	if err := pipelines.BuildStream(s, cfg); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ls := &liveStream{t: t, cancel: cancel, done: make(chan error, 1)}
-	go func() { ls.done <- pipelines.RunStream(ctx, p) }()
+	go func() { ls.done <- pipelines.RunStream(ctx, p, sr) }()
 	t.Cleanup(ls.stop)
 	return ls
 }
