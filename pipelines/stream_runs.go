@@ -49,7 +49,7 @@ func StartStream(ctx context.Context, cfg *StreamConfig) (*StreamRun, error) {
 	if err != nil {
 		return nil, err
 	}
-	plan := serving.PlanStreamStart(pos.Requested, pos.Earliest, pos.Head, runs)
+	plan := serving.PlanStreamStart(pos.Requested, pos.Earliest, pos.Head, runs, cfg.Kafka.Start == kafkaio.StartLatest)
 	r := &StreamRun{store: cfg.Store, Plan: plan,
 		Run: serving.StreamRun{ID: cfg.Run, Started: time.Now().UTC(), Start: plan.Start}}
 	for _, old := range runs {

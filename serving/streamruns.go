@@ -3,7 +3,6 @@ package serving
 import (
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -55,18 +54,23 @@ type StreamStart struct {
 // speed tables count every event once, whatever the requested start and
 // however earlier runs stopped. requested is the start the operator asked
 // for (--start, resolved to offsets), earliest and head the partitions'
-// first and next offsets now, and runs the earlier runs.
+// first and next offsets now, and runs the earlier runs. atHead says the
+// operator asked for the head (--start=latest).
 //
-// An earlier live run is left alone if the new run starts at or after
-// everything it read: at its End if it drained, else at the head (a run
-// that is not running read nothing past the head of now). Any other run
-// overlaps the new one, and the new run takes it over: its start moves
-// back, where needed, to that run's start, so it reads again everything
-// that run read, and the run is superseded. Moving back can make the new
-// run overlap a run it started after, so this repeats until nothing moves.
-// A requested start is therefore honoured or moved earlier, never later:
-// the counts are exact, at the cost of a longer replay.
-func PlanStreamStart(requested, earliest, head map[string]int64, runs []StreamRun) StreamStart {
+// An earlier live run that drained is left alone if the new run starts at
+// or after its End on every partition. A run with no recorded end (killed,
+// or cancelled in the runner) stored an unknown part of what it read: the
+// panes in flight were lost, and offsets it committed may be past them. So
+// it is left alone only when the new run starts at the head (atHead),
+// which by definition leaves what came before it to the batch; any other
+// start takes it over. A run that is not left alone is taken over: the new
+// run's start moves back, where needed, to that run's start, so it reads
+// again everything that run read, and the run is superseded. Moving back
+// can make the new run overlap a run it started after, so this repeats
+// until nothing moves. A requested start is therefore honoured or moved
+// earlier, never later: the counts are exact, at the cost of a longer
+// replay.
+func PlanStreamStart(requested, earliest, head map[string]int64, runs []StreamRun, atHead bool) StreamStart {
 	start := make(map[string]int64, len(requested))
 	for p, o := range requested {
 		start[p] = max(o, earliest[p])
@@ -77,7 +81,7 @@ func PlanStreamStart(requested, earliest, head map[string]int64, runs []StreamRu
 	for changed := true; changed; {
 		changed = false
 		for _, r := range runs {
-			if r.SupersededBy != "" || done[r.ID] || disjoint(start, r, head) {
+			if r.SupersededBy != "" || done[r.ID] || disjoint(start, r, head, atHead) {
 				continue
 			}
 			done[r.ID] = true
@@ -113,8 +117,12 @@ func PlanStreamStart(requested, earliest, head map[string]int64, runs []StreamRu
 	return plan
 }
 
-// disjoint reports whether a run starting at start reads nothing r read.
-func disjoint(start map[string]int64, r StreamRun, head map[string]int64) bool {
+// disjoint reports whether a run starting at start reads nothing r read,
+// and r's rows can stay. A run with no recorded end can stay only atHead.
+func disjoint(start map[string]int64, r StreamRun, head map[string]int64, atHead bool) bool {
+	if r.End == nil && !atHead {
+		return false
+	}
 	for p, s := range start {
 		end := head[p] // not drained: it read at most up to the head of now
 		if r.End != nil {
@@ -131,11 +139,4 @@ func disjoint(start map[string]int64, r StreamRun, head map[string]int64) bool {
 		}
 	}
 	return true
-}
-
-// runOf is the run a speed_late source belongs to: sources are
-// "<run>|<id>" (the stream's late writer prefixes them).
-func runOf(source string) string {
-	run, _, _ := strings.Cut(source, "|")
-	return run
 }

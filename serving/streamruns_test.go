@@ -22,26 +22,30 @@ func TestPlanStreamStart(t *testing.T) {
 		requested  map[string]int64
 		earliest   map[string]int64
 		runs       []StreamRun
+		atHead     bool
 		start      map[string]int64
 		superseded string
 		expired    string
 	}{
-		{"latest after a drained stop and a kill: both stay", head, earliest, []StreamRun{drained, killed}, head, "[]", "map[]"},
-		{"committed after a drained stop: it stays", offs(40, 30), earliest, []StreamRun{drained}, offs(40, 30), "[]", "map[]"},
-		{"committed after a kill: the killed run is read again", offs(40, 30), earliest, []StreamRun{drained, killed}, offs(40, 30), "[killed]", "map[]"},
-		{"a commit in the middle of a killed run: the start moves back to it", offs(60, 31), earliest, []StreamRun{drained, killed}, offs(40, 30), "[killed]", "map[]"},
-		{"earliest: everything is read again", earliest, earliest, []StreamRun{drained, killed}, earliest, "[drained killed]", "map[]"},
-		{"a time inside the drained run: back to its start, and on", offs(20, 30), earliest, []StreamRun{drained, killed}, offs(10, 5), "[drained killed]", "map[]"},
+		{"latest after a drained stop and a kill: both stay", head, earliest, []StreamRun{drained, killed}, true, head, "[]", "map[]"},
+		{"committed after a drained stop: it stays", offs(40, 30), earliest, []StreamRun{drained}, false, offs(40, 30), "[]", "map[]"},
+		{"committed after a kill: the killed run is read again", offs(40, 30), earliest, []StreamRun{drained, killed}, false, offs(40, 30), "[killed]", "map[]"},
+		{"a commit in the middle of a killed run: the start moves back to it", offs(60, 31), earliest, []StreamRun{drained, killed}, false, offs(40, 30), "[killed]", "map[]"},
+		// Killed after reading, and committing, everything: what it stored
+		// is unknown, so a committed restart reads it all again.
+		{"committed at the head after a kill: the killed run is read again", head, earliest, []StreamRun{drained, killed}, false, offs(40, 30), "[killed]", "map[]"},
+		{"earliest: everything is read again", earliest, earliest, []StreamRun{drained, killed}, false, earliest, "[drained killed]", "map[]"},
+		{"a time inside the drained run: back to its start, and on", offs(20, 30), earliest, []StreamRun{drained, killed}, false, offs(10, 5), "[drained killed]", "map[]"},
 		{"a superseded run is not read again", offs(40, 30), earliest,
-			[]StreamRun{{ID: "gone", Start: offs(0, 0), SupersededBy: "drained"}, drained, killed}, offs(40, 30), "[killed]", "map[]"},
-		{"retention took the start of a run", offs(20, 20), offs(15, 0), []StreamRun{drained}, offs(15, 5), "[drained]", "map[t/0:5]"},
+			[]StreamRun{{ID: "gone", Start: offs(0, 0), SupersededBy: "drained"}, drained, killed}, false, offs(40, 30), "[killed]", "map[]"},
+		{"retention took the start of a run", offs(20, 20), offs(15, 0), []StreamRun{drained}, false, offs(15, 5), "[drained]", "map[t/0:5]"},
 		{"a partition the run never saw: read from 0", offs(40, 30), earliest,
-			[]StreamRun{{ID: "one", Start: map[string]int64{"t/0": 40}}}, offs(40, 0), "[one]", "map[]"},
+			[]StreamRun{{ID: "one", Start: map[string]int64{"t/0": 40}}}, false, offs(40, 0), "[one]", "map[]"},
 		{"a run that drained before a partition appeared: left alone on it", offs(40, 0), earliest,
-			[]StreamRun{{ID: "before", Start: map[string]int64{"t/0": 10}, End: map[string]int64{"t/0": 40}}}, offs(40, 0), "[]", "map[]"},
+			[]StreamRun{{ID: "before", Start: map[string]int64{"t/0": 10}, End: map[string]int64{"t/0": 40}}}, false, offs(40, 0), "[]", "map[]"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			p := PlanStreamStart(c.requested, c.earliest, head, c.runs)
+			p := PlanStreamStart(c.requested, c.earliest, head, c.runs, c.atHead)
 			if fmt.Sprint(p.Start) != fmt.Sprint(c.start) || fmt.Sprint(p.Superseded) != c.superseded || fmt.Sprint(p.Expired) != c.expired {
 				t.Errorf("start %v superseded %v expired %v; want %v %s %s", p.Start, p.Superseded, p.Expired, c.start, c.superseded, c.expired)
 			}
@@ -67,8 +71,8 @@ func TestPlanStreamStart(t *testing.T) {
 					if taken[r.ID] && s > max(from, c.earliest[part]) {
 						t.Errorf("%s is taken over but starts at %d on %s, after the run's %d", r.ID, s, part, from)
 					}
-					if !taken[r.ID] && s < end {
-						t.Errorf("%s stays but the new run starts at %d on %s, before its end %d", r.ID, s, part, end)
+					if !taken[r.ID] && (s < end || r.End == nil && !c.atHead) {
+						t.Errorf("%s stays but the new run starts at %d on %s, before its end %d, or it has no end and the start is not the head", r.ID, s, part, end)
 					}
 				}
 			}

@@ -53,7 +53,7 @@ var (
 	topicPrefix = flag.String("topic_prefix", kafkaio.DefaultTopicPrefix, "Event topics are <prefix>app_load, <prefix>crash, <prefix>handled_exception.")
 	start       = flag.String("start", "latest", "Where to start reading: latest, earliest, committed (needs --group) or an RFC3339 time.")
 	group       = flag.String("group", "", "Consumer group for --start=committed and --commit_offsets.")
-	commit      = flag.Bool("commit_offsets", false, "Commit read offsets to --group once the runner has persisted a bundle's output.")
+	commit      = flag.Bool("commit_offsets", false, "Commit read offsets to --group: after a stop, where the drained readers ended; while running, once the runner has persisted a bundle (a --start=committed restart after a kill reads the killed run again whole).")
 	store       = flag.String("store", "sqlite:lumen.db", "Store URL: sqlite:PATH or cassandra://h1,h2:9042/keyspace?rate=…")
 	every       = flag.Duration("every", 2*time.Second, "How often open minute windows fire early (counts are live within about this).")
 	lateHorizon = flag.Duration("late_horizon", 24*time.Hour, "Late events within this of the watermark are counted per window; older ones one by one.")

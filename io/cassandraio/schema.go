@@ -86,7 +86,7 @@ func (c *Client) EnsureSchema(ctx context.Context) error {
 		stmts = append(stmts, fmt.Sprintf(t, ks))
 	}
 	for _, s := range stmts {
-		if err := c.session.Query(s).WithContext(ctx).Exec(); err != nil {
+		if err := c.ddl(ctx, s); err != nil {
 			return fmt.Errorf("cassandraio: schema: %s: %w", strings.Fields(s)[2]+" "+strings.Fields(s)[5], err)
 		}
 		if err := c.session.AwaitSchemaAgreement(ctx); err != nil {
@@ -117,7 +117,7 @@ func (c *Client) EnsureSchema(ctx context.Context) error {
 			}
 		}
 		for _, st := range stmts {
-			if err := c.session.Query(st).WithContext(ctx).Exec(); err != nil {
+			if err := c.ddl(ctx, st); err != nil {
 				return fmt.Errorf("cassandraio: migrate to schema 3: %w", err)
 			}
 			if err := c.session.AwaitSchemaAgreement(ctx); err != nil {
@@ -128,7 +128,7 @@ func (c *Client) EnsureSchema(ctx context.Context) error {
 	if version == 1 {
 		// Version 2 added events to the sketch tables.
 		for _, t := range []string{"batch_users"} {
-			err := c.session.Query(fmt.Sprintf("ALTER TABLE %s.%s ADD events bigint", ks, t)).WithContext(ctx).Exec()
+			err := c.ddl(ctx, fmt.Sprintf("ALTER TABLE %s.%s ADD events bigint", ks, t))
 			if err != nil && !strings.Contains(err.Error(), "already exist") {
 				return fmt.Errorf("cassandraio: migrate %s to schema 2: %w", t, err)
 			}
@@ -138,7 +138,7 @@ func (c *Client) EnsureSchema(ctx context.Context) error {
 		// Version 4 records a note and complete_at per run; every success
 		// before it counted as complete.
 		for _, col := range []string{"note text", "complete_at timestamp"} {
-			err := c.session.Query(fmt.Sprintf("ALTER TABLE %s.batch_runs ADD %s", ks, col)).WithContext(ctx).Exec()
+			err := c.ddl(ctx, fmt.Sprintf("ALTER TABLE %s.batch_runs ADD %s", ks, col))
 			if err != nil && !strings.Contains(err.Error(), "already exist") {
 				return fmt.Errorf("cassandraio: migrate batch_runs to schema 4: %w", err)
 			}
@@ -179,4 +179,21 @@ func (c *Client) EnsureSchema(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// ddl runs one schema statement, again if it timed out: a schema change
+// on a loaded node can take longer than a request's timeout, and lumen's
+// statements are idempotent (IF [NOT] EXISTS; an ALTER that added its
+// column answers "already exists", which the callers accept).
+func (c *Client) ddl(ctx context.Context, stmt string) error {
+	var err error
+	for attempt := 0; attempt < 4; attempt++ {
+		if err = c.session.Query(stmt).WithContext(ctx).Exec(); err == nil || !errors.Is(err, gocql.ErrTimeoutNoResponse) {
+			return err
+		}
+		if err := c.session.AwaitSchemaAgreement(ctx); err != nil {
+			return err
+		}
+	}
+	return err
 }
