@@ -25,7 +25,7 @@ type AppInfo struct {
 // Apps lists the apps with rows of any kind, sorted by app id: batch rows
 // in the CatalogMonths up to the newest batch watermark W (of any kind),
 // and speed rows after W, up to the day after now, or at most
-// CatalogMonths back (W is now if no run has succeeded). These are the
+// CatalogMonths back (all of them if no batch run has succeeded). These are the
 // rows the merge reads, so it is how the serving side tells an unknown
 // app from a quiet one: an app it lists answers an empty range with no
 // points; one it does not list is unknown.
@@ -50,6 +50,11 @@ func (q *Querier) Apps(ctx context.Context, now time.Time) ([]AppInfo, error) {
 		speedTo = anchor.AddDate(0, 0, 1)
 	}
 	speedFrom := anchor
+	if !w.OK() {
+		// No batch run: the speed layer answers for every day it holds
+		// (a replay of history before the first batch run).
+		speedFrom = time.Time{}
+	}
 	if limit := speedTo.AddDate(0, -CatalogMonths, 0); speedFrom.Before(limit) {
 		speedFrom = limit
 	}
