@@ -13,12 +13,12 @@ UNAVAILABLE_SERVERS ?= flink
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: test test-unit test-go vet fmt-check services-up services-down bench
+.PHONY: test test-unit test-go fuzz vet fmt-check services-up services-down bench
 
 ## test: start the real servers, vet, run every test with the integration
 ## tests enabled, and stop the servers (also when a step fails).
 test:
-	testing/services/run $(MAKE) --no-print-directory vet fmt-check test-go
+	testing/services/run $(MAKE) --no-print-directory vet fmt-check fuzz test-go
 
 ## test-unit: the tests that need nothing but Go (real-server tests skip).
 test-unit:
@@ -30,6 +30,13 @@ test-go:
 	@echo "make test: servers allowed to be missing: $(UNAVAILABLE_SERVERS)"
 	LUMEN_TEST_REQUIRE_SERVERS=1 LUMEN_TEST_UNAVAILABLE="$(UNAVAILABLE_SERVERS)" \
 	  $(GO) test -json -count=1 -timeout $(TEST_TIMEOUT) ./... | $(GO) run ./testing/testsummary
+
+## fuzz: the decoders of untrusted bytes, each fuzzed for FUZZTIME: Avro
+## container files (the batch's input) and single-object messages (Kafka).
+FUZZTIME ?= 20s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME) ./io/avroio
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSingle$$' -fuzztime $(FUZZTIME) ./event
 
 vet:
 	$(GO) vet ./...

@@ -90,7 +90,7 @@ func readAllSplits(t *testing.T, splits ...FileSplit) *collect {
 	return c
 }
 
-func whole(t *testing.T, path string, k event.Kind) FileSplit {
+func whole(t testing.TB, path string, k event.Kind) FileSplit {
 	fi, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
