@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/lumenhq/lumen/archive"
+	"github.com/lumenhq/lumen/cmd/internal/buildinfo"
 	"github.com/lumenhq/lumen/cmd/internal/kafkaflags"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/avroio"
@@ -53,7 +54,9 @@ var (
 )
 
 func main() {
+	version := buildinfo.Flag(flag.CommandLine)
 	flag.Parse()
+	buildinfo.ExitIfAsked(version, "archive")
 	cfg, err := config()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "archive:", err)

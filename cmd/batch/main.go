@@ -33,6 +33,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/x/beamx"
 
 	"github.com/lumenhq/lumen/aggregate"
+	"github.com/lumenhq/lumen/cmd/internal/buildinfo"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/cassandraio"
 	"github.com/lumenhq/lumen/io/raw"
@@ -73,7 +74,9 @@ var (
 )
 
 func main() {
+	version := buildinfo.Flag(flag.CommandLine)
 	flag.Parse()
+	buildinfo.ExitIfAsked(version, "batch")
 	if !*verbose {
 		beamlog.LogLevel = "warn" // beam.Init installs the slog handler
 	}

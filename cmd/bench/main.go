@@ -19,6 +19,8 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	beamlog "github.com/apache/beam/sdks/v2/go/pkg/beam/log"
+
+	"github.com/lumenhq/lumen/cmd/internal/buildinfo"
 )
 
 const usage = `usage: bench batch|incremental|cassandra|s3|stream|serve [flags]   (run "bench NAME -h" for flags)`
@@ -31,6 +33,10 @@ func main() {
 	cmd, args := os.Args[1], os.Args[2:]
 	// Beam's own flags (--runner etc.) are not used; prism and direct are
 	// called directly. Beam still needs initialising for its workers.
+	if cmd == "--version" || cmd == "-version" {
+		fmt.Println(buildinfo.String("bench"))
+		return
+	}
 	os.Args = os.Args[:1]
 	flag.Parse()
 	beamlog.LogLevel = "warn"

@@ -30,6 +30,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lumenhq/lumen/cmd/internal/buildinfo"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/avroio"
 	"github.com/lumenhq/lumen/io/kafkaio"
@@ -63,7 +64,9 @@ var (
 )
 
 func main() {
+	version := buildinfo.Flag(flag.CommandLine)
 	flag.Parse()
+	buildinfo.ExitIfAsked(version, "gen")
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "gen:", err)
 		os.Exit(1)

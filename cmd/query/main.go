@@ -33,6 +33,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/lumenhq/lumen/cmd/internal/buildinfo"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/cassandraio"
 	"github.com/lumenhq/lumen/serving"
@@ -140,6 +141,9 @@ func run(ctx context.Context, cmd string, args []string, out io.Writer) error {
 	switch cmd {
 	case "-h", "--help", "help":
 		fmt.Fprintln(out, usage)
+		return nil
+	case "--version", "-version", "version": // (a subcommand's --version is an app version)
+		fmt.Fprintln(out, buildinfo.String("query"))
 		return nil
 	case "runs":
 		kind := fs.String("kind", "all", "Event kind, or all.")

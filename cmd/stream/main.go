@@ -38,6 +38,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/lumenhq/lumen/aggregate"
+	"github.com/lumenhq/lumen/cmd/internal/buildinfo"
 	"github.com/lumenhq/lumen/cmd/internal/kafkaflags"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/cassandraio"
@@ -73,7 +74,9 @@ var (
 )
 
 func main() {
+	version := buildinfo.Flag(flag.CommandLine)
 	flag.Parse()
+	buildinfo.ExitIfAsked(version, "stream")
 	if !*verbose {
 		beamlog.LogLevel = "warn"
 	}

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -357,4 +358,16 @@ func marshal(t testing.TB, m proto.Message) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// Every command says what it is: --version prints its name, the module's
+// version and the Go version, and exits 0 (query takes it before a
+// subcommand, where --version is an app version).
+func TestVersion(t *testing.T) {
+	for _, name := range []string{"archive", "batch", "bench", "gen", "query", "stream"} {
+		out, err := exec.Command(command(t, name), "--version").CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(out), "lumen "+name+" ") || !strings.Contains(string(out), runtime.Version()) {
+			t.Errorf("%s --version: %v, %q", name, err, out)
+		}
+	}
 }
