@@ -206,7 +206,7 @@ func (a *Archiver) failLocked(err error) {
 // probeOutput fails fast when the archive root cannot be used: a local
 // root must be creatable, an S3 root listable (one request).
 func (a *Archiver) probeOutput(ctx context.Context) error {
-	if isLocal(a.cfg.Output) {
+	if blob.IsLocal(a.cfg.Output) {
 		if err := os.MkdirAll(a.cfg.Output, 0o755); err != nil {
 			return &OutputError{Op: "create", Path: a.cfg.Output, Err: err}
 		}

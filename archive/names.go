@@ -105,7 +105,7 @@ func (a *Archiver) cleanLeftovers(ctx context.Context, p *partition, dir string)
 		a.stats.LeftoversRemoved++
 		a.cfg.Logger.Info("archive: removed an uncommitted file of an earlier owner", "path", f.Path, "start", p.start)
 	}
-	if isLocal(dir) {
+	if blob.IsLocal(dir) {
 		entries, err := os.ReadDir(dir)
 		if err != nil && !os.IsNotExist(err) {
 			return &OutputError{Op: "list", Path: dir, Err: err}
@@ -128,4 +128,3 @@ func (a *Archiver) cleanLeftovers(ctx context.Context, p *partition, dir string)
 	return nil
 }
 
-func isLocal(p string) bool { return !strings.Contains(p, "://") }

@@ -273,7 +273,7 @@ func drop(p *partition) {
 }
 
 func syncDir(dir string) error {
-	if !isLocal(dir) {
+	if !blob.IsLocal(dir) {
 		return nil
 	}
 	d, err := os.Open(filepath.Clean(dir))

@@ -56,7 +56,7 @@ type (
 // ending in "/"), as names or paths the filesystem chooses; callers take
 // the last element. A prefix that does not exist has none.
 func ListDirs(ctx context.Context, prefix string) ([]string, error) {
-	if isLocal(prefix) {
+	if IsLocal(prefix) {
 		entries, err := os.ReadDir(prefix)
 		if err != nil && !os.IsNotExist(err) {
 			return nil, err
@@ -84,7 +84,7 @@ func ListDirs(ctx context.Context, prefix string) ([]string, error) {
 // it fits. A local file costs three system calls (files in lumen's layouts
 // appear atomically and never change, so the listed size is the size).
 func ReadAll(ctx context.Context, path string, size int64, buf []byte) ([]byte, error) {
-	if isLocal(path) {
+	if IsLocal(path) {
 		return readLocalFile(path, size, buf)
 	}
 	rc, err := OpenRange(ctx, path, 0, -1)
@@ -133,12 +133,14 @@ func fileSystem(ctx context.Context, path string) (filesystem.Interface, error) 
 	return actual.(filesystem.Interface), nil
 }
 
-func isLocal(path string) bool { return !strings.Contains(path, "://") }
+// IsLocal reports whether path is a local file path rather than a URL of
+// another filesystem (s3://, gs://, …).
+func IsLocal(path string) bool { return !strings.Contains(path, "://") }
 
 // OpenRange opens [offset, offset+length) of a file on any Beam filesystem;
 // length < 0 reads to the end.
 func OpenRange(ctx context.Context, path string, offset, length int64) (io.ReadCloser, error) {
-	if isLocal(path) {
+	if IsLocal(path) {
 		f, err := os.Open(path)
 		if err != nil {
 			return nil, err
@@ -184,7 +186,7 @@ func limitCloser(rc io.ReadCloser, length int64) io.ReadCloser {
 // ListPrefix lists the files under a directory prefix (ending in "/"),
 // recursively, with sizes.
 func ListPrefix(ctx context.Context, prefix string) ([]FileInfo, error) {
-	if isLocal(prefix) {
+	if IsLocal(prefix) {
 		var out []FileInfo
 		root := filepath.Clean(prefix)
 		err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
@@ -238,7 +240,7 @@ func Create(ctx context.Context, path string, opts ...CreateOption) (io.WriteClo
 	for _, o := range opts {
 		o(&co)
 	}
-	if isLocal(path) {
+	if IsLocal(path) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return nil, err
 		}

@@ -14,7 +14,7 @@ import (
 // disks, and S3 through io/s3fs with one DeleteObject). A file that is
 // already gone is not an error, so a retried cleanup is harmless.
 func Remove(ctx context.Context, path string) error {
-	if isLocal(path) {
+	if IsLocal(path) {
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
