@@ -127,4 +127,3 @@ func (a *Archiver) cleanLeftovers(ctx context.Context, p *partition, dir string)
 	p.cleaned[dir] = true
 	return nil
 }
-
