@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/lumenhq/lumen/io/kafkaio"
@@ -30,7 +31,7 @@ type StreamRun struct {
 // reads again what an earlier run counted supersedes that run: its rows
 // drop out of the speed reads, and the replay counts those events once.
 // Where a requested start would cut through an earlier run, the start
-// moves back to that run's start, and RunStream's log says so.
+// moves back to that run's start, and the log says so.
 func StartStream(ctx context.Context, cfg *StreamConfig) (*StreamRun, error) {
 	cfg.EnsureDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -63,12 +64,10 @@ func StartStream(ctx context.Context, cfg *StreamConfig) (*StreamRun, error) {
 		return nil, err
 	}
 	for _, old := range runs {
-		for _, id := range plan.Superseded {
-			if old.ID == id {
-				old.SupersededBy = cfg.Run
-				if err := st.RecordStreamRun(ctx, old); err != nil {
-					return nil, err
-				}
+		if slices.Contains(plan.Superseded, old.ID) {
+			old.SupersededBy = cfg.Run
+			if err := st.RecordStreamRun(ctx, old); err != nil {
+				return nil, err
 			}
 		}
 	}

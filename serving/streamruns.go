@@ -2,7 +2,6 @@ package serving
 
 import (
 	"sort"
-	"strconv"
 	"time"
 )
 
@@ -15,8 +14,8 @@ import (
 type StreamRun struct {
 	ID      string
 	Started time.Time
-	// Start is, per partition ("topic/partition", OffsetKey), the first
-	// offset the run reads. A partition that is not in it appeared after
+	// Start is, per partition (keyed "topic/partition", as the Kafka
+	// reader names them), the first offset the run reads. A partition that is not in it appeared after
 	// the run started, and the run read it from its beginning.
 	Start map[string]int64
 	// End is, after a drained stop, where each partition's reader stopped:
@@ -26,11 +25,6 @@ type StreamRun struct {
 	// SupersededBy names the later run that reads again everything this
 	// one read; reads leave this run's rows out. Empty: live.
 	SupersededBy string
-}
-
-// OffsetKey is the key of a partition in StreamRun's offset maps.
-func OffsetKey(topic string, partition int32) string {
-	return topic + "/" + strconv.Itoa(int(partition))
 }
 
 // StreamStart is where a new run starts, and what it takes over.

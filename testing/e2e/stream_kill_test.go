@@ -29,9 +29,16 @@ func TestStreamKilled(t *testing.T) {
 
 	first := startProcess(t, "stream", baseEnv(t), bin, args...)
 	var counted int64
-	for deadline := time.Now().Add(3 * time.Minute); counted == 0; time.Sleep(100 * time.Millisecond) {
-		if time.Now().After(deadline) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(3 * time.Minute)
+	for counted == 0 {
+		select {
+		case <-first.done:
+			t.Fatalf("the first run exited before counting anything: %v; output:\n%s", first.err, tail(first.output(), 40))
+		case <-deadline:
 			t.Fatalf("the first run counted nothing in 3 minutes; output:\n%s", tail(first.output(), 40))
+		case <-tick.C:
 		}
 		speed, _, _ := speedState(t, st, tr)
 		for k, n := range speed {

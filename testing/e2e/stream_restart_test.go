@@ -105,23 +105,19 @@ func TestStreamRestart(t *testing.T) {
 	st := openStore(t, store)
 	raw := t.TempDir()
 	cfg := pipelines.StreamConfig{Kafka: kafkaio.ReadConfig{Brokers: brokers}, TopicPrefix: prefix, Store: store, Every: time.Second}
-	phase := func(seed uint64) gen.Config {
-		return gen.Config{Seed: seed, Start: time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC), Days: 1, Events: 4000, Apps: 3,
-			Punctual: true, FilesPerHour: 2}
-	}
 
 	stop := startStream(t, cfg)
 	awaitReady(t, brokers, prefix, st)
-	a := produceLive(t, brokers, prefix, phase(31), raw)
+	a := produceLive(t, brokers, prefix, livePhase(31), raw)
 	awaitSpeed(t, st, []*gen.StreamTruth{a}, nil)
 	stop()
 
-	b := produceLive(t, brokers, prefix, phase(32), raw)
+	b := produceLive(t, brokers, prefix, livePhase(32), raw)
 
 	stop = startStream(t, cfg)
 	defer func() { stop() }()
 	awaitReady(t, brokers, prefix, st)
-	c := produceLive(t, brokers, prefix, phase(33), raw)
+	c := produceLive(t, brokers, prefix, livePhase(33), raw)
 	awaitSpeed(t, st, []*gen.StreamTruth{a, c}, b)
 	stop()
 	stop = func() {}
@@ -144,6 +140,13 @@ func TestStreamRestart(t *testing.T) {
 	}
 	reportDiffs(t, "batch after the restart vs truth (A+B+C)", diffs)
 	t.Logf("A %d, B %d (missed by the speed layer), C %d events; batch: %d hour and day buckets exact", a.Valid, b.Valid, c.Valid, n)
+}
+
+// livePhase is one phase of live traffic in the restart tests: 4,000
+// punctual events of three apps, re-stamped to now by produceLive.
+func livePhase(seed uint64) gen.Config {
+	return gen.Config{Seed: seed, Start: time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC), Days: 1, Events: 4000, Apps: 3,
+		Punctual: true, FilesPerHour: 2}
 }
 
 // produceLive sends cfg live (re-stamped to now) at 4,000 events/s,
@@ -214,18 +217,14 @@ func TestStreamReplay(t *testing.T) {
 	group := "replay-" + prefix
 	cfg := pipelines.StreamConfig{Kafka: kafkaio.ReadConfig{Brokers: brokers, Group: group, CommitOffsets: true},
 		TopicPrefix: prefix, Store: store, Every: time.Second}
-	phase := func(seed uint64) gen.Config {
-		return gen.Config{Seed: seed, Start: time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC), Days: 1, Events: 4000, Apps: 3,
-			Punctual: true, FilesPerHour: 2}
-	}
 
 	stop := startStream(t, cfg)
 	awaitReady(t, brokers, prefix, st)
-	a := produceLive(t, brokers, prefix, phase(41), raw)
+	a := produceLive(t, brokers, prefix, livePhase(41), raw)
 	awaitSpeed(t, st, []*gen.StreamTruth{a}, nil)
 	stop()
 
-	b := produceLive(t, brokers, prefix, phase(42), raw)
+	b := produceLive(t, brokers, prefix, livePhase(42), raw)
 
 	replay := cfg
 	replay.Kafka.Start = kafkaio.StartEarliest
@@ -238,7 +237,7 @@ func TestStreamReplay(t *testing.T) {
 	resume.Kafka.Start = kafkaio.StartCommitted
 	stop = startStream(t, resume)
 	awaitReady(t, brokers, prefix, st)
-	c := produceLive(t, brokers, prefix, phase(43), raw)
+	c := produceLive(t, brokers, prefix, livePhase(43), raw)
 	awaitSpeed(t, st, []*gen.StreamTruth{a, b, c}, nil)
 	stop()
 	stop = func() {}
