@@ -105,7 +105,7 @@ func printSummary(ctx context.Context, w io.Writer, st serving.Store, cfg pipeli
 	}
 
 	q := &serving.Querier{Store: st}
-	apps, versions, err := q.TopApps(ctx, 10, window.First, window.Last)
+	apps, versions, err := topApps(ctx, q, 10, window.First, window.Last)
 	if err != nil {
 		return err
 	}
@@ -117,7 +117,7 @@ func printSummary(ctx context.Context, w io.Writer, st serving.Store, cfg pipeli
 	tw.Flush()
 
 	// The versions that most need attention: lowest crash-free users.
-	var all []serving.AppReport
+	var all []AppReport
 	for _, vs := range versions {
 		for _, v := range vs {
 			if v.Active >= 20 {

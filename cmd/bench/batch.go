@@ -18,11 +18,11 @@ import (
 
 	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
+	"github.com/lumenhq/lumen/gen"
 	"github.com/lumenhq/lumen/io/avroio"
 	"github.com/lumenhq/lumen/io/deadletter"
 	"github.com/lumenhq/lumen/io/raw"
 	"github.com/lumenhq/lumen/pipelines"
-	"github.com/lumenhq/lumen/testing/gen"
 )
 
 func benchBatch(ctx context.Context, args []string) error {

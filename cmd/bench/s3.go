@@ -27,11 +27,11 @@ import (
 
 	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
+	"github.com/lumenhq/lumen/gen"
 	"github.com/lumenhq/lumen/io/avroio"
 	"github.com/lumenhq/lumen/io/deadletter"
 	"github.com/lumenhq/lumen/io/raw"
 	"github.com/lumenhq/lumen/io/s3fs"
-	"github.com/lumenhq/lumen/testing/gen"
 )
 
 // benchS3 reads the production small-files shape from S3 with lumen's

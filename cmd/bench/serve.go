@@ -22,11 +22,11 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/prism"
 
 	"github.com/lumenhq/lumen/aggregate"
+	"github.com/lumenhq/lumen/gen"
 	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/serving"
 	"github.com/lumenhq/lumen/serving/api"
 	"github.com/lumenhq/lumen/serving/cassandrastore"
-	"github.com/lumenhq/lumen/testing/gen"
 )
 
 // benchServe loads the query server on loopback, backed by Cassandra: a

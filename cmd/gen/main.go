@@ -32,10 +32,10 @@ import (
 
 	"github.com/lumenhq/lumen/cmd/internal/buildinfo"
 	"github.com/lumenhq/lumen/event"
+	"github.com/lumenhq/lumen/gen"
 	"github.com/lumenhq/lumen/io/avroio"
 	"github.com/lumenhq/lumen/io/kafkaio"
 	"github.com/lumenhq/lumen/io/s3fs"
-	"github.com/lumenhq/lumen/testing/gen"
 )
 
 var (

@@ -41,12 +41,12 @@ import (
 	"github.com/lumenhq/lumen/cmd/internal/buildinfo"
 	"github.com/lumenhq/lumen/cmd/internal/kafkaflags"
 	"github.com/lumenhq/lumen/event"
+	"github.com/lumenhq/lumen/gen"
 	"github.com/lumenhq/lumen/io/cassandraio"
 	"github.com/lumenhq/lumen/io/kafkaio"
 	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/serving"
 	_ "github.com/lumenhq/lumen/serving/cassandrastore" // cassandra:// stores
-	"github.com/lumenhq/lumen/testing/gen"
 )
 
 var (

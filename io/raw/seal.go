@@ -25,7 +25,7 @@ import (
 // A sealed hour's raw files are all there: every record received in it
 // that reached Kafka in time has been written durably. The archiver seals
 // an hour of a kind once every partition of the kind's topic has committed
-// past it (see package archive); testing/gen seals every hour it wrote.
+// past it (see package archive); gen seals every hour it wrote.
 // Only the object's existence counts; its content is informative and the
 // same for every writer, so rewriting a seal, or two writers sealing the
 // same hour, is harmless. Seals are never removed.

@@ -21,12 +21,12 @@ import (
 
 	"github.com/lumenhq/lumen/archive"
 	"github.com/lumenhq/lumen/event"
+	"github.com/lumenhq/lumen/gen"
 	"github.com/lumenhq/lumen/io/avroio"
 	"github.com/lumenhq/lumen/io/blob"
 	"github.com/lumenhq/lumen/io/kafkaio"
 	"github.com/lumenhq/lumen/io/raw"
 	"github.com/lumenhq/lumen/io/s3fs"
-	"github.com/lumenhq/lumen/testing/gen"
 	"github.com/lumenhq/lumen/testing/kafkatest"
 )
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/lumenhq/lumen/archive"
 	"github.com/lumenhq/lumen/event"
+	"github.com/lumenhq/lumen/gen"
 	"github.com/lumenhq/lumen/io/avroio"
 	"github.com/lumenhq/lumen/io/blob"
 	"github.com/lumenhq/lumen/io/deadletter"
@@ -24,7 +25,6 @@ import (
 	"github.com/lumenhq/lumen/io/s3fs"
 	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/testing/avrotest"
-	"github.com/lumenhq/lumen/testing/gen"
 	"github.com/lumenhq/lumen/testing/kafkatest"
 	"github.com/lumenhq/lumen/testing/s3test"
 )

@@ -10,9 +10,9 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
 
+	"github.com/lumenhq/lumen/gen"
 	"github.com/lumenhq/lumen/io/deadletter"
 	"github.com/lumenhq/lumen/pipelines"
-	"github.com/lumenhq/lumen/testing/gen"
 )
 
 func TestMain(m *testing.M) {

@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lumenhq/lumen/gen"
 	"github.com/lumenhq/lumen/pipelines"
 	_ "github.com/lumenhq/lumen/serving/cassandrastore" // cassandra:// stores
-	"github.com/lumenhq/lumen/testing/gen"
 	"github.com/lumenhq/lumen/testing/servicetest"
 )
 

@@ -17,9 +17,9 @@ import (
 
 	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
+	"github.com/lumenhq/lumen/gen"
 	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/serving"
-	"github.com/lumenhq/lumen/testing/gen"
 )
 
 // runBatch builds and runs one batch run on the named runner.

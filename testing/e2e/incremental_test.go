@@ -12,13 +12,13 @@ import (
 	"time"
 
 	"github.com/lumenhq/lumen/event"
+	"github.com/lumenhq/lumen/gen"
 	"github.com/lumenhq/lumen/io/blob"
 	"github.com/lumenhq/lumen/io/raw"
 	"github.com/lumenhq/lumen/io/rollup"
 	"github.com/lumenhq/lumen/io/s3fs"
 	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/serving"
-	"github.com/lumenhq/lumen/testing/gen"
 	"github.com/lumenhq/lumen/testing/s3test"
 	"github.com/lumenhq/lumen/testing/servicetest"
 )

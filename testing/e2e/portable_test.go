@@ -14,10 +14,10 @@ import (
 	jobpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/jobmanagement_v1"
 
 	"github.com/lumenhq/lumen/aggregate"
+	"github.com/lumenhq/lumen/gen"
 	"github.com/lumenhq/lumen/io/s3fs"
 	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/serving"
-	"github.com/lumenhq/lumen/testing/gen"
 	"github.com/lumenhq/lumen/testing/kafkatest"
 	"github.com/lumenhq/lumen/testing/s3test"
 	"github.com/lumenhq/lumen/testing/servicetest"

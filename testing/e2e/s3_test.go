@@ -4,9 +4,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lumenhq/lumen/gen"
 	"github.com/lumenhq/lumen/io/s3fs"
 	"github.com/lumenhq/lumen/pipelines"
-	"github.com/lumenhq/lumen/testing/gen"
 	"github.com/lumenhq/lumen/testing/s3test"
 )
 

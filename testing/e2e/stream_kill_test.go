@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/lumenhq/lumen/aggregate"
-	"github.com/lumenhq/lumen/testing/gen"
+	"github.com/lumenhq/lumen/gen"
 	"github.com/lumenhq/lumen/testing/kafkatest"
 )
 

@@ -5,10 +5,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lumenhq/lumen/gen"
 	"github.com/lumenhq/lumen/io/kafkaio"
 	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/serving"
-	"github.com/lumenhq/lumen/testing/gen"
 	"github.com/lumenhq/lumen/testing/kafkatest"
 )
 

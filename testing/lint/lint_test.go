@@ -62,6 +62,9 @@ func TestDependencyRules(t *testing.T) {
 		"serving":    {"transforms", "pipelines", "archive", "cmd", "testing", "io/kafkaio", "io/raw", "io/avroio", "io/s3fs"},
 		"pipelines":  {"cmd", "testing", "archive"},
 		"archive":    {"transforms", "serving", "pipelines", "cmd", "testing"},
+		// The generator's truth is computed by code of its own, so that
+		// the tests compare lumen against something independent of it.
+		"gen": {"aggregate", "transforms", "serving", "pipelines", "archive", "cmd", "testing"},
 	}
 	noBeam := []string{"event", "aggregate", "serving", "cmd/query"}
 	for _, p := range packages(t) {
@@ -97,6 +100,24 @@ func TestDependencyRules(t *testing.T) {
 					t.Errorf("%s links Beam (%s): it must not", r, d)
 					break
 				}
+			}
+		}
+	}
+}
+
+// TestNoTestingInProduction: no product package imports testing/, which
+// holds test servers and harnesses. The generator lumen's demo links lives
+// in gen/. cmd/bench is a benchmark harness, not a product binary: it runs
+// test servers (kfake, gofakes3) against lumen on purpose.
+func TestNoTestingInProduction(t *testing.T) {
+	for _, p := range packages(t) {
+		r := rel(p.ImportPath)
+		if under(r, "testing") || under(r, "cmd/bench") {
+			continue
+		}
+		for _, imp := range p.Imports {
+			if strings.HasPrefix(imp, module+"/") && under(rel(imp), "testing") {
+				t.Errorf("%s imports %s: product code must not depend on testing/", r, rel(imp))
 			}
 		}
 	}

@@ -1,4 +1,4 @@
-package serving
+package main
 
 import (
 	"cmp"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
+	"github.com/lumenhq/lumen/serving"
 )
 
 // AppReport is what a person wants to know about an app over a range of
@@ -31,12 +32,12 @@ func (r AppReport) CrashFree() float64 {
 	return 1 - float64(min(r.Crashed, r.Active))/float64(r.Active)
 }
 
-// Report computes an AppReport over the days [from, to], through both
+// report computes an AppReport over the days [from, to], through both
 // layers.
-func (q *Querier) Report(ctx context.Context, app, version string, from, to time.Time) (AppReport, error) {
+func report(ctx context.Context, q *serving.Querier, app, version string, from, to time.Time) (AppReport, error) {
 	r := AppReport{AppID: app, Version: version}
 	sum := func(k event.Kind) (int64, error) {
-		pts, err := q.Counts(ctx, CountQuery{Kind: k, AppID: app, Version: version, Gran: aggregate.Day, From: from, To: to})
+		pts, err := q.Counts(ctx, serving.CountQuery{Kind: k, AppID: app, Version: version, Gran: aggregate.Day, From: from, To: to})
 		var n int64
 		for _, p := range pts {
 			n += p.Count
@@ -44,7 +45,7 @@ func (q *Querier) Report(ctx context.Context, app, version string, from, to time
 		return n, err
 	}
 	users := func(k event.Kind, from time.Time) (int64, error) {
-		u, err := q.Users(ctx, UserQuery{Kind: k, AppID: app, Version: version, From: from, To: to})
+		u, err := q.Users(ctx, serving.UserQuery{Kind: k, AppID: app, Version: version, From: from, To: to})
 		return u.Estimate, err
 	}
 	var err error
@@ -66,15 +67,15 @@ func (q *Querier) Report(ctx context.Context, app, version string, from, to time
 	return r, nil
 }
 
-// TopApps reports the n apps with the most loads over [from, to], most
+// topApps reports the n apps with the most loads over [from, to], most
 // first, with their versions' reports in versions.
-func (q *Querier) TopApps(ctx context.Context, n int, from, to time.Time) (apps []AppReport, versions map[string][]AppReport, err error) {
+func topApps(ctx context.Context, q *serving.Querier, n int, from, to time.Time) (apps []AppReport, versions map[string][]AppReport, err error) {
 	ids, err := q.Store.Apps(ctx, event.AppLoad, from, to)
 	if err != nil {
 		return nil, nil, err
 	}
 	for _, id := range ids {
-		r, err := q.Report(ctx, id, aggregate.AllVersions, from, to)
+		r, err := report(ctx, q, id, aggregate.AllVersions, from, to)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -89,7 +90,7 @@ func (q *Querier) TopApps(ctx context.Context, n int, from, to time.Time) (apps 
 			return nil, nil, err
 		}
 		for _, v := range vs {
-			r, err := q.Report(ctx, a.AppID, v, from, to)
+			r, err := report(ctx, q, a.AppID, v, from, to)
 			if err != nil {
 				return nil, nil, err
 			}
