@@ -11,6 +11,7 @@ import (
 
 	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/io/kafkaio"
+	_ "github.com/lumenhq/lumen/serving/sqlitestore" // sqlite: stores
 )
 
 var combineType = reflect.TypeOf(aggregate.Combine{})

@@ -310,8 +310,8 @@ var (
 )
 
 // Register makes a store scheme available to Open. Stores register
-// themselves in init; the Cassandra store lives in its own package so that
-// programs without it do not link the driver.
+// themselves in init, each in a package of its own (sqlitestore,
+// cassandrastore), so that a program links only the drivers it imports.
 func Register(scheme string, o Opener) {
 	openersMu.Lock()
 	defer openersMu.Unlock()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/serving"
+	_ "github.com/lumenhq/lumen/serving/sqlitestore" // sqlite: stores
 )
 
 // slowStore holds every Runs call until the caller's context ends.

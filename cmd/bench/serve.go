@@ -27,6 +27,7 @@ import (
 	"github.com/lumenhq/lumen/serving"
 	"github.com/lumenhq/lumen/serving/api"
 	"github.com/lumenhq/lumen/serving/cassandrastore"
+	_ "github.com/lumenhq/lumen/serving/sqlitestore" // sqlite: stores
 )
 
 // benchServe loads the query server on loopback, backed by Cassandra: a

@@ -39,6 +39,7 @@ import (
 	"github.com/lumenhq/lumen/serving"
 	"github.com/lumenhq/lumen/serving/api"
 	_ "github.com/lumenhq/lumen/serving/cassandrastore" // cassandra:// stores
+	_ "github.com/lumenhq/lumen/serving/sqlitestore"    // sqlite: stores
 )
 
 const usage = `usage:

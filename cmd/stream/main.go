@@ -47,6 +47,7 @@ import (
 	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/serving"
 	_ "github.com/lumenhq/lumen/serving/cassandrastore" // cassandra:// stores
+	_ "github.com/lumenhq/lumen/serving/sqlitestore"    // sqlite: stores
 )
 
 var (

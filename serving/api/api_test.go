@@ -25,6 +25,7 @@ import (
 	"github.com/lumenhq/lumen/serving"
 	"github.com/lumenhq/lumen/serving/api"
 	"github.com/lumenhq/lumen/serving/cassandrastore"
+	_ "github.com/lumenhq/lumen/serving/sqlitestore" // sqlite: stores
 	"github.com/lumenhq/lumen/testing/servicetest"
 )
 

@@ -20,6 +20,7 @@ import (
 	"github.com/lumenhq/lumen/gen"
 	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/serving"
+	_ "github.com/lumenhq/lumen/serving/sqlitestore" // sqlite: stores
 )
 
 // runBatch builds and runs one batch run on the named runner.

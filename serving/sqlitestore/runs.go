@@ -1,4 +1,4 @@
-package serving
+package sqlitestore
 
 import (
 	"context"
@@ -7,11 +7,12 @@ import (
 	"time"
 
 	"github.com/lumenhq/lumen/event"
+	"github.com/lumenhq/lumen/serving"
 )
 
 // The run tables of the SQLite store: batch_runs and stream_runs.
 
-func (s *sqliteStore) RecordRun(ctx context.Context, r BatchRun) error {
+func (s *sqliteStore) RecordRun(ctx context.Context, r serving.BatchRun) error {
 	counters, err := json.Marshal(r.Counters)
 	if err != nil {
 		return err
@@ -24,9 +25,9 @@ func (s *sqliteStore) RecordRun(ctx context.Context, r BatchRun) error {
 	// success, cleared by any other finish.
 	completeAt := int64(0)
 	switch r.Status {
-	case RunRunning, RunFailed:
+	case serving.RunRunning, serving.RunFailed:
 		completeAt = -1
-	case RunSucceeded:
+	case serving.RunSucceeded:
 		completeAt = finished
 	}
 	_, err = s.db.ExecContext(ctx, `INSERT INTO batch_runs (kind, as_of, window_start, started, finished, status, counters, note, complete_at)
@@ -42,21 +43,21 @@ func (s *sqliteStore) RecordRun(ctx context.Context, r BatchRun) error {
 	return nil
 }
 
-func (s *sqliteStore) Runs(ctx context.Context, kind event.Kind) ([]BatchRun, error) {
+func (s *sqliteStore) Runs(ctx context.Context, kind event.Kind) ([]serving.BatchRun, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT as_of, window_start, started, finished, status, counters, note, complete_at
 		FROM batch_runs WHERE kind = ? ORDER BY as_of DESC`, kind.String())
 	if err != nil {
 		return nil, fmt.Errorf("serving: sqlite runs: %w", err)
 	}
 	defer rows.Close()
-	var out []BatchRun
+	var out []serving.BatchRun
 	for rows.Next() {
 		var asOf, ws, status, counters, note string
 		var started, finished, completeAt int64
 		if err := rows.Scan(&asOf, &ws, &started, &finished, &status, &counters, &note, &completeAt); err != nil {
 			return nil, err
 		}
-		r := BatchRun{Kind: kind, Status: RunStatus(status), Note: note, Started: time.UnixMilli(started).UTC()}
+		r := serving.BatchRun{Kind: kind, Status: serving.RunStatus(status), Note: note, Started: time.UnixMilli(started).UTC()}
 		if completeAt > 0 {
 			r.CompleteAt = time.UnixMilli(completeAt).UTC()
 		}
@@ -73,7 +74,7 @@ func (s *sqliteStore) Runs(ctx context.Context, kind event.Kind) ([]BatchRun, er
 	return out, rows.Err()
 }
 
-func (s *sqliteStore) RecordStreamRun(ctx context.Context, r StreamRun) error {
+func (s *sqliteStore) RecordStreamRun(ctx context.Context, r serving.StreamRun) error {
 	start, err := json.Marshal(r.Start)
 	if err != nil {
 		return err
@@ -94,15 +95,15 @@ func (s *sqliteStore) RecordStreamRun(ctx context.Context, r StreamRun) error {
 	return nil
 }
 
-func (s *sqliteStore) StreamRuns(ctx context.Context) ([]StreamRun, error) {
+func (s *sqliteStore) StreamRuns(ctx context.Context) ([]serving.StreamRun, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT run, started, start_offsets, end_offsets, superseded_by FROM stream_runs ORDER BY started, run`)
 	if err != nil {
 		return nil, fmt.Errorf("serving: sqlite stream runs: %w", err)
 	}
 	defer rows.Close()
-	var out []StreamRun
+	var out []serving.StreamRun
 	for rows.Next() {
-		var r StreamRun
+		var r serving.StreamRun
 		var started int64
 		var start, end string
 		if err := rows.Scan(&r.ID, &started, &start, &end, &r.SupersededBy); err != nil {

@@ -1,4 +1,8 @@
-package serving
+// Package sqlitestore is lumen's embedded store: one SQLite file (pure Go,
+// no cgo), with DESIGN §2's Cassandra tables column for column, so that it
+// passes the same conformance suite (serving/storetest). Importing it
+// registers the "sqlite:PATH" scheme with serving.Open.
+package sqlitestore
 
 import (
 	"context"
@@ -12,9 +16,10 @@ import (
 
 	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
+	"github.com/lumenhq/lumen/serving"
 )
 
-func init() { Register("sqlite", openSQLite) }
+func init() { serving.Register("sqlite", openSQLite) }
 
 // SchemaVersion is the version of the table layout, recorded in the store so
 // a future layout change can migrate or refuse an old file.
@@ -84,7 +89,7 @@ type sharedDB struct {
 	refs int
 }
 
-func openSQLite(ctx context.Context, url string) (Store, error) {
+func openSQLite(ctx context.Context, url string) (serving.Store, error) {
 	path := strings.TrimPrefix(strings.TrimPrefix(url, "sqlite:"), "//")
 	if path == "" {
 		return nil, fmt.Errorf("serving: sqlite store needs a path: sqlite:PATH")
@@ -200,18 +205,18 @@ func (s *sqliteStore) Close() error {
 	return nil
 }
 
-func (s *sqliteStore) NewWriter(ctx context.Context, layer Layer, opts ...WriterOption) (RowWriter, error) {
-	if layer != Batch && layer != Speed {
+func (s *sqliteStore) NewWriter(ctx context.Context, layer serving.Layer, opts ...serving.WriterOption) (serving.RowWriter, error) {
+	if layer != serving.Batch && layer != serving.Speed {
 		return nil, fmt.Errorf("serving: bad layer %v", layer)
 	}
-	o := NewWriterOptions(opts...)
+	o := serving.NewWriterOptions(opts...)
 	return &sqliteWriter{s: s, layer: layer, run: o.Run, stamp: o.Stamp}, nil
 }
 
 // sqliteWriter buffers rows and upserts them in one transaction per flush.
 type sqliteWriter struct {
 	s      *sqliteStore
-	layer  Layer
+	layer  serving.Layer
 	run    string
 	stamp  int64
 	counts []aggregate.CountRow
@@ -243,7 +248,7 @@ func (w *sqliteWriter) WriteUsers(ctx context.Context, rows []aggregate.UserRow)
 const sqliteRowsPerStatement = 64
 
 func (w *sqliteWriter) WriteLate(ctx context.Context, rows []aggregate.LateRow) error {
-	if w.layer != Speed {
+	if w.layer != serving.Speed {
 		return fmt.Errorf("serving: late rows belong to the speed layer")
 	}
 	w.late = append(w.late, rows...)
@@ -263,7 +268,7 @@ func (w *sqliteWriter) Flush(ctx context.Context) error {
 	}
 	defer tx.Rollback()
 	expires := time.Now().Add(w.s.ttl).UnixMilli()
-	speed := w.layer == Speed
+	speed := w.layer == serving.Speed
 	if len(w.counts) > 0 {
 		cols, update := "kind, app_id, granularity, period, bucket, app_version, count", "count = excluded.count"
 		table := "batch_counts"
@@ -376,7 +381,7 @@ type periodCache struct {
 func (c *periodCache) get(g aggregate.Granularity, bucket int64) string {
 	if g != c.gran || bucket < c.lo || bucket >= c.hi || c.period == "" {
 		t := time.UnixMilli(bucket).UTC()
-		c.gran, c.period = g, Period(g, t)
+		c.gran, c.period = g, serving.Period(g, t)
 		var start, end time.Time
 		if g == aggregate.Minute {
 			start = time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
@@ -392,12 +397,12 @@ func (c *periodCache) get(g aggregate.Granularity, bucket int64) string {
 
 func (w *sqliteWriter) Close(ctx context.Context) error { return w.Flush(ctx) }
 
-func (s *sqliteStore) Counts(ctx context.Context, layer Layer, q CountQuery) ([]CountPoint, error) {
+func (s *sqliteStore) Counts(ctx context.Context, layer serving.Layer, q serving.CountQuery) ([]serving.CountPoint, error) {
 	table, live := "batch_counts", ""
-	if layer == Speed {
+	if layer == serving.Speed {
 		table, live = "speed_counts", fmt.Sprintf(" AND expires > %d", time.Now().UnixMilli())+liveRuns
 	}
-	periods := Periods(q.Gran, q.From, q.To)
+	periods := serving.Periods(q.Gran, q.From, q.To)
 	// Speed rows are summed over runs; a batch bucket has one row.
 	rows, err := s.db.QueryContext(ctx, `SELECT bucket, SUM(count) FROM `+table+`
 		WHERE kind = ? AND app_id = ? AND granularity = ? AND period IN (`+placeholders(len(periods))+`)
@@ -408,23 +413,23 @@ func (s *sqliteStore) Counts(ctx context.Context, layer Layer, q CountQuery) ([]
 		return nil, fmt.Errorf("serving: sqlite counts: %w", err)
 	}
 	defer rows.Close()
-	var out []CountPoint
+	var out []serving.CountPoint
 	for rows.Next() {
 		var b, n int64
 		if err := rows.Scan(&b, &n); err != nil {
 			return nil, err
 		}
-		out = append(out, CountPoint{Bucket: time.UnixMilli(b).UTC(), Count: n, Layer: layer})
+		out = append(out, serving.CountPoint{Bucket: time.UnixMilli(b).UTC(), Count: n, Layer: layer})
 	}
 	return out, rows.Err()
 }
 
-func (s *sqliteStore) Users(ctx context.Context, layer Layer, q UserQuery) ([]aggregate.UserRow, error) {
+func (s *sqliteStore) Users(ctx context.Context, layer serving.Layer, q serving.UserQuery) ([]aggregate.UserRow, error) {
 	table, live := "batch_users", ""
-	if layer == Speed {
+	if layer == serving.Speed {
 		table, live = "speed_users", fmt.Sprintf(" AND expires > %d", time.Now().UnixMilli())+liveRuns
 	}
-	periods := Periods(aggregate.Day, q.From, q.To)
+	periods := serving.Periods(aggregate.Day, q.From, q.To)
 	rows, err := s.db.QueryContext(ctx, `SELECT day, sketch, estimate, events FROM `+table+`
 		WHERE kind = ? AND app_id = ? AND period IN (`+placeholders(len(periods))+`)
 		AND day >= ? AND day <= ? AND app_version = ?`+live+` ORDER BY day`,
@@ -444,14 +449,14 @@ func (s *sqliteStore) Users(ctx context.Context, layer Layer, q UserQuery) ([]ag
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	if layer == Speed {
-		return MergeRunRows(out)
+	if layer == serving.Speed {
+		return serving.MergeRunRows(out)
 	}
 	return out, nil
 }
 
-func (s *sqliteStore) Late(ctx context.Context, q CountQuery) ([]CountPoint, error) {
-	periods := Periods(q.Gran, q.From, q.To)
+func (s *sqliteStore) Late(ctx context.Context, q serving.CountQuery) ([]serving.CountPoint, error) {
+	periods := serving.Periods(q.Gran, q.From, q.To)
 	rows, err := s.db.QueryContext(ctx, `SELECT bucket, SUM(count) FROM speed_late
 		WHERE kind = ? AND app_id = ? AND granularity = ? AND period IN (`+placeholders(len(periods))+`)
 		AND bucket >= ? AND bucket <= ? AND app_version = ? AND expires > ?
@@ -463,19 +468,19 @@ func (s *sqliteStore) Late(ctx context.Context, q CountQuery) ([]CountPoint, err
 		return nil, fmt.Errorf("serving: sqlite late: %w", err)
 	}
 	defer rows.Close()
-	var out []CountPoint
+	var out []serving.CountPoint
 	for rows.Next() {
 		var b, n int64
 		if err := rows.Scan(&b, &n); err != nil {
 			return nil, err
 		}
-		out = append(out, CountPoint{Bucket: time.UnixMilli(b).UTC(), Count: n, Layer: Speed})
+		out = append(out, serving.CountPoint{Bucket: time.UnixMilli(b).UTC(), Count: n, Layer: serving.Speed})
 	}
 	return out, rows.Err()
 }
 
 func (s *sqliteStore) Apps(ctx context.Context, kind event.Kind, from, to time.Time) ([]string, error) {
-	periods := Periods(aggregate.Day, from, to)
+	periods := serving.Periods(aggregate.Day, from, to)
 	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT app_id FROM batch_counts
 		WHERE kind = ? AND granularity = 'day' AND period IN (`+placeholders(len(periods))+`)
 		ORDER BY app_id`, append([]any{kind.String()}, anys(periods)...)...)
@@ -486,7 +491,7 @@ func (s *sqliteStore) Apps(ctx context.Context, kind event.Kind, from, to time.T
 }
 
 func (s *sqliteStore) Versions(ctx context.Context, kind event.Kind, app string, from, to time.Time) ([]string, error) {
-	periods := Periods(aggregate.Day, from, to)
+	periods := serving.Periods(aggregate.Day, from, to)
 	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT app_version FROM batch_counts
 		WHERE kind = ? AND app_id = ? AND granularity = 'day' AND period IN (`+placeholders(len(periods))+`)
 		AND app_version != '' ORDER BY app_version`,
@@ -499,14 +504,14 @@ func (s *sqliteStore) Versions(ctx context.Context, kind event.Kind, app string,
 
 // Catalog reads the day rows' keys: every count row has a day row, and
 // speed rows past their expiry are left out, as Cassandra's TTL would.
-func (s *sqliteStore) Catalog(ctx context.Context, layer Layer, kind event.Kind, from, to time.Time) ([]AppVersion, error) {
+func (s *sqliteStore) Catalog(ctx context.Context, layer serving.Layer, kind event.Kind, from, to time.Time) ([]serving.AppVersion, error) {
 	table, live := "batch_counts", ""
-	if layer == Speed {
+	if layer == serving.Speed {
 		table, live = "speed_counts", fmt.Sprintf(" AND expires > %d", time.Now().UnixMilli())
-	} else if layer != Batch {
+	} else if layer != serving.Batch {
 		return nil, fmt.Errorf("serving: bad layer %v", layer)
 	}
-	periods := Periods(aggregate.Day, from, to)
+	periods := serving.Periods(aggregate.Day, from, to)
 	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT app_id, app_version FROM `+table+`
 		WHERE kind = ? AND granularity = 'day' AND period IN (`+placeholders(len(periods))+`)
 		AND app_version != ''`+live+` ORDER BY app_id, app_version`,
@@ -515,9 +520,9 @@ func (s *sqliteStore) Catalog(ctx context.Context, layer Layer, kind event.Kind,
 		return nil, fmt.Errorf("serving: sqlite catalog: %w", err)
 	}
 	defer rows.Close()
-	var out []AppVersion
+	var out []serving.AppVersion
 	for rows.Next() {
-		var av AppVersion
+		var av serving.AppVersion
 		if err := rows.Scan(&av.AppID, &av.Version); err != nil {
 			return nil, err
 		}

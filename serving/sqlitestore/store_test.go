@@ -1,4 +1,4 @@
-package serving_test
+package sqlitestore_test
 
 import (
 	"context"
