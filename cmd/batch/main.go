@@ -38,6 +38,7 @@ import (
 	"github.com/lumenhq/lumen/io/cassandraio"
 	"github.com/lumenhq/lumen/io/raw"
 	"github.com/lumenhq/lumen/io/s3fs"
+	"github.com/lumenhq/lumen/launch"
 	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/serving"
 	_ "github.com/lumenhq/lumen/serving/cassandrastore" // cassandra:// stores
@@ -117,7 +118,7 @@ func main() {
 func serveWorkers(ctx context.Context) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return pipelines.ServeWorkers(ctx, *workerPool, func(addr string) {
+	return launch.ServeWorkers(ctx, *workerPool, func(addr string) {
 		fmt.Fprintf(os.Stderr, "batch: worker pool at %s (pid %d): submit with --environment_type=EXTERNAL --environment_config=%s\n",
 			addr, os.Getpid(), addr)
 	})

@@ -22,6 +22,7 @@ import (
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/gen"
 	"github.com/lumenhq/lumen/io/kafkaio"
+	"github.com/lumenhq/lumen/launch"
 	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/serving"
 	"github.com/lumenhq/lumen/testing/kafkatest"
@@ -300,7 +301,7 @@ func consumeAll(ctx context.Context, brokers []string, prefix string, want int64
 func runStream(brokers []string, prefix, store string, start kafkaio.StartPosition, every time.Duration) (stop func(), err error) {
 	p, s := beam.NewPipelineWithRoot()
 	cfg := pipelines.StreamConfig{Kafka: kafkaio.ReadConfig{Brokers: brokers, Start: start}, TopicPrefix: prefix, Store: store, Every: every}
-	sr, err := pipelines.StartStream(context.Background(), &cfg)
+	sr, err := launch.StartStream(context.Background(), &cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -310,7 +311,7 @@ func runStream(brokers []string, prefix, store string, start kafkaio.StartPositi
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
-		if err := pipelines.RunStream(ctx, p, sr); err != nil {
+		if err := launch.RunStream(ctx, p, sr); err != nil {
 			fmt.Fprintln(os.Stderr, "bench stream:", err)
 		}
 		close(done)

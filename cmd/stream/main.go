@@ -44,6 +44,7 @@ import (
 	"github.com/lumenhq/lumen/gen"
 	"github.com/lumenhq/lumen/io/cassandraio"
 	"github.com/lumenhq/lumen/io/kafkaio"
+	"github.com/lumenhq/lumen/launch"
 	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/serving"
 	_ "github.com/lumenhq/lumen/serving/cassandrastore" // cassandra:// stores
@@ -109,7 +110,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if *workerPool != "" {
-		err := pipelines.ServeWorkers(ctx, *workerPool, func(addr string) {
+		err := launch.ServeWorkers(ctx, *workerPool, func(addr string) {
 			fmt.Fprintf(os.Stderr, "stream: worker pool at %s (pid %d): submit with --environment_type=EXTERNAL --environment_config=%s\n",
 				addr, os.Getpid(), addr)
 		})
@@ -178,9 +179,9 @@ func run(ctx context.Context) error {
 	// that a replay never adds to what an earlier run counted. A job
 	// handed to the runner without waiting (--async, --dry_run) is not
 	// planned: it starts where --start says, and its rows add up.
-	var sr *pipelines.StreamRun
+	var sr *launch.StreamRun
 	if !detached() {
-		if sr, err = pipelines.StartStream(ctx, &cfg); err != nil {
+		if sr, err = launch.StartStream(ctx, &cfg); err != nil {
 			return err
 		}
 	}
@@ -189,7 +190,7 @@ func run(ctx context.Context) error {
 		return err
 	}
 	done := make(chan error, 1)
-	go func() { done <- pipelines.RunStream(ctx, p, sr) }()
+	go func() { done <- launch.RunStream(ctx, p, sr) }()
 	if demo != nil {
 		go demo.feed(ctx)
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/gen"
 	"github.com/lumenhq/lumen/io/s3fs"
-	"github.com/lumenhq/lumen/pipelines"
+	"github.com/lumenhq/lumen/launch"
 	"github.com/lumenhq/lumen/serving"
 	"github.com/lumenhq/lumen/testing/kafkatest"
 	"github.com/lumenhq/lumen/testing/s3test"
@@ -71,10 +71,10 @@ func jobName(what string) string {
 	return fmt.Sprintf("lumen-e2e-%s-%d", what, time.Now().UnixNano())
 }
 
-// launch runs a command that submits a job and waits for it to exit
+// submitJob runs a command that submits a job and waits for it to exit
 // (at most 10 minutes: a job whose workers never start stays RUNNING on
 // prism for ever, so on a timeout the job is cancelled too).
-func launch(t *testing.T, js jobService, job string, env []string, bin string, args ...string) string {
+func submitJob(t *testing.T, js jobService, job string, env []string, bin string, args ...string) string {
 	t.Helper()
 	start := time.Now()
 	p := startProcess(t, "launcher", env, bin, args...)
@@ -85,7 +85,7 @@ func launch(t *testing.T, js jobService, job string, env []string, bin string, a
 		<-p.done
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		pipelines.CancelJobs(ctx, js.endpoint, job)
+		launch.CancelJobs(ctx, js.endpoint, job)
 		t.Fatalf("%s did not finish within 10 minutes (cancelled); output:\n%s", job, tail(p.output(), 60))
 	}
 	if p.err != nil {
@@ -127,7 +127,7 @@ func TestPortableBatch(t *testing.T) {
 			job := jobName("batch-loopback")
 			args := append(js.submit(job, "LOOPBACK", "", ""), "--input="+root, asOf, "--store="+store,
 				"--deadletter_root="+t.TempDir(), "--quiet")
-			launch(t, js, job, baseEnv(t), bin, args...)
+			submitJob(t, js, job, baseEnv(t), bin, args...)
 			checkAgainstTruth(t, openStore(t, store), tr)
 			checkJobDone(t, js, job)
 		})
@@ -141,7 +141,7 @@ func TestPortableBatch(t *testing.T) {
 			envConfig, _ := json.Marshal(map[string]string{"command": worker})
 			args := append(js.submit(job, "PROCESS", string(envConfig), bin), "--input="+root, asOf, "--store="+store,
 				"--deadletter_root="+t.TempDir(), "--quiet")
-			launch(t, js, job, baseEnv(t), bin, args...)
+			submitJob(t, js, job, baseEnv(t), bin, args...)
 			checkAgainstTruth(t, openStore(t, store), tr)
 			checkJobDone(t, js, job)
 		})
@@ -175,7 +175,7 @@ func portableBatchExternal(t *testing.T, js jobService, bin string) {
 	args := append(js.submit(job, "EXTERNAL", pool, bin), "--input="+root, "--as_of="+tr.AsOf,
 		"--store=cassandra://lumen:"+casPassword+"@"+addr+"/"+keyspace+"?"+settings,
 		"--s3_endpoint="+s3.URL, "--quiet")
-	launch(t, js, job, baseEnv(t), bin, args...)
+	submitJob(t, js, job, baseEnv(t), bin, args...)
 
 	checkAgainstTruth(t, openStore(t, "cassandra://"+addr+"/"+keyspace), tr)
 	sj := checkJobDone(t, js, job)

@@ -12,6 +12,7 @@ import (
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/gen"
 	"github.com/lumenhq/lumen/io/kafkaio"
+	"github.com/lumenhq/lumen/launch"
 	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/serving"
 	"github.com/lumenhq/lumen/testing/kafkatest"
@@ -31,7 +32,7 @@ type liveStream struct {
 // it if the test does not.
 func launchStream(t *testing.T, cfg pipelines.StreamConfig) *liveStream {
 	t.Helper()
-	sr, err := pipelines.StartStream(context.Background(), &cfg)
+	sr, err := launch.StartStream(context.Background(), &cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +42,7 @@ func launchStream(t *testing.T, cfg pipelines.StreamConfig) *liveStream {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ls := &liveStream{t: t, cancel: cancel, done: make(chan error, 1)}
-	go func() { ls.done <- pipelines.RunStream(ctx, p, sr) }()
+	go func() { ls.done <- launch.RunStream(ctx, p, sr) }()
 	t.Cleanup(ls.stop)
 	return ls
 }

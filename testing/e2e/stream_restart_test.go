@@ -12,17 +12,18 @@ import (
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/gen"
 	"github.com/lumenhq/lumen/io/kafkaio"
+	"github.com/lumenhq/lumen/launch"
 	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/serving"
 	"github.com/lumenhq/lumen/testing/kafkatest"
 )
 
 // startStream runs the speed layer unbounded in the background; stop
-// cancels it, which drains it (pipelines.RunStream), and waits for it to
+// cancels it, which drains it (launch.RunStream), and waits for it to
 // end.
 func startStream(t *testing.T, cfg pipelines.StreamConfig) (stop func()) {
 	t.Helper()
-	sr, err := pipelines.StartStream(context.Background(), &cfg)
+	sr, err := launch.StartStream(context.Background(), &cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +33,7 @@ func startStream(t *testing.T, cfg pipelines.StreamConfig) (stop func()) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- pipelines.RunStream(ctx, p, sr) }()
+	go func() { done <- launch.RunStream(ctx, p, sr) }()
 	return func() {
 		cancel()
 		select {
@@ -40,8 +41,8 @@ func startStream(t *testing.T, cfg pipelines.StreamConfig) (stop func()) {
 			if err != nil {
 				t.Errorf("stream: %v", err)
 			}
-		case <-time.After(pipelines.DrainTimeout + time.Minute):
-			t.Errorf("the stream did not stop within %v of cancel", pipelines.DrainTimeout+time.Minute)
+		case <-time.After(launch.DrainTimeout + time.Minute):
+			t.Errorf("the stream did not stop within %v of cancel", launch.DrainTimeout+time.Minute)
 		}
 	}
 }
@@ -206,7 +207,7 @@ func sumTruths(trs ...*gen.StreamTruth) *gen.StreamTruth {
 // TestStreamReplay: a stream counts live traffic (A) and stops; traffic
 // goes on (B); an operator replays from the earliest offsets, over the day
 // the first run already counted. The replay takes the first run over
-// (pipelines.StartStream): the speed tables then count A and B once each,
+// (launch.StartStream): the speed tables then count A and B once each,
 // not A twice. A restart from the replay's committed offsets adds what
 // follows (C), and nothing twice.
 func TestStreamReplay(t *testing.T) {

@@ -1,4 +1,10 @@
-package pipelines
+// Package launch is the launcher side of lumen's jobs: it plans where a
+// stream starts and records where it ended (StartStream), runs a stream
+// until it is stopped and drains it (RunStream), cancels jobs on a job
+// service through Beam's Job API, and serves SDK workers for an external
+// environment (ServeWorkers). The graphs themselves are package pipelines';
+// pipelines imports nothing of this package.
+package launch
 
 import (
 	"context"
@@ -91,22 +97,22 @@ func RunStream(ctx context.Context, p *beam.Pipeline, sr *StreamRun) error {
 		// Keep quiet while prism's goroutines finish reporting the
 		// cancel, then stop filtering.
 		time.AfterFunc(5*time.Second, func() { stopping.Add(-1) })
-		return fmt.Errorf("pipelines: the stream did not drain within %v and was cancelled: panes not yet stored are lost, "+
+		return fmt.Errorf("launch: the stream did not drain within %v and was cancelled: panes not yet stored are lost, "+
 			"and the committed offsets are those of the last bundles read (restart with --start=<time of the stop>)", DrainTimeout)
 	}
 	if err != nil {
-		return fmt.Errorf("pipelines: draining the stream: %w", err)
+		return fmt.Errorf("launch: draining the stream: %w", err)
 	}
 	ends, n, err := kafkaio.CommitDrained(context.WithoutCancel(ctx))
 	if err != nil {
-		return fmt.Errorf("pipelines: the stream drained, but its offsets were not committed (%d partitions were): %w", n, err)
+		return fmt.Errorf("launch: the stream drained, but its offsets were not committed (%d partitions were): %w", n, err)
 	}
 	if sr != nil {
 		if err := sr.drained(context.WithoutCancel(ctx), ends); err != nil {
-			return fmt.Errorf("pipelines: the stream drained, but where it ended was not recorded (the next run may replay more than it needs): %w", err)
+			return fmt.Errorf("launch: the stream drained, but where it ended was not recorded (the next run may replay more than it needs): %w", err)
 		}
 	}
-	slog.Info("pipelines: the stream drained: every pane it held is stored", "offsets_committed", n)
+	slog.Info("launch: the stream drained: every pane it held is stored", "offsets_committed", n)
 	return nil
 }
 
@@ -130,7 +136,7 @@ func IsJobServiceRunner(runner string) bool {
 func runStreamJob(ctx context.Context, p *beam.Pipeline) error {
 	endpoint, err := jobopts.GetEndpoint()
 	if err != nil {
-		return fmt.Errorf("pipelines: %w", err)
+		return fmt.Errorf("launch: %w", err)
 	}
 	// The job is found again by its name, the one handle the Job API gives
 	// a launcher before the job ends.
@@ -165,7 +171,7 @@ func runStreamJob(ctx context.Context, p *beam.Pipeline) error {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		if _, err := CancelJobs(cctx, endpoint, name); err != nil || cancelErr != nil {
-			return fmt.Errorf("pipelines: stopped, but job %s may still run; cancel it in the runner: %w", name, errors.Join(cancelErr, err))
+			return fmt.Errorf("launch: stopped, but job %s may still run; cancel it in the runner: %w", name, errors.Join(cancelErr, err))
 		}
 		return nil
 	}
@@ -177,13 +183,13 @@ func runStreamJob(ctx context.Context, p *beam.Pipeline) error {
 func CancelJobs(ctx context.Context, endpoint, name string) (int, error) {
 	cc, err := grpcx.DefaultDial(ctx, endpoint, 10*time.Second)
 	if err != nil {
-		return 0, fmt.Errorf("pipelines: job service %s: %w", endpoint, err)
+		return 0, fmt.Errorf("launch: job service %s: %w", endpoint, err)
 	}
 	defer cc.Close()
 	client := jobpb.NewJobServiceClient(cc)
 	jobs, err := client.GetJobs(ctx, &jobpb.GetJobsRequest{})
 	if err != nil {
-		return 0, fmt.Errorf("pipelines: job service %s: list jobs: %w", endpoint, err)
+		return 0, fmt.Errorf("launch: job service %s: list jobs: %w", endpoint, err)
 	}
 	n := 0
 	for _, j := range jobs.GetJobInfo() {
@@ -191,7 +197,7 @@ func CancelJobs(ctx context.Context, endpoint, name string) (int, error) {
 			continue
 		}
 		if _, err := client.Cancel(ctx, &jobpb.CancelJobRequest{JobId: j.GetJobId()}); err != nil {
-			return n, fmt.Errorf("pipelines: job service %s: cancel %s: %w", endpoint, j.GetJobId(), err)
+			return n, fmt.Errorf("launch: job service %s: cancel %s: %w", endpoint, j.GetJobId(), err)
 		}
 		n++
 	}

@@ -1,4 +1,4 @@
-package pipelines
+package launch
 
 import (
 	"context"
@@ -36,7 +36,7 @@ func ServeWorkers(ctx context.Context, addr string, ready func(addr string)) err
 	}
 	srv, err := extworker.StartLoopback(ctx, port)
 	if err != nil {
-		return fmt.Errorf("pipelines: worker pool: %w", err)
+		return fmt.Errorf("launch: worker pool: %w", err)
 	}
 	if ready != nil {
 		ready(srv.EnvironmentConfig(ctx))
@@ -50,13 +50,13 @@ func poolPort(addr string) (int, error) {
 	p := addr
 	if host, port, err := net.SplitHostPort(addr); err == nil {
 		if host != "localhost" && host != "127.0.0.1" {
-			return 0, fmt.Errorf("pipelines: worker pool %q: it listens on localhost only; give PORT or localhost:PORT", addr)
+			return 0, fmt.Errorf("launch: worker pool %q: it listens on localhost only; give PORT or localhost:PORT", addr)
 		}
 		p = port
 	}
 	n, err := strconv.Atoi(p)
 	if err != nil || n < 0 || n > 65535 {
-		return 0, fmt.Errorf("pipelines: worker pool %q: want PORT or localhost:PORT", addr)
+		return 0, fmt.Errorf("launch: worker pool %q: want PORT or localhost:PORT", addr)
 	}
 	return n, nil
 }

@@ -1,4 +1,4 @@
-package pipelines
+package launch
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lumenhq/lumen/io/kafkaio"
+	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/serving"
 )
 
@@ -32,14 +33,14 @@ type StreamRun struct {
 // drop out of the speed reads, and the replay counts those events once.
 // Where a requested start would cut through an earlier run, the start
 // moves back to that run's start, and the log says so.
-func StartStream(ctx context.Context, cfg *StreamConfig) (*StreamRun, error) {
+func StartStream(ctx context.Context, cfg *pipelines.StreamConfig) (*StreamRun, error) {
 	cfg.EnsureDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	st, err := serving.Open(ctx, cfg.Store)
 	if err != nil {
-		return nil, fmt.Errorf("pipelines: stream runs: %w", err)
+		return nil, fmt.Errorf("launch: stream runs: %w", err)
 	}
 	defer st.Close()
 	runs, err := st.StreamRuns(ctx)
@@ -55,7 +56,7 @@ func StartStream(ctx context.Context, cfg *StreamConfig) (*StreamRun, error) {
 		Run: serving.StreamRun{ID: cfg.Run, Started: time.Now().UTC(), Start: plan.Start}}
 	for _, old := range runs {
 		if old.ID == cfg.Run {
-			return nil, fmt.Errorf("pipelines: the store already holds a stream run named %q: give each run its own name", cfg.Run)
+			return nil, fmt.Errorf("launch: the store already holds a stream run named %q: give each run its own name", cfg.Run)
 		}
 	}
 	// The new run first: should the launcher die before the job starts, a
@@ -73,12 +74,12 @@ func StartStream(ctx context.Context, cfg *StreamConfig) (*StreamRun, error) {
 	}
 	cfg.Kafka.StartOffsets = plan.Start
 	if len(plan.Superseded) > 0 {
-		slog.Warn("pipelines: this run reads again what earlier runs counted, and takes them over: their rows leave the speed reads, "+
+		slog.Warn("launch: this run reads again what earlier runs counted, and takes them over: their rows leave the speed reads, "+
 			"and until this run has caught up the speed layer shows less", "run", cfg.Run, "superseded", plan.Superseded,
 			"start_moved_back", plan.Extended)
 	}
 	if len(plan.Expired) > 0 {
-		slog.Warn("pipelines: events the superseded runs counted are no longer in Kafka (retention): the speed layer no longer counts them; the batch layer does",
+		slog.Warn("launch: events the superseded runs counted are no longer in Kafka (retention): the speed layer no longer counts them; the batch layer does",
 			"offsets_per_partition", plan.Expired)
 	}
 	return r, nil
