@@ -139,16 +139,12 @@ func storedRows(t *testing.T, url string) map[string]string {
 	from, to := reuseDays[0], reuseDays[len(reuseDays)-1]
 	rows := map[string]string{}
 	for _, k := range event.Kinds {
-		apps, err := st.Apps(ctx, k, from, to)
+		apps, versions, err := serving.BatchCatalog(ctx, st, k, from, to)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, a := range apps {
-			versions, err := st.Versions(ctx, k, a, from, to)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, v := range append([]string{""}, versions...) {
+			for _, v := range append([]string{""}, versions[a]...) {
 				for _, g := range []aggregate.Granularity{aggregate.Hour, aggregate.Day} {
 					pts, err := st.Counts(ctx, serving.Batch, serving.CountQuery{Kind: k, AppID: a, Version: v, Gran: g,
 						From: from, To: to.AddDate(0, 0, 1).Add(-time.Millisecond)})

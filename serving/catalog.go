@@ -14,6 +14,24 @@ import (
 // known and the lookup stays a bounded number of partition reads.
 const CatalogMonths = 13
 
+// BatchCatalog reads the batch layer's Catalog of kind over the months that
+// overlap [from, to], grouped: the app ids, sorted, and each app's versions
+// (not AllVersions), sorted.
+func BatchCatalog(ctx context.Context, st Store, kind event.Kind, from, to time.Time) (apps []string, versions map[string][]string, err error) {
+	avs, err := st.Catalog(ctx, Batch, kind, from, to)
+	if err != nil {
+		return nil, nil, err
+	}
+	versions = map[string][]string{}
+	for _, av := range avs { // sorted by app, then version
+		if len(apps) == 0 || apps[len(apps)-1] != av.AppID {
+			apps = append(apps, av.AppID)
+		}
+		versions[av.AppID] = append(versions[av.AppID], av.Version)
+	}
+	return apps, versions, nil
+}
+
 // AppInfo is one app the store knows, its versions, and the layers that
 // have rows of it.
 type AppInfo struct {

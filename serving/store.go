@@ -56,18 +56,11 @@ type Store interface {
 	// Late returns how many events of q's buckets the speed layer dropped
 	// as late ("they will arrive with tonight's batch"), ascending.
 	Late(ctx context.Context, q CountQuery) ([]CountPoint, error)
-	// Apps lists the app ids with batch rows of kind in the months that
-	// overlap [from, to] (month granularity keeps it an index lookup).
-	Apps(ctx context.Context, kind event.Kind, from, to time.Time) ([]string, error)
-	// Versions lists the versions (not AllVersions) of an app with batch
-	// rows of kind in the months that overlap [from, to].
-	Versions(ctx context.Context, kind event.Kind, app string, from, to time.Time) ([]string, error)
 	// Catalog lists the (app, version) pairs, versions other than
 	// AllVersions, with rows of kind in one layer in the months that
-	// overlap [from, to], sorted. Apps and Versions answer for the batch
-	// layer only; the serving side also needs what only the speed layer
-	// has seen yet (an app or a release that is hours old). Speed entries
-	// expire with the speed rows.
+	// overlap [from, to] (month granularity keeps it an index lookup),
+	// sorted. Speed entries expire with the speed rows. BatchCatalog
+	// groups it by app.
 	Catalog(ctx context.Context, layer Layer, kind event.Kind, from, to time.Time) ([]AppVersion, error)
 	// PruneBatch deletes the batch rows of days [first, last] (count rows
 	// of every granularity, and sketch rows) whose stamp is older than

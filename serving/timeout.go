@@ -54,14 +54,6 @@ func (ts *timeoutStore) Late(ctx context.Context, q CountQuery) ([]CountPoint, e
 	return call(ts, ctx, "late", func(ctx context.Context) ([]CountPoint, error) { return ts.Store.Late(ctx, q) })
 }
 
-func (ts *timeoutStore) Apps(ctx context.Context, kind event.Kind, from, to time.Time) ([]string, error) {
-	return call(ts, ctx, "apps", func(ctx context.Context) ([]string, error) { return ts.Store.Apps(ctx, kind, from, to) })
-}
-
-func (ts *timeoutStore) Versions(ctx context.Context, kind event.Kind, app string, from, to time.Time) ([]string, error) {
-	return call(ts, ctx, "versions", func(ctx context.Context) ([]string, error) { return ts.Store.Versions(ctx, kind, app, from, to) })
-}
-
 func (ts *timeoutStore) Catalog(ctx context.Context, layer Layer, kind event.Kind, from, to time.Time) ([]AppVersion, error) {
 	return call(ts, ctx, "catalog", func(ctx context.Context) ([]AppVersion, error) { return ts.Store.Catalog(ctx, layer, kind, from, to) })
 }

@@ -70,7 +70,7 @@ func report(ctx context.Context, q *serving.Querier, app, version string, from, 
 // topApps reports the n apps with the most loads over [from, to], most
 // first, with their versions' reports in versions.
 func topApps(ctx context.Context, q *serving.Querier, n int, from, to time.Time) (apps []AppReport, versions map[string][]AppReport, err error) {
-	ids, err := q.Store.Apps(ctx, event.AppLoad, from, to)
+	ids, vers, err := serving.BatchCatalog(ctx, q.Store, event.AppLoad, from, to)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -85,11 +85,7 @@ func topApps(ctx context.Context, q *serving.Querier, n int, from, to time.Time)
 	apps = apps[:min(n, len(apps))]
 	versions = map[string][]AppReport{}
 	for _, a := range apps {
-		vs, err := q.Store.Versions(ctx, event.AppLoad, a.AppID, from, to)
-		if err != nil {
-			return nil, nil, err
-		}
-		for _, v := range vs {
+		for _, v := range vers[a.AppID] {
 			r, err := report(ctx, q, a.AppID, v, from, to)
 			if err != nil {
 				return nil, nil, err

@@ -246,7 +246,7 @@ func watchedApps(ctx context.Context, st serving.Store, demo *demoFeed) []string
 	now := time.Now().UTC()
 	seen := map[string]bool{}
 	for _, k := range event.Kinds {
-		as, err := st.Apps(ctx, k, now.AddDate(0, 0, -1), now)
+		as, _, err := serving.BatchCatalog(ctx, st, k, now.AddDate(0, 0, -1), now)
 		if err != nil {
 			continue
 		}

@@ -418,22 +418,6 @@ func (s *Store) indexRows(ctx context.Context, layer serving.Layer, kind event.K
 	return nil
 }
 
-func (s *Store) Apps(ctx context.Context, kind event.Kind, from, to time.Time) ([]string, error) {
-	seen := map[string]bool{}
-	err := s.indexRows(ctx, serving.Batch, kind, from, to, func(app, _ string) { seen[app] = true })
-	return sortedKeys(seen), err
-}
-
-func (s *Store) Versions(ctx context.Context, kind event.Kind, app string, from, to time.Time) ([]string, error) {
-	seen := map[string]bool{}
-	err := s.indexRows(ctx, serving.Batch, kind, from, to, func(a, v string) {
-		if a == app {
-			seen[v] = true
-		}
-	})
-	return sortedKeys(seen), err
-}
-
 // Catalog reads one layer's app_index; speed entries carry the speed
 // rows' TTL, so they expire with them.
 func (s *Store) Catalog(ctx context.Context, layer serving.Layer, kind event.Kind, from, to time.Time) ([]serving.AppVersion, error) {
@@ -450,15 +434,6 @@ func (s *Store) Catalog(ctx context.Context, layer serving.Layer, kind event.Kin
 		return cmp.Or(cmp.Compare(a.AppID, b.AppID), cmp.Compare(a.Version, b.Version))
 	})
 	return out, err
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
 
 // PruneBatch writes range tombstones USING TIMESTAMP stamp−1 over the

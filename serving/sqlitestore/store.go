@@ -479,29 +479,6 @@ func (s *sqliteStore) Late(ctx context.Context, q serving.CountQuery) ([]serving
 	return out, rows.Err()
 }
 
-func (s *sqliteStore) Apps(ctx context.Context, kind event.Kind, from, to time.Time) ([]string, error) {
-	periods := serving.Periods(aggregate.Day, from, to)
-	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT app_id FROM batch_counts
-		WHERE kind = ? AND granularity = 'day' AND period IN (`+placeholders(len(periods))+`)
-		ORDER BY app_id`, append([]any{kind.String()}, anys(periods)...)...)
-	if err != nil {
-		return nil, fmt.Errorf("serving: sqlite apps: %w", err)
-	}
-	return scanStrings(rows)
-}
-
-func (s *sqliteStore) Versions(ctx context.Context, kind event.Kind, app string, from, to time.Time) ([]string, error) {
-	periods := serving.Periods(aggregate.Day, from, to)
-	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT app_version FROM batch_counts
-		WHERE kind = ? AND app_id = ? AND granularity = 'day' AND period IN (`+placeholders(len(periods))+`)
-		AND app_version != '' ORDER BY app_version`,
-		append([]any{kind.String(), app}, anys(periods)...)...)
-	if err != nil {
-		return nil, fmt.Errorf("serving: sqlite versions: %w", err)
-	}
-	return scanStrings(rows)
-}
-
 // Catalog reads the day rows' keys: every count row has a day row, and
 // speed rows past their expiry are left out, as Cassandra's TTL would.
 func (s *sqliteStore) Catalog(ctx context.Context, layer serving.Layer, kind event.Kind, from, to time.Time) ([]serving.AppVersion, error) {
@@ -527,19 +504,6 @@ func (s *sqliteStore) Catalog(ctx context.Context, layer serving.Layer, kind eve
 			return nil, err
 		}
 		out = append(out, av)
-	}
-	return out, rows.Err()
-}
-
-func scanStrings(rows *sql.Rows) ([]string, error) {
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var a string
-		if err := rows.Scan(&a); err != nil {
-			return nil, err
-		}
-		out = append(out, a)
 	}
 	return out, rows.Err()
 }

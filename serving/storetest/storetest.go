@@ -174,22 +174,28 @@ func testIndex(t *testing.T, st serving.Store) {
 		rows[i].Bucket = aggregate.Day.Truncate(rows[i].Bucket)
 	}
 	write(t, st, serving.Batch, rows, nil)
-	apps, err := st.Apps(ctx, event.Crash, t0, t0)
+	avs, err := st.Catalog(ctx, serving.Batch, event.Crash, t0, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []serving.AppVersion{{AppID: "alpha", Version: "1.0"}, {AppID: "alpha", Version: "1.1"}, {AppID: "zeta", Version: "2.0"}}; !reflect.DeepEqual(avs, want) {
+		t.Errorf("Catalog = %v, want %v", avs, want)
+	}
+	apps, versions, err := serving.BatchCatalog(ctx, st, event.Crash, t0, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(apps, []string{"alpha", "zeta"}) {
-		t.Errorf("Apps = %v", apps)
+		t.Errorf("BatchCatalog apps = %v", apps)
 	}
-	vs, err := st.Versions(ctx, event.Crash, "alpha", t0, t0)
-	if err != nil {
-		t.Fatal(err)
+	if !reflect.DeepEqual(versions["alpha"], []string{"1.0", "1.1"}) {
+		t.Errorf("BatchCatalog versions of alpha = %v", versions["alpha"])
 	}
-	if !reflect.DeepEqual(vs, []string{"1.0", "1.1"}) {
-		t.Errorf("Versions = %v", vs)
+	if avs, _ := st.Catalog(ctx, serving.Speed, event.Crash, t0, t0); len(avs) != 0 {
+		t.Errorf("speed Catalog of batch rows = %v", avs)
 	}
-	if apps, _ := st.Apps(ctx, event.AppLoad, t0, t0); len(apps) != 0 {
-		t.Errorf("Apps of another kind = %v", apps)
+	if apps, _, _ := serving.BatchCatalog(ctx, st, event.AppLoad, t0, t0); len(apps) != 0 {
+		t.Errorf("apps of another kind = %v", apps)
 	}
 }
 

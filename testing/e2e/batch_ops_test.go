@@ -242,7 +242,7 @@ func TestBatchMissingInputIsIncomplete(t *testing.T) {
 		check(event.HandledException, serving.RunIncomplete, sampleAsOf.AddDate(0, 0, -1))
 		check(event.Crash, serving.RunSucceeded, sampleAsOf)
 		// Its rows were written all the same: the other days' handled exceptions are there.
-		if apps, err := st.Apps(context.Background(), event.HandledException, sampleAsOf.AddDate(0, 0, -2), sampleAsOf); err != nil || len(apps) == 0 {
+		if apps, _, err := serving.BatchCatalog(context.Background(), st, event.HandledException, sampleAsOf.AddDate(0, 0, -2), sampleAsOf); err != nil || len(apps) == 0 {
 			t.Errorf("handled_exception apps after the incomplete run: %v, %v", apps, err)
 		}
 		runBatch(t, "prism", pipelines.BatchConfig{Input: root, AsOf: sampleAsOf, Store: store, DeadLetterRoot: t.TempDir(),

@@ -97,17 +97,13 @@ func allSeries(t testing.TB, st serving.Store, from, to time.Time) []series {
 	ctx := context.Background()
 	var out []series
 	for _, k := range event.Kinds {
-		apps, err := st.Apps(ctx, k, from, to)
+		apps, versions, err := serving.BatchCatalog(ctx, st, k, from, to)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, a := range apps {
 			out = append(out, series{k, a, ""})
-			vs, err := st.Versions(ctx, k, a, from, to)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, v := range vs {
+			for _, v := range versions[a] {
 				out = append(out, series{k, a, v})
 			}
 		}
