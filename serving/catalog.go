@@ -48,9 +48,9 @@ type AppInfo struct {
 // app from a quiet one: an app it lists answers an empty range with no
 // points; one it does not list is unknown.
 func (q *Querier) Apps(ctx context.Context, now time.Time) ([]AppInfo, error) {
-	var w Watermark
+	var w BatchComplete
 	for _, k := range event.Kinds {
-		kw, err := q.Watermark(ctx, k)
+		kw, err := q.BatchComplete(ctx, k)
 		if err != nil {
 			return nil, err
 		}

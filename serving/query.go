@@ -27,8 +27,11 @@ type Querier struct {
 	Store Store
 }
 
-// Watermark is how far the batch layer of a kind is complete.
-type Watermark struct {
+// BatchComplete is how far the batch layer of a kind is complete: the
+// serving side's split between the layers (DESIGN's "batch watermark").
+// It is a day, not an event-time watermark like the stream's. The query
+// API (v1) keeps calling it "watermark" in its JSON.
+type BatchComplete struct {
 	// Day is the as_of of the newest batch run that succeeded on complete
 	// input (a UTC day start), never later than the day before that run
 	// finished; zero if no run has.
@@ -36,12 +39,12 @@ type Watermark struct {
 }
 
 // OK reports whether a batch run has succeeded.
-func (w Watermark) OK() bool { return !w.Day.IsZero() }
+func (w BatchComplete) OK() bool { return !w.Day.IsZero() }
 
 // Cutoff is the first instant the batch layer does not cover: midnight
 // after Day. Without a successful run it is the zero time, and everything
 // is speed.
-func (w Watermark) Cutoff() time.Time {
+func (w BatchComplete) Cutoff() time.Time {
 	if !w.OK() {
 		return time.Time{}
 	}
@@ -49,30 +52,30 @@ func (w Watermark) Cutoff() time.Time {
 }
 
 // LayerOf returns the layer that answers for the bucket starting at t.
-func (w Watermark) LayerOf(t time.Time) Layer {
+func (w BatchComplete) LayerOf(t time.Time) Layer {
 	if w.OK() && t.Before(w.Cutoff()) {
 		return Batch
 	}
 	return Speed
 }
 
-// Watermark returns the batch watermark of kind.
-func (q *Querier) Watermark(ctx context.Context, kind event.Kind) (Watermark, error) {
+// BatchComplete returns how far the batch layer of kind is complete.
+func (q *Querier) BatchComplete(ctx context.Context, kind event.Kind) (BatchComplete, error) {
 	runs, err := q.Store.Runs(ctx, kind)
 	if err != nil {
-		return Watermark{}, err
+		return BatchComplete{}, err
 	}
-	return WatermarkOf(runs), nil
+	return BatchCompleteOf(runs), nil
 }
 
-// WatermarkOf computes the watermark from batch_runs rows: the newest
+// BatchCompleteOf computes BatchComplete from batch_runs rows: the newest
 // as_of that an attempt completed (CompleteAt), capped at the day before
 // that attempt finished, since a day that had not ended cannot be
 // complete. Running, failed, incomplete and partial attempts do not move
 // it, and a running or failed re-run keeps the CompleteAt of the success
 // before it (DESIGN §3).
-func WatermarkOf(runs []BatchRun) Watermark {
-	var w Watermark
+func BatchCompleteOf(runs []BatchRun) BatchComplete {
+	var w BatchComplete
 	for _, r := range runs {
 		if r.CompleteAt.IsZero() {
 			continue
@@ -90,7 +93,7 @@ func WatermarkOf(runs []BatchRun) Watermark {
 
 // split divides [from, to] at the watermark into the part the batch layer
 // answers and the part the speed layer answers; an empty part has ok false.
-func (w Watermark) split(from, to time.Time, step time.Duration) (batchTo time.Time, batchOK bool, speedFrom time.Time, speedOK bool) {
+func (w BatchComplete) split(from, to time.Time, step time.Duration) (batchTo time.Time, batchOK bool, speedFrom time.Time, speedOK bool) {
 	cut := w.Cutoff()
 	if !w.OK() {
 		return time.Time{}, false, from, true
@@ -117,8 +120,8 @@ func (q *Querier) Counts(ctx context.Context, cq CountQuery) ([]CountPoint, erro
 
 // CountsAt is Counts that also returns the watermark it merged at (read
 // once, so the points and the boundary a chart draws agree).
-func (q *Querier) CountsAt(ctx context.Context, cq CountQuery) ([]CountPoint, Watermark, error) {
-	w, err := q.Watermark(ctx, cq.Kind)
+func (q *Querier) CountsAt(ctx context.Context, cq CountQuery) ([]CountPoint, BatchComplete, error) {
+	w, err := q.BatchComplete(ctx, cq.Kind)
 	if err != nil {
 		return nil, w, err
 	}
@@ -164,8 +167,8 @@ func label(pts []CountPoint, l Layer) []CountPoint {
 // Speed; pending (bucket after the watermark) or not is for the caller to
 // judge with the returned watermark: a dropped event in a bucket on or
 // before the watermark has already been counted by the batch.
-func (q *Querier) Late(ctx context.Context, cq CountQuery) ([]CountPoint, Watermark, error) {
-	w, err := q.Watermark(ctx, cq.Kind)
+func (q *Querier) Late(ctx context.Context, cq CountQuery) ([]CountPoint, BatchComplete, error) {
+	w, err := q.BatchComplete(ctx, cq.Kind)
 	if err != nil {
 		return nil, w, err
 	}

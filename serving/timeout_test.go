@@ -48,15 +48,15 @@ func TestWithTimeoutAndCacheRuns(t *testing.T) {
 	run(day)
 	cached, fresh := &serving.Querier{Store: serving.CacheRuns(st, time.Hour)}, &serving.Querier{Store: serving.CacheRuns(st, 0)}
 	for _, q := range []*serving.Querier{cached, fresh} {
-		if w, err := q.Watermark(ctx, event.AppLoad); err != nil || !w.Day.Equal(day) {
+		if w, err := q.BatchComplete(ctx, event.AppLoad); err != nil || !w.Day.Equal(day) {
 			t.Fatalf("watermark %v, %v", w.Day, err)
 		}
 	}
 	run(day.AddDate(0, 0, 1))
-	if w, _ := cached.Watermark(ctx, event.AppLoad); !w.Day.Equal(day) {
+	if w, _ := cached.BatchComplete(ctx, event.AppLoad); !w.Day.Equal(day) {
 		t.Errorf("within its TTL the cache read the store again (%v)", w.Day)
 	}
-	if w, _ := fresh.Watermark(ctx, event.AppLoad); !w.Day.Equal(day.AddDate(0, 0, 1)) {
+	if w, _ := fresh.BatchComplete(ctx, event.AppLoad); !w.Day.Equal(day.AddDate(0, 0, 1)) {
 		t.Errorf("past its TTL the cache kept %v", w.Day)
 	}
 }

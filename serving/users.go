@@ -23,8 +23,8 @@ type daySketch struct {
 
 // sketches reads the daily sketches of uq (days [From, To]) over both
 // layers, split at the watermark like counts, ascending by day.
-func (q *Querier) sketches(ctx context.Context, uq UserQuery) ([]daySketch, Watermark, error) {
-	w, err := q.Watermark(ctx, uq.Kind)
+func (q *Querier) sketches(ctx context.Context, uq UserQuery) ([]daySketch, BatchComplete, error) {
+	w, err := q.BatchComplete(ctx, uq.Kind)
 	if err != nil {
 		return nil, w, err
 	}
@@ -128,7 +128,7 @@ type DayUsers struct {
 // Daily returns the distinct devices of each day of uq that has any
 // (DAU as a series), labelled by layer, and over the whole range, from one
 // read of the sketches, with the watermark.
-func (q *Querier) Daily(ctx context.Context, uq UserQuery) ([]DayUsers, UsersResult, Watermark, error) {
+func (q *Querier) Daily(ctx context.Context, uq UserQuery) ([]DayUsers, UsersResult, BatchComplete, error) {
 	ds, w, err := q.sketches(ctx, uq)
 	if err != nil {
 		return nil, UsersResult{}, w, err
@@ -146,7 +146,7 @@ func (q *Querier) Daily(ctx context.Context, uq UserQuery) ([]DayUsers, UsersRes
 type Active struct {
 	Date          time.Time
 	DAU, WAU, MAU UsersResult
-	Watermark     Watermark
+	Batch         BatchComplete
 }
 
 // ActiveUsers returns DAU, WAU and MAU of a day for kind, app and version
@@ -158,7 +158,7 @@ func (q *Querier) ActiveUsers(ctx context.Context, kind event.Kind, app, version
 	if err != nil {
 		return a, err
 	}
-	a.Watermark = w
+	a.Batch = w
 	for _, x := range []struct {
 		res  *UsersResult
 		days int
@@ -203,10 +203,10 @@ func crashFree(version string, active, crashed int64, relErr float64) CrashFree 
 // [from, to]: the app as a whole first, then each of versions, in order.
 // Versions are read concurrently (a few at a time): each is two series of
 // daily sketches, and a store answers them in parallel.
-func (q *Querier) CrashFreeUsers(ctx context.Context, app string, versions []string, from, to time.Time) ([]CrashFree, Watermark, error) {
+func (q *Querier) CrashFreeUsers(ctx context.Context, app string, versions []string, from, to time.Time) ([]CrashFree, BatchComplete, error) {
 	all := append([]string{aggregate.AllVersions}, versions...)
 	out := make([]CrashFree, len(all))
-	var w Watermark
+	var w BatchComplete
 	var mu sync.Mutex
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(4)

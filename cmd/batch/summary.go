@@ -23,13 +23,13 @@ func printSummary(ctx context.Context, w io.Writer, st serving.Store, cfg pipeli
 	total := map[string]int64{}
 	var runCounters map[string]int64
 	var states []string
-	var watermark serving.Watermark
+	var watermark serving.BatchComplete
 	for _, k := range event.Kinds {
 		runs, err := st.Runs(ctx, k)
 		if err != nil {
 			return err
 		}
-		if w := serving.WatermarkOf(runs); k == event.Kinds[0] || w.Day.Before(watermark.Day) {
+		if w := serving.BatchCompleteOf(runs); k == event.Kinds[0] || w.Day.Before(watermark.Day) {
 			watermark = w
 		}
 		for _, r := range runs {

@@ -120,15 +120,17 @@ type Point struct {
 
 // Boundary is where the batch layer ends, for one kind.
 type Boundary struct {
-	// Watermark is the as_of (YYYY-MM-DD) of the newest successful batch
-	// run; null if none has succeeded.
+	// Watermark is the day (YYYY-MM-DD) through which the batch layer is
+	// complete (serving.BatchComplete); null if no batch run has
+	// completed. The name is API v1's and is kept: it is the batch
+	// layer's watermark, not the stream's event-time watermark.
 	Watermark *string `json:"watermark"`
 	// SpeedFrom is the first instant answered by the speed layer (the
 	// midnight after the watermark); null if everything is speed.
 	SpeedFrom *time.Time `json:"speed_from"`
 }
 
-func boundary(w serving.Watermark) Boundary {
+func boundary(w serving.BatchComplete) Boundary {
 	if !w.OK() {
 		return Boundary{}
 	}
@@ -304,7 +306,7 @@ func (s *Service) Active(ctx context.Context, r ActiveRequest) (ActiveResponse, 
 		return ActiveResponse{}, err
 	}
 	return ActiveResponse{Kind: r.Kind.String(), App: r.App, Version: r.Version, Date: r.Date.Format(time.DateOnly),
-		Boundary: boundary(a.Watermark), DAU: rangeUsers(a.DAU), WAU: rangeUsers(a.WAU), MAU: rangeUsers(a.MAU)}, nil
+		Boundary: boundary(a.Batch), DAU: rangeUsers(a.DAU), WAU: rangeUsers(a.WAU), MAU: rangeUsers(a.MAU)}, nil
 }
 
 // CrashFreeVersion is the crash-free users of one version.
@@ -347,7 +349,7 @@ func (s *Service) CrashFree(ctx context.Context, r CrashFreeRequest) (CrashFreeR
 		versions, resp.Truncated = versions[len(versions)-MaxVersions:], true
 	}
 	var cf []serving.CrashFree
-	var w serving.Watermark
+	var w serving.BatchComplete
 	if r.Version != aggregate.AllVersions {
 		cf, w, err = s.q.CrashFreeUsers(ctx, r.App, []string{r.Version}, r.From, r.To)
 		cf = cf[1:] // only the version asked for
@@ -406,6 +408,6 @@ func (s *Service) Apps(ctx context.Context) (AppsResponse, error) {
 
 // Ready reports whether the store answers (a batch_runs read).
 func (s *Service) Ready(ctx context.Context) error {
-	_, err := s.q.Watermark(ctx, event.AppLoad)
+	_, err := s.q.BatchComplete(ctx, event.AppLoad)
 	return err
 }

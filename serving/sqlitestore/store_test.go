@@ -124,7 +124,7 @@ func TestSQLiteMigratesFromVersion3(t *testing.T) {
 	if err != nil || len(runs) != 1 || !runs[0].CompleteAt.Equal(finished) {
 		t.Fatalf("runs after migration: %+v, %v; want one complete at %v", runs, err, finished)
 	}
-	if w := serving.WatermarkOf(runs); !w.Day.Equal(asOf) {
+	if w := serving.BatchCompleteOf(runs); !w.Day.Equal(asOf) {
 		t.Errorf("watermark after migration %v, want %v", w.Day, asOf)
 	}
 	day := time.UnixMilli(1795651200000).UTC()

@@ -161,7 +161,7 @@ func testRunsWatermark(t *testing.T, st serving.Store) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return serving.WatermarkOf(runs).Day
+		return serving.BatchCompleteOf(runs).Day
 	}
 	next := asOf.AddDate(0, 0, 1)
 	record(asOf, serving.RunSucceeded, next.Add(30*time.Minute), next.Add(40*time.Minute))

@@ -286,11 +286,11 @@ func testQuerier(t *testing.T, st serving.Store) {
 	if err := st.RecordRun(ctx, serving.BatchRun{Kind: event.AppLoad, AsOf: day0.AddDate(0, 0, 3), WindowStart: day0, Started: day0, Status: serving.RunFailed, Counters: map[string]int64{}}); err != nil {
 		t.Fatal(err)
 	}
-	w, err := q.Watermark(ctx, event.AppLoad)
+	w, err := q.BatchComplete(ctx, event.AppLoad)
 	if err != nil || !w.Day.Equal(day0.AddDate(0, 0, 2)) {
 		t.Errorf("watermark = %v, %v; want %v (the newest successful run)", w.Day, err, day0.AddDate(0, 0, 2))
 	}
-	if w, _ := q.Watermark(ctx, event.Crash); w.OK() {
+	if w, _ := q.BatchComplete(ctx, event.Crash); w.OK() {
 		t.Errorf("crash has no runs but a watermark %v", w.Day)
 	}
 }

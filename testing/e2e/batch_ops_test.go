@@ -160,7 +160,7 @@ func TestBatchCommandInOperation(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			return serving.WatermarkOf(runs).Day
+			return serving.BatchCompleteOf(runs).Day
 		}
 
 		out, err := run()
@@ -235,7 +235,7 @@ func TestBatchMissingInputIsIncomplete(t *testing.T) {
 			if status == serving.RunIncomplete && !strings.Contains(runs[0].Note, "00-23") {
 				t.Errorf("%s: note %q does not name the unsealed hours 00-23", k, runs[0].Note)
 			}
-			if w := serving.WatermarkOf(runs).Day; !w.Equal(watermark) {
+			if w := serving.BatchCompleteOf(runs).Day; !w.Equal(watermark) {
 				t.Errorf("%s: watermark %v, want %v", k, w.Format(time.DateOnly), watermark.Format(time.DateOnly))
 			}
 		}
