@@ -89,30 +89,37 @@ func (r *rowWriter) Teardown() error {
 	return nil
 }
 
+// bufferRow adds row to buf, and writes buf out with write once it holds
+// writeBatch rows: what both batch writers do with each element.
+func bufferRow[R any](ctx context.Context, r *rowWriter, buf *[]R, row R, write func(context.Context, []R) error, what string) error {
+	*buf = append(*buf, row)
+	if len(*buf) < writeBatch {
+		return nil
+	}
+	return flushRows(ctx, r, buf, write, what)
+}
+
+// flushRows writes buf out with write, counts it, and empties it.
+func flushRows[R any](ctx context.Context, r *rowWriter, buf *[]R, write func(context.Context, []R) error, what string) error {
+	if err := write(ctx, *buf); err != nil {
+		return fmt.Errorf("pipelines: write %s %s: %w", r.Layer, what, err)
+	}
+	r.n += int64(len(*buf))
+	*buf = (*buf)[:0]
+	return nil
+}
+
 type writeCountsFn struct {
 	rowWriter
 	buf []aggregate.CountRow
 }
 
 func (f *writeCountsFn) ProcessElement(ctx context.Context, row aggregate.CountRow, _ func(int64)) error {
-	f.buf = append(f.buf, row)
-	if len(f.buf) >= writeBatch {
-		return f.flush(ctx)
-	}
-	return nil
-}
-
-func (f *writeCountsFn) flush(ctx context.Context) error {
-	if err := f.w.WriteCounts(ctx, f.buf); err != nil {
-		return fmt.Errorf("pipelines: write %s counts: %w", f.Layer, err)
-	}
-	f.n += int64(len(f.buf))
-	f.buf = f.buf[:0]
-	return nil
+	return bufferRow(ctx, &f.rowWriter, &f.buf, row, f.w.WriteCounts, "counts")
 }
 
 func (f *writeCountsFn) FinishBundle(ctx context.Context, emit func(int64)) error {
-	if err := f.flush(ctx); err != nil {
+	if err := flushRows(ctx, &f.rowWriter, &f.buf, f.w.WriteCounts, "counts"); err != nil {
 		return err
 	}
 	return f.finish(ctx, emit, f.Layer.String()+"_count_rows")
@@ -124,24 +131,11 @@ type writeUsersFn struct {
 }
 
 func (f *writeUsersFn) ProcessElement(ctx context.Context, row aggregate.UserRow, _ func(int64)) error {
-	f.buf = append(f.buf, row)
-	if len(f.buf) >= writeBatch {
-		return f.flush(ctx)
-	}
-	return nil
-}
-
-func (f *writeUsersFn) flush(ctx context.Context) error {
-	if err := f.w.WriteUsers(ctx, f.buf); err != nil {
-		return fmt.Errorf("pipelines: write %s users: %w", f.Layer, err)
-	}
-	f.n += int64(len(f.buf))
-	f.buf = f.buf[:0]
-	return nil
+	return bufferRow(ctx, &f.rowWriter, &f.buf, row, f.w.WriteUsers, "users")
 }
 
 func (f *writeUsersFn) FinishBundle(ctx context.Context, emit func(int64)) error {
-	if err := f.flush(ctx); err != nil {
+	if err := flushRows(ctx, &f.rowWriter, &f.buf, f.w.WriteUsers, "users"); err != nil {
 		return err
 	}
 	return f.finish(ctx, emit, f.Layer.String()+"_user_rows")
