@@ -39,7 +39,7 @@ type DayCell struct {
 // each event once.
 //
 // Add is the only place an event is counted and sketched, and merge the
-// only place two Aggs are combined; Combine exposes both to Beam and to
+// only place two Aggs are combined; CombineFn exposes both to Beam and to
 // the map-side pre-aggregation of both layers.
 //
 // Agg has reference semantics (its maps are shared by copies). The zero

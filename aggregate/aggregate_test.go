@@ -51,7 +51,7 @@ func truth(evs []event.Event, g time.Duration) (counts map[string]int64, devices
 }
 
 func aggOf(evs []event.Event, g Granularity, precision uint8) Agg {
-	fn := Combine{Gran: g, Precision: precision}
+	fn := CombineFn{Gran: g, Precision: precision}
 	a := fn.CreateAccumulator()
 	for i := range evs {
 		a = fn.AddEvent(a, &evs[i])
@@ -112,7 +112,7 @@ func TestMergeOfAnySplitEqualsOnePass(t *testing.T) {
 			lo = hi
 		}
 		rng.Shuffle(len(parts), func(i, j int) { parts[i], parts[j] = parts[j], parts[i] })
-		fn := Combine{Gran: Hour, Precision: 14}
+		fn := CombineFn{Gran: Hour, Precision: 14}
 		acc := fn.CreateAccumulator()
 		for _, p := range parts {
 			var err error

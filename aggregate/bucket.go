@@ -52,14 +52,7 @@ func (g Granularity) Millis() int64 {
 
 // Truncate returns the start of the bucket holding ms (milliseconds since the
 // epoch). It floors, so it is right for times before 1970 too.
-func (g Granularity) Truncate(ms int64) int64 {
-	n := g.Millis()
-	q := ms / n
-	if ms%n < 0 {
-		q--
-	}
-	return q * n
-}
+func (g Granularity) Truncate(ms int64) int64 { return WindowStart(ms, g.Millis()) }
 
 // DayWindow is the inclusive range of UTC days a batch run covers:
 // [as_of − window_days + 1, as_of].

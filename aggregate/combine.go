@@ -2,7 +2,7 @@ package aggregate
 
 import "github.com/lumenhq/lumen/event"
 
-// Combine is the one combine of both layers (DESIGN §3, §4). As a Beam
+// CombineFn is the one combine of both layers (DESIGN §3, §4). As a Beam
 // CombineFn (transforms registers it) it merges partial aggregates: its
 // input, accumulator and output are all Agg. The map-side pre-aggregation
 // that builds those partials — the batch's readers (Partials) and the
@@ -15,7 +15,7 @@ import "github.com/lumenhq/lumen/event"
 // (lumen's partials are built for the combine and used once). Outputs are
 // the accumulators themselves, which suits the default and discarding
 // triggers lumen combines under, where an accumulator is extracted once.
-type Combine struct {
+type CombineFn struct {
 	// Gran is the count granularity of the partials.
 	Gran Granularity
 	// Precision of the daily sketches; 0 skips them.
@@ -23,12 +23,12 @@ type Combine struct {
 }
 
 // CreateAccumulator returns an empty Agg of c's granularity and precision.
-func (c *Combine) CreateAccumulator() Agg { return NewAgg(c.Gran, c.Precision) }
+func (c *CombineFn) CreateAccumulator() Agg { return NewAgg(c.Gran, c.Precision) }
 
 // AddEvent counts e in a, bucketed by e.BucketTime (DESIGN §3), and adds
 // its device to the day's sketch. It returns a (a fresh accumulator if a
 // was zero).
-func (c *Combine) AddEvent(a Agg, e *event.Event) Agg {
+func (c *CombineFn) AddEvent(a Agg, e *event.Event) Agg {
 	if a.IsZero() {
 		a = c.CreateAccumulator()
 	}
@@ -38,10 +38,10 @@ func (c *Combine) AddEvent(a Agg, e *event.Event) Agg {
 }
 
 // AddInput merges a partial into the accumulator, adopting it.
-func (c *Combine) AddInput(a, partial Agg) (Agg, error) { return a.Merge(partial) }
+func (c *CombineFn) AddInput(a, partial Agg) (Agg, error) { return a.Merge(partial) }
 
 // MergeAccumulators merges b into a.
-func (c *Combine) MergeAccumulators(a, b Agg) (Agg, error) { return a.Merge(b) }
+func (c *CombineFn) MergeAccumulators(a, b Agg) (Agg, error) { return a.Merge(b) }
 
 // ExtractOutput returns the accumulator.
-func (c *Combine) ExtractOutput(a Agg) Agg { return a }
+func (c *CombineFn) ExtractOutput(a Agg) Agg { return a }

@@ -2,7 +2,7 @@
 // (DESIGN §3, §4) and free of Beam: bucketing events by corrected event
 // time, counting them per kind, app, version and bucket (Agg), sketching
 // distinct devices per day with HyperLogLog++ (hll), the row types the
-// stores hold, and Combine, the one combine both layers' graphs apply. The
+// stores hold, and CombineFn, the one combine both layers' graphs apply. The
 // batch layer pre-aggregates with it inside its readers (Partials) and the
 // speed layer inside its Kafka reader, and both merge with it; because it
 // is one implementation, the same events give the same counts and

@@ -8,11 +8,11 @@ import (
 	"github.com/lumenhq/lumen/event"
 )
 
-// Both layers build partial aggregates with the Combine's AddEvent and
+// Both layers build partial aggregates with the CombineFn's AddEvent and
 // merge them with its AddInput and MergeAccumulators; rows for the stores
 // come out of the merged Agg.
-func ExampleCombine() {
-	fn := aggregate.Combine{Gran: aggregate.Hour, Precision: 14}
+func ExampleCombineFn() {
+	fn := aggregate.CombineFn{Gran: aggregate.Hour, Precision: 14}
 	at := time.Date(2026, 11, 20, 10, 15, 0, 0, time.UTC).UnixMilli()
 	load := func(version, device string) *event.Event {
 		return &event.Event{Kind: event.AppLoad, AppID: "com.example", AppVersion: version, Platform: "ios",

@@ -22,11 +22,11 @@ func (s *Stats) Add(o Stats) {
 
 // Partials is the batch layer's map-side pre-aggregation: it places events
 // against the run's DayWindow (too old, after the window, clock-skewed) and
-// adds those inside it to one Agg per AppKey with Combine.AddEvent. Drain
-// hands the Aggs on to be shuffled and merged by the same Combine. Not
+// adds those inside it to one Agg per AppKey with CombineFn.AddEvent. Drain
+// hands the Aggs on to be shuffled and merged by the same CombineFn. Not
 // safe for concurrent use.
 type Partials struct {
-	fn         Combine
+	fn         CombineFn
 	first, end int64
 	aggs       map[AppKey]Agg
 	stats      [event.HandledException + 1]Stats // by kind
@@ -36,7 +36,7 @@ type Partials struct {
 // gran and sketching at precision.
 func NewPartials(window DayWindow, gran Granularity, precision uint8) *Partials {
 	return &Partials{
-		fn:    Combine{Gran: gran, Precision: precision},
+		fn:    CombineFn{Gran: gran, Precision: precision},
 		first: window.First.UnixMilli(), end: window.Last.AddDate(0, 0, 1).UnixMilli(),
 		aggs: map[AppKey]Agg{},
 	}

@@ -38,7 +38,7 @@ func init() {
 //	work units → Reshuffle → read (decode, validate and pre-aggregate a
 //	unit's files, or read and check rollups) → for raw: group per
 //	partition, write its rollup → cut each whole partition to the window
-//	(too_old) → merge per (kind, app) with aggregate.Combine → hour and
+//	(too_old) → merge per (kind, app) with aggregate.CombineFn → hour and
 //	day counts, daily sketches → store; dead letters → files; run counters
 //	→ batch_runs, after every row, and after deleting the window's rows
 //	that the run did not write (an older stamp's).
@@ -90,7 +90,7 @@ func BuildBatchOutputs(s beam.Scope, cfg BatchConfig) (BatchOutputs, error) {
 	partials := beam.Flatten(s, fromRaw, fromRollups)
 	stats := beam.Flatten(s, rawStats, rollupStats)
 
-	merged := transforms.MergePartials(s, partials, aggregate.Combine{Gran: aggregate.Hour, Precision: cfg.Precision})
+	merged := transforms.MergePartials(s, partials, aggregate.CombineFn{Gran: aggregate.Hour, Precision: cfg.Precision})
 	out := BatchOutputs{
 		Counts: transforms.CountRows(s, merged, aggregate.Hour, aggregate.Day),
 		Users:  transforms.UserRows(s, merged),

@@ -14,9 +14,9 @@ import (
 	_ "github.com/lumenhq/lumen/serving/sqlitestore" // sqlite: stores
 )
 
-var combineType = reflect.TypeOf(aggregate.Combine{})
+var combineType = reflect.TypeOf(aggregate.CombineFn{})
 
-// combineUses lists the transforms of p that apply aggregate.Combine: as
+// combineUses lists the transforms of p that apply aggregate.CombineFn: as
 // a CombineFn, or as a DoFn field whose methods the DoFn calls.
 func combineUses(t *testing.T, p *beam.Pipeline) []string {
 	t.Helper()
@@ -47,7 +47,7 @@ func combineUses(t *testing.T, p *beam.Pipeline) []string {
 }
 
 // TestLayersShareTheCombine prints, from the built graphs, where each layer
-// applies aggregate.Combine. The batch merges its readers' partials with
+// applies aggregate.CombineFn. The batch merges its readers' partials with
 // it as the CombineFn of a CombinePerKey; the stream's Kafka reader builds
 // its partials with its methods, and its minute windows merge them with its
 // methods after a GroupByKey (prism loses pane timing after CombinePerKey:
@@ -72,10 +72,10 @@ func TestLayersShareTheCombine(t *testing.T) {
 		}
 		return false
 	}
-	if !has(batch, "CombinePerKey(*aggregate.Combine)") {
-		t.Error("the batch graph does not merge with CombinePerKey(aggregate.Combine)")
+	if !has(batch, "CombinePerKey(*aggregate.CombineFn)") {
+		t.Error("the batch graph does not merge with CombinePerKey(aggregate.CombineFn)")
 	}
 	if !has(stream, "readPartialsFn") || !has(stream, "paneMergeFn") {
-		t.Error("the stream graph does not build and merge its partials with aggregate.Combine")
+		t.Error("the stream graph does not build and merge its partials with aggregate.CombineFn")
 	}
 }

@@ -142,8 +142,8 @@ type StreamOutputs struct {
 }
 
 // Combine is the speed layer's combine: the batch's, counting per minute.
-func (c StreamConfig) Combine() aggregate.Combine {
-	return aggregate.Combine{Gran: aggregate.Minute, Precision: c.Precision}
+func (c StreamConfig) Combine() aggregate.CombineFn {
+	return aggregate.CombineFn{Gran: aggregate.Minute, Precision: c.Precision}
 }
 
 // StreamAggregates computes the speed layer from partial aggregates (per

@@ -45,7 +45,7 @@ func (f *decodeSingleFn) ProcessElement(msg []byte, emit func(aggregate.AppKey, 
 	if err := f.d.DecodeSingle(msg, &e); err != nil {
 		return err
 	}
-	fn := aggregate.Combine{Gran: aggregate.Minute, Precision: 14}
+	fn := aggregate.CombineFn{Gran: aggregate.Minute, Precision: 14}
 	emit(aggregate.AppKey{Kind: e.Kind, AppID: e.AppID}, fn.AddEvent(fn.CreateAccumulator(), &e))
 	return nil
 }

@@ -71,7 +71,7 @@ func TestDataflowTranslationBatch(t *testing.T) {
 	g.want(t, "pipelines.Batch/Reshuffle", "beam:transform:reshuffle:v1")
 	// The shared combine merges the partials per (kind, app), by hour.
 	g.want(t, "pipelines.Batch/transforms.MergePartials/CombinePerKey", "beam:transform:combine_per_key:v1",
-		"aggregate.Combine", combineJSON(t, aggregate.Combine{Gran: aggregate.Hour, Precision: 14}))
+		"aggregate.CombineFn", combineJSON(t, aggregate.CombineFn{Gran: aggregate.Hour, Precision: 14}))
 	for _, w := range []string{"pipelines.WriteCounts/pipelines.writeCountsFn", "pipelines.WriteUsers/pipelines.writeUsersFn",
 		"pipelines.RecordRun/pipelines.recordRunFn"} {
 		g.want(t, "pipelines.Batch/"+w, "beam:transform:pardo:v1", "lumen_prod", "workers=4")
@@ -98,7 +98,7 @@ func TestDataflowTranslationStream(t *testing.T) {
 
 	// The Kafka reader is a splittable DoFn with the brokers, topics and
 	// group in its fields, and it adds events with the shared combine.
-	minute := combineJSON(t, aggregate.Combine{Gran: aggregate.Minute, Precision: 14})
+	minute := combineJSON(t, aggregate.CombineFn{Gran: aggregate.Minute, Precision: 14})
 	read := g.want(t, "pipelines.Stream/kafkaio.ReadPartials/kafkaio.readPartialsFn", "beam:transform:pardo:v1",
 		"k1.example:9092", "k2.example:9092", "prod.app_load", "prod.handled_exception", `"Group":"lumen-stream"`, minute)
 	if read.pardo.GetRestrictionCoderId() == "" {
@@ -284,7 +284,7 @@ func (g *translation) noSecrets(t *testing.T, job *df.Job, secrets ...string) {
 	}
 }
 
-func combineJSON(t *testing.T, c aggregate.Combine) string {
+func combineJSON(t *testing.T, c aggregate.CombineFn) string {
 	t.Helper()
 	b, err := json.Marshal(c)
 	if err != nil {

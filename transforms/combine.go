@@ -7,10 +7,11 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
 	"github.com/lumenhq/lumen/aggregate"
+	_ "github.com/lumenhq/lumen/coders" // AppKey, Agg and Event cross every shuffle here
 )
 
 func init() {
-	register.Combiner1[aggregate.Agg](&aggregate.Combine{})
+	register.Combiner1[aggregate.Agg](&aggregate.CombineFn{})
 	register.DoFn3x1[aggregate.AppKey, aggregate.Agg, func(aggregate.CountRow), error](&countRowsFn{})
 	register.DoFn3x1[aggregate.AppKey, aggregate.Agg, func(aggregate.UserRow), error](&userRowsFn{})
 	register.Emitter1[aggregate.CountRow]()
@@ -22,7 +23,7 @@ func init() {
 // layer's combine. Combiner lifting merges partials before the shuffle.
 //
 //	partials: PCollection<KV<aggregate.AppKey, aggregate.Agg>> → PCollection<KV<aggregate.AppKey, aggregate.Agg>>
-func MergePartials(s beam.Scope, partials beam.PCollection, fn aggregate.Combine) beam.PCollection {
+func MergePartials(s beam.Scope, partials beam.PCollection, fn aggregate.CombineFn) beam.PCollection {
 	s = s.Scope("transforms.MergePartials")
 	return beam.CombinePerKey(s, &fn, partials)
 }

@@ -22,7 +22,7 @@ func init() {
 // partialOf pre-aggregates one reader's events of an app (as
 // aggregate.Partials or kafkaio.ReadPartials would).
 func partialOf(devices []string) (aggregate.AppKey, aggregate.Agg) {
-	fn := aggregate.Combine{Gran: aggregate.Hour, Precision: 14}
+	fn := aggregate.CombineFn{Gran: aggregate.Hour, Precision: 14}
 	a := fn.CreateAccumulator()
 	at := time.Date(2026, 11, 20, 10, 30, 0, 0, time.UTC).UnixMilli()
 	for _, d := range devices {
@@ -39,7 +39,7 @@ func rowString(r aggregate.CountRow) string { return r.String() }
 func ExampleMergePartials() {
 	p, s := beam.NewPipelineWithRoot()
 	partials := beam.ParDo(s, partialOf, beam.Create(s, []string{"d1", "d2"}, []string{"d1"}))
-	merged := transforms.MergePartials(s, partials, aggregate.Combine{Gran: aggregate.Hour, Precision: 14})
+	merged := transforms.MergePartials(s, partials, aggregate.CombineFn{Gran: aggregate.Hour, Precision: 14})
 	passert.Equals(s, beam.ParDo(s, rowString, transforms.CountRows(s, merged, aggregate.Hour, aggregate.Day)),
 		`app_load/com.example/"1.0" hour 2026-11-20T10:00:00Z = 3`, `app_load/com.example/"" hour 2026-11-20T10:00:00Z = 3`,
 		`app_load/com.example/"1.0" day 2026-11-20T00:00:00Z = 3`, `app_load/com.example/"" day 2026-11-20T00:00:00Z = 3`)

@@ -42,7 +42,7 @@ type WindowConfig struct {
 	Size time.Duration
 	// Combine merges a window's partials; its granularity is the window's
 	// size (a minute window's events share one bucket per version).
-	Combine aggregate.Combine
+	Combine aggregate.CombineFn
 	// Every fires early and late panes this often (processing time).
 	Every time.Duration
 	// AllowedLateness keeps windows open for late panes this long after
@@ -58,7 +58,7 @@ type WindowConfig struct {
 // counts) go to late, keyed by window and pane index so writing them is
 // idempotent.
 //
-// It is beam.CombinePerKey(aggregate.Combine) in all but name: a
+// It is beam.CombinePerKey(aggregate.CombineFn) in all but name: a
 // GroupByKey whose values are merged with the Combine's own methods. The
 // runner's CombinePerKey cannot be used because on prism (2.77) its
 // output carries no pane timing (every pane reports early, index 0; see
@@ -76,11 +76,11 @@ func PaneDeltas(s beam.Scope, partials beam.PCollection, cfg WindowConfig) (delt
 	return beam.ParDo2(s, &paneMergeFn{Fn: cfg.Combine}, beam.GroupByKey(s, w))
 }
 
-// paneMergeFn is the combine of one pane: aggregate.Combine's methods over
+// paneMergeFn is the combine of one pane: aggregate.CombineFn's methods over
 // the pane's partials (freshly decoded by the GroupByKey, so adopting them
 // is safe).
 type paneMergeFn struct {
-	Fn aggregate.Combine
+	Fn aggregate.CombineFn
 }
 
 func (f *paneMergeFn) ProcessElement(pn typex.PaneInfo, w typex.Window, k aggregate.AppKey, partials func(*aggregate.Agg) bool,
@@ -143,48 +143,29 @@ type bundleMergeFn struct {
 	SizeMs   int64
 	Sketches bool
 
-	open map[windowKey]*partial
-}
-
-// windowKey is one key in one window.
-type windowKey struct {
-	key   aggregate.AppKey
-	start int64 // ms
-}
-
-type partial struct {
-	agg    aggregate.Agg
-	newest int64 // ms
+	parts aggregate.WindowPartials
 }
 
 func (f *bundleMergeFn) StartBundle(func(beam.EventTime, aggregate.AppKey, aggregate.Agg)) {
-	f.open = map[windowKey]*partial{}
+	f.parts = aggregate.WindowPartials{SizeMs: f.SizeMs}
 }
 
 func (f *bundleMergeFn) ProcessElement(ts beam.EventTime, k aggregate.AppKey, delta aggregate.Agg, _ func(beam.EventTime, aggregate.AppKey, aggregate.Agg)) error {
 	if !f.Sketches {
 		delta = delta.CountsOnly()
 	}
-	ms := int64(ts)
-	wk := windowKey{k, ms - ((ms%f.SizeMs)+f.SizeMs)%f.SizeMs}
-	p := f.open[wk]
-	if p == nil {
-		p = &partial{newest: ms}
-		f.open[wk] = p
-	}
+	p := f.parts.At(k, int64(ts), nil)
 	var err error
-	if p.agg, err = p.agg.MergeCopy(delta); err != nil {
+	if p.Agg, err = p.Agg.MergeCopy(delta); err != nil {
 		return fmt.Errorf("transforms: totals of %v: %w", k, err)
 	}
-	p.newest = max(p.newest, ms)
 	return nil
 }
 
 func (f *bundleMergeFn) FinishBundle(emit func(beam.EventTime, aggregate.AppKey, aggregate.Agg)) {
-	for wk, p := range f.open {
-		emit(mtime.FromMilliseconds(p.newest), wk.key, p.agg)
-	}
-	f.open = nil
+	f.parts.Drain(func(wk aggregate.WindowKey, p *aggregate.WindowPartial) {
+		emit(mtime.FromMilliseconds(p.Newest), wk.Key, p.Agg)
+	})
 }
 
 type totalsFn struct {
@@ -244,7 +225,7 @@ func TooLateRows(s beam.Scope, events beam.PCollection, grans ...aggregate.Granu
 type tooLateRowsFn struct{ Grans []aggregate.Granularity }
 
 func (f *tooLateRowsFn) ProcessElement(id string, e event.Event, emit func(aggregate.LateRow)) error {
-	fn := aggregate.Combine{Gran: aggregate.Minute}
+	fn := aggregate.CombineFn{Gran: aggregate.Minute}
 	a := fn.AddEvent(fn.CreateAccumulator(), &e)
 	rows, err := a.LateRows(aggregate.AppKey{Kind: e.Kind, AppID: e.AppID}, id, f.Grans...)
 	if err != nil {

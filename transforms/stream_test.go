@@ -71,7 +71,7 @@ func paneStream(s beam.Scope) beam.PCollection {
 // GroupByKey as early, on time and late, but out of CombinePerKey all as
 // "early, index 0", so late data cannot be told from on-time data. When
 // this test fails because the combine's panes are right, PaneDeltas can
-// apply aggregate.Combine with CombinePerKey.
+// apply aggregate.CombineFn with CombinePerKey.
 func TestPrismCombineLosesPaneTiming(t *testing.T) {
 	if *ptest.Runner != "prism" && *ptest.Runner != "" {
 		t.Skipf("shows a prism bug; runner %s", *ptest.Runner)
@@ -91,7 +91,7 @@ func TestPrismCombineLosesPaneTiming(t *testing.T) {
 type oneEventPartialFn struct{}
 
 func (oneEventPartialFn) ProcessElement(n int, emit func(aggregate.AppKey, aggregate.Agg)) error {
-	fn := aggregate.Combine{Gran: aggregate.Minute}
+	fn := aggregate.CombineFn{Gran: aggregate.Minute}
 	a := fn.CreateAccumulator()
 	for i := 0; i < n; i++ {
 		e := event.Event{Kind: event.AppLoad, AppID: "a", AppVersion: "1", Platform: "ios", DeviceID: []byte{byte(i)},
@@ -124,7 +124,7 @@ func TestPaneDeltas(t *testing.T) {
 	c.AdvanceWatermarkToInfinity()
 	p, s := beam.NewPipelineWithRoot()
 	partials := beam.ParDo(s, &oneEventPartialFn{}, teststream.Create(s, c))
-	deltas, late := PaneDeltas(s, partials, WindowConfig{Size: time.Minute, Combine: aggregate.Combine{Gran: aggregate.Minute},
+	deltas, late := PaneDeltas(s, partials, WindowConfig{Size: time.Minute, Combine: aggregate.CombineFn{Gran: aggregate.Minute},
 		Every: 2 * time.Second, AllowedLateness: time.Hour})
 	global := func(c beam.PCollection) beam.PCollection { return beam.WindowInto(s, window.NewGlobalWindows(), c) }
 	passert.Equals(s, global(beam.ParDo(s, describeDelta, deltas)), "app_load/a=3", "app_load/a=4")
@@ -152,7 +152,7 @@ type delta struct {
 // timedDelta makes the delta's Agg, timestamped at the end of its minute
 // as a GroupByKey's output is.
 func timedDelta(d delta, emit func(beam.EventTime, aggregate.AppKey, aggregate.Agg)) {
-	fn := aggregate.Combine{Gran: aggregate.Minute, Precision: 14}
+	fn := aggregate.CombineFn{Gran: aggregate.Minute, Precision: 14}
 	a := fn.CreateAccumulator()
 	at := day0.Add(time.Duration(d.Minute) * time.Minute)
 	for i := 0; i < d.N; i++ {

@@ -149,7 +149,7 @@ func TestMergePartials(t *testing.T) {
 		t.Run(fmt.Sprintf("chunk=%d", chunk), func(t *testing.T) {
 			p, s := beam.NewPipelineWithRoot()
 			partials := beam.ParDo(s, splitPair, beam.CreateList(s, batchPartials(t, evs, chunk)))
-			merged := MergePartials(s, partials, aggregate.Combine{Gran: aggregate.Hour, Precision: 14})
+			merged := MergePartials(s, partials, aggregate.CombineFn{Gran: aggregate.Hour, Precision: 14})
 			passert.Equals(s, CountRows(s, merged, aggregate.Hour), exactCounts(evs, aggregate.Hour)...)
 			passert.Equals(s, CountRows(s, merged, aggregate.Day), exactCounts(evs, aggregate.Day)...)
 			passert.Equals(s, UserRows(s, merged), exactUsers(evs)...)

@@ -107,7 +107,7 @@ func TestReadPartials(t *testing.T) {
 		wantRows = append(wantRows, fmt.Sprintf("%s=%d", k, n))
 	}
 	p, s := beam.NewPipelineWithRoot()
-	fn := aggregate.Combine{Gran: aggregate.Minute, Precision: 14}
+	fn := aggregate.CombineFn{Gran: aggregate.Minute, Precision: 14}
 	partials, dead, late := ReadPartials(s, ReadConfig{Brokers: brokers, Start: StartEarliest, Bounded: true, Topics: allTopics()},
 		prefix, time.Minute, fn)
 	passert.Empty(s, beam.ParDo(s, partialOutsideMinute, partials))

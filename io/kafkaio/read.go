@@ -3,7 +3,6 @@ package kafkaio
 import (
 	"context"
 	"fmt"
-	"reflect"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -12,16 +11,12 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
 	"github.com/lumenhq/lumen/aggregate"
+	_ "github.com/lumenhq/lumen/coders" // what Read and ReadPartials emit, even in a graph without transforms
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/deadletter"
 )
 
 func init() {
-	// The coders of what ReadPartials emits (transforms registers the same
-	// for every graph that imports it): a Read used alone must not fall
-	// back to Beam's default coding of Agg's maps and pointers.
-	beam.RegisterCoder(reflect.TypeOf(aggregate.AppKey{}), aggregate.EncodeAppKey, aggregate.DecodeAppKey)
-	beam.RegisterCoder(reflect.TypeOf(aggregate.Agg{}), aggregate.EncodeAgg, aggregate.DecodeAgg)
 	register.DoFn7x2[context.Context, *watermarkEstimator, *sdf.LockRTracker, TopicPartition,
 		func(beam.EventTime, event.Event), func(deadletter.Record), func(beam.EventTime, string, event.Event),
 		sdf.ProcessContinuation, error](&readFn{})
@@ -63,7 +58,7 @@ func Read(s beam.Scope, cfg ReadConfig, topicPrefix string) (events, dead, late 
 // bundle's output. Only partials cross the shuffle, not single events.
 //
 //	() → PCollection<KV<aggregate.AppKey, aggregate.Agg>>, PCollection<deadletter.Record>, PCollection<KV<string, event.Event>>
-func ReadPartials(s beam.Scope, cfg ReadConfig, topicPrefix string, size time.Duration, fn aggregate.Combine) (partials, dead, late beam.PCollection) {
+func ReadPartials(s beam.Scope, cfg ReadConfig, topicPrefix string, size time.Duration, fn aggregate.CombineFn) (partials, dead, late beam.PCollection) {
 	s = s.Scope("kafkaio.ReadPartials")
 	mustValidate("ReadPartials", &cfg)
 	if size <= 0 {
@@ -115,43 +110,22 @@ func (f *readFn) ProcessElement(ctx context.Context, we *watermarkEstimator, rt 
 type readPartialsFn struct {
 	reader
 	WindowMs int64
-	Fn       aggregate.Combine
-}
-
-// windowKey is one (kind, app) in one window.
-type windowKey struct {
-	key   aggregate.AppKey
-	start int64 // ms
-}
-
-type partial struct {
-	agg    aggregate.Agg
-	newest int64 // ms
+	Fn       aggregate.CombineFn
 }
 
 func (f *readPartialsFn) ProcessElement(ctx context.Context, we *watermarkEstimator, rt *sdf.LockRTracker,
 	tp TopicPartition, emit func(beam.EventTime, aggregate.AppKey, aggregate.Agg), emitDead func(deadletter.Record),
 	emitLate func(beam.EventTime, string, event.Event)) (sdf.ProcessContinuation, error) {
-	open := map[windowKey]*partial{}
-	var last *partial // events come in runs of one app and minute
-	var lastKey windowKey
+	parts := aggregate.WindowPartials{SizeMs: f.WindowMs}
 	pc, err := f.process(ctx, we, rt, tp, sink{
 		event: func(ms int64, e *event.Event) {
-			k := windowKey{aggregate.AppKey{Kind: e.Kind, AppID: e.AppID}, ms - ((ms%f.WindowMs)+f.WindowMs)%f.WindowMs}
-			if last == nil || k != lastKey {
-				if last = open[k]; last == nil {
-					last = &partial{agg: f.Fn.CreateAccumulator(), newest: ms}
-					open[k] = last
-				}
-				lastKey = k
-			}
-			f.Fn.AddEvent(last.agg, e)
-			last.newest = max(last.newest, ms)
+			p := parts.At(aggregate.AppKey{Kind: e.Kind, AppID: e.AppID}, ms, f.Fn.CreateAccumulator)
+			f.Fn.AddEvent(p.Agg, e)
 		},
 		dead: emitDead, late: emitLate,
 	})
-	for k, p := range open {
-		emit(mtime.FromMilliseconds(p.newest), k.key, p.agg)
-	}
+	parts.Drain(func(k aggregate.WindowKey, p *aggregate.WindowPartial) {
+		emit(mtime.FromMilliseconds(p.Newest), k.Key, p.Agg)
+	})
 	return pc, err
 }

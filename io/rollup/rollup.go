@@ -157,7 +157,7 @@ func (r *Rollup) Merge(o Rollup) error {
 	if r.Aggs == nil {
 		r.Aggs = map[aggregate.AppKey]aggregate.Agg{}
 	}
-	fn := aggregate.Combine{Gran: aggregate.Hour, Precision: r.Precision}
+	fn := aggregate.CombineFn{Gran: aggregate.Hour, Precision: r.Precision}
 	for k, a := range o.Aggs {
 		merged, err := fn.MergeAccumulators(r.Aggs[k], a)
 		if err != nil {

@@ -22,7 +22,7 @@ var now = day.AddDate(0, 0, 10).UnixMilli()
 func sample(t testing.TB, n int) Rollup {
 	t.Helper()
 	p := raw.Partition{Kind: event.AppLoad, Day: day, Hour: 10}
-	fn := aggregate.Combine{Gran: aggregate.Hour, Precision: 14}
+	fn := aggregate.CombineFn{Gran: aggregate.Hour, Precision: 14}
 	aggs := map[aggregate.AppKey]aggregate.Agg{}
 	for i := 0; i < n; i++ {
 		at := day.Add(time.Duration(i%30) * time.Hour).UnixMilli() // some days before, at and after

@@ -24,6 +24,7 @@ var semanticsSources = []string{
 	"aggregate/combine.go",
 	"aggregate/encoding.go",
 	"aggregate/partials.go",
+	"aggregate/window.go",
 	"aggregate/hll/dense.go",
 	"aggregate/hll/encoding.go",
 	"aggregate/hll/sketch.go",

@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,7 +66,9 @@ func TestDependencyRules(t *testing.T) {
 		"archive":    {"transforms", "serving", "pipelines", "cmd", "testing"},
 		// The generator's truth is computed by code of its own, so that
 		// the tests compare lumen against something independent of it.
-		"gen": {"aggregate", "transforms", "serving", "pipelines", "archive", "cmd", "testing"},
+		// Beam coders of the model, imported by io and transforms alike.
+		"coders": {"transforms", "io", "serving", "pipelines", "archive", "cmd", "testing", "launch", "gen"},
+		"gen":    {"aggregate", "transforms", "serving", "pipelines", "archive", "cmd", "testing"},
 	}
 	noBeam := []string{"event", "aggregate", "serving", "cmd/query"}
 	for _, p := range packages(t) {
@@ -203,4 +206,92 @@ func checkTracked(path, name string) string {
 		return name + " is a Mach-O binary"
 	}
 	return ""
+}
+
+// TestReadmeLayout: the README's Layout section and the tree agree. Every
+// directory it lists exists; every top-level directory, and every package
+// directory one level inside a listed one, is listed.
+func TestReadmeLayout(t *testing.T) {
+	root, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
+	if err != nil {
+		t.Fatalf("go list -m: %v", err)
+	}
+	dir := strings.TrimSpace(string(root))
+	readme, err := os.ReadFile(filepath.Join(dir, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed, err := layoutEntries(string(readme))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d := range listed {
+		if fi, err := os.Stat(filepath.Join(dir, d)); err != nil || !fi.IsDir() {
+			t.Errorf("README's Layout lists %s/, which is not a directory", d)
+		}
+	}
+	tops, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range tops {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") && !listed[e.Name()] && !listedUnder(listed, e.Name()) {
+			t.Errorf("%s/ is not in README's Layout", e.Name())
+		}
+	}
+	for _, p := range packages(t) {
+		r := rel(p.ImportPath)
+		parent := filepath.Dir(r)
+		if r == "" || listed[r] || parent == "." || !(listed[parent] || listedUnder(listed, parent)) || under(parent, "testing") || under(parent, "cmd") {
+			continue
+		}
+		t.Errorf("package %s is not in README's Layout (its parent %s/ is)", r, parent)
+	}
+}
+
+// layoutEntries reads the directories of the README's Layout block: a line
+// that starts with "name/" at column 0 is a directory of the module root;
+// one indented by two spaces is a subdirectory of the last one at column 0.
+func layoutEntries(readme string) (map[string]bool, error) {
+	_, after, ok := strings.Cut(readme, "## Layout\n")
+	if !ok {
+		return nil, errors.New("README.md has no \"## Layout\" section")
+	}
+	_, block, ok := strings.Cut(after, "```\n")
+	if !ok {
+		return nil, errors.New("README's Layout has no code block")
+	}
+	block, _, _ = strings.Cut(block, "```")
+	listed := map[string]bool{}
+	top := ""
+	for _, line := range strings.Split(block, "\n") {
+		indented := strings.HasPrefix(line, "  ") && !strings.HasPrefix(line, "   ")
+		name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+		if !strings.HasSuffix(name, "/") {
+			continue
+		}
+		name = strings.TrimSuffix(name, "/")
+		switch {
+		case !strings.HasPrefix(line, " "):
+			top = name
+			listed[name] = true
+		case indented && top != "":
+			listed[top+"/"+name] = true
+		}
+	}
+	if len(listed) == 0 {
+		return nil, errors.New("README's Layout block lists no directories")
+	}
+	return listed, nil
+}
+
+// listedUnder reports whether some listed entry is inside top ("io/raw"
+// for io).
+func listedUnder(listed map[string]bool, top string) bool {
+	for d := range listed {
+		if under(d, top) && d != top {
+			return true
+		}
+	}
+	return false
 }
