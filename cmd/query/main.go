@@ -43,14 +43,19 @@ import (
 )
 
 const usage = `usage:
-  query counts     --store S --kind KIND --app APP [--version V] --granularity day|hour|minute --from FROM --to TO [--format json|table]
-  query users      --store S --kind KIND --app APP [--version V] --from DAY --to DAY [--format json|table]
-  query active     --store S --kind KIND --app APP [--version V] [--date DAY]
-  query crash-free --store S --app APP [--version V] --from DAY --to DAY
-  query late       --store S --kind KIND --app APP [--version V] --granularity day|hour|minute --from FROM --to TO
-  query runs       --store S [--kind KIND]
-  query serve      --store S [--addr 127.0.0.1:8080] [--timeout 2s]
-FROM/TO are inclusive days (YYYY-MM-DD) or RFC3339 times; KIND is app_load, crash or handled_exception.`
+  query counts     [--store S] [--kind KIND] --app APP [--version V] [--granularity G] --from FROM --to TO [--format F]
+  query users      [--store S] [--kind KIND] --app APP [--version V] --from DAY --to DAY [--format F]
+  query active     [--store S] [--kind KIND] --app APP [--version V] [--date DAY]
+  query crash-free [--store S] --app APP [--version V] --from DAY --to DAY
+  query late       [--store S] [--kind KIND] --app APP [--version V] [--granularity G] --from FROM --to TO
+  query runs       [--store S] [--kind KIND|all]
+  query serve      [--store S] [--addr ADDR] [--timeout D] [--grace D]
+  query --version
+Defaults: --store sqlite:lumen.db, --kind app_load (runs: all), --granularity day,
+  --date today (UTC), --format json, --addr 127.0.0.1:8080, --timeout 2s, --grace 10s.
+FROM/TO are inclusive days (YYYY-MM-DD) or RFC3339 times; KIND is app_load, crash or
+handled_exception; G is day, hour or minute; F is json or table. Every command also takes
+--cassandra_username and --cassandra_password_file; "query COMMAND -h" lists its flags.`
 
 func main() {
 	if len(os.Args) < 2 {
@@ -68,6 +73,9 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// flagOutput is where a command's flag set writes its help and errors.
+var flagOutput io.Writer = os.Stderr
 
 // storeFlags are the flags every subcommand has.
 type storeFlags struct {
@@ -129,6 +137,7 @@ var flagHelp = map[string]string{
 func run(ctx context.Context, cmd string, args []string, out io.Writer) error {
 	var sf storeFlags
 	fs := flag.NewFlagSet("query "+cmd, flag.ContinueOnError)
+	fs.SetOutput(flagOutput)
 	fs.Usage = func() { fmt.Fprintln(fs.Output(), usage); fs.PrintDefaults() }
 	sf.register(fs)
 	af := &apiFlags{fs: fs}
