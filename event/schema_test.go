@@ -1,17 +1,56 @@
 package event
 
-import "testing"
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
 
-// The numbers DESIGN §2 measured: the specification's fingerprint of AppLoad,
-// and the different one goavro computes.
+	"github.com/lumenhq/lumen/testing/servicetest"
+)
+
+// TestFingerprintsOfJavaAvro: the canonical form and the CRC-64-AVRO
+// fingerprint of every pinned schema are Java Avro's (SchemaNormalization,
+// through avro-tools' canonical and fingerprint commands), computed here
+// rather than copied. make test sets LUMEN_TEST_AVRO_TOOLS.
+func TestFingerprintsOfJavaAvro(t *testing.T) {
+	tool := servicetest.Addr(t, "LUMEN_TEST_AVRO_TOOLS")
+	for _, k := range Kinds {
+		file := filepath.Join("schemas", k.String()+".avsc")
+		out, err := exec.Command(tool, "fingerprint", file).Output()
+		if err != nil {
+			t.Fatalf("avro-tools fingerprint %s: %v", file, err)
+		}
+		// One line per file: the fingerprint's bytes in hex, little-endian
+		// (the order of single-object encoding), then the file name.
+		var fp []byte
+		for _, line := range strings.Split(string(out), "\n") {
+			if f := strings.Fields(line); len(f) == 2 && f[1] == file {
+				fp, err = hex.DecodeString(f[0])
+			}
+		}
+		if err != nil || len(fp) != 8 {
+			t.Fatalf("avro-tools fingerprint %s printed %q", file, out)
+		}
+		if got, want := SchemaOf(k).Fingerprint, binary.LittleEndian.Uint64(fp); got != want {
+			t.Errorf("%s: fingerprint %d, Java Avro's %d", k, got, want)
+		}
+		canon, err := exec.Command(tool, "canonical", file, "-").Output()
+		if err != nil {
+			t.Fatalf("avro-tools canonical %s: %v", file, err)
+		}
+		if got, want := SchemaOf(k).Canonical, strings.TrimSpace(string(canon)); got != want {
+			t.Errorf("%s: canonical form\n got %s\nwant %s (Java Avro's)", k, got, want)
+		}
+	}
+}
+
+// TestFingerprints: the kinds' schemas are told apart by their canonical
+// forms and fingerprints.
 func TestFingerprints(t *testing.T) {
 	s := SchemaOf(AppLoad)
-	if got, want := s.Fingerprint, uint64(96540848840188261); got != want {
-		t.Errorf("spec fingerprint = %d, want %d (canonical %s)", got, want, s.Canonical)
-	}
-	if got, want := s.GoavroFingerprint, uint64(6334415681048809525); got != want {
-		t.Errorf("goavro fingerprint = %d, want %d", got, want)
-	}
 	want := `{"name":"lumen.events.AppLoad","type":"record","fields":[{"name":"app_id","type":"string"},{"name":"app_version","type":"string"},{"name":"platform","type":"string"},{"name":"device_id","type":"bytes"},{"name":"event_time","type":"long"},{"name":"received_time","type":"long"}]}`
 	if s.Canonical != want {
 		t.Errorf("canonical form\n got %s\nwant %s", s.Canonical, want)
