@@ -23,10 +23,10 @@ import (
 	"github.com/lumenhq/lumen/archive"
 	"github.com/lumenhq/lumen/cmd/internal/buildinfo"
 	"github.com/lumenhq/lumen/cmd/internal/kafkaflags"
+	"github.com/lumenhq/lumen/cmd/internal/s3flags"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/avroio"
 	"github.com/lumenhq/lumen/io/kafkaio"
-	"github.com/lumenhq/lumen/io/s3fs"
 )
 
 var (
@@ -47,9 +47,7 @@ var (
 	sealInterval     = flag.Duration("seal_interval", time.Minute, "How often to check which arrival hours can be sealed (0: never seal).")
 	sealFrom         = flag.String("seal_from", "", "First hour to seal (RFC3339 or YYYY-MM-DD) of a kind with no seal yet; default: when the archiver first catches up.")
 	progressInterval = flag.Duration("progress_interval", 30*time.Second, "How often to log a progress line (0: never).")
-	s3Endpoint       = flag.String("s3_endpoint", "", "S3 endpoint for s3:// paths (default: $AWS_ENDPOINT_URL_S3, then AWS).")
-	s3Region         = flag.String("s3_region", "", "S3 region (default: the AWS chain, then us-east-1).")
-	s3PathStyle      = flag.String("s3_path_style", "auto", "S3 addressing: auto (path style with a custom endpoint), true or false.")
+	s3Flags          = s3flags.Register(flag.CommandLine)
 	kafkaSec         = kafkaflags.Register(flag.CommandLine)
 )
 
@@ -83,9 +81,9 @@ func config() (archive.Config, error) {
 	if err != nil {
 		errs = append(errs, fmt.Errorf("--codec: %w", err))
 	}
-	ps, err := s3fs.ParsePathStyle(*s3PathStyle)
+	s3o, err := s3Flags.Options()
 	if err != nil {
-		errs = append(errs, fmt.Errorf("--s3_path_style: %w", err))
+		errs = append(errs, err)
 	}
 	st := kafkaio.StartPosition(*start)
 	if st != kafkaio.StartEarliest && st != kafkaio.StartLatest {
@@ -137,7 +135,7 @@ func config() (archive.Config, error) {
 	slog.SetDefault(logger)
 	return archive.Config{
 		Brokers: bs, TopicPrefix: *topicPrefix, Group: *group, InstanceID: *instanceID, SessionTimeout: *sessionTimeout,
-		Start: st, Output: *output, S3: s3fs.Options{Endpoint: *s3Endpoint, Region: *s3Region, PathStyle: ps}, Codec: c,
+		Start: st, Output: *output, S3: s3o, Codec: c,
 		RollBytes: *rollBytes, RollRecords: *rollRecords, RollInterval: *rollInterval, MaxHourFiles: *maxHourFiles,
 		MaxFuture: *maxFuture, SealDelay: *sealDelay, SealInterval: seals, SealFrom: from,
 		ProgressInterval: progress, Logger: logger, KafkaOptions: secOpts,

@@ -34,8 +34,9 @@ import (
 
 	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/cmd/internal/buildinfo"
+	"github.com/lumenhq/lumen/cmd/internal/cassandraflags"
+	"github.com/lumenhq/lumen/cmd/internal/s3flags"
 	"github.com/lumenhq/lumen/event"
-	"github.com/lumenhq/lumen/io/cassandraio"
 	"github.com/lumenhq/lumen/io/raw"
 	"github.com/lumenhq/lumen/io/s3fs"
 	"github.com/lumenhq/lumen/launch"
@@ -62,11 +63,8 @@ var (
 	concurrency = flag.Int("read_concurrency", 16, "Files fetched at once within a work unit.")
 	quiet       = flag.Bool("quiet", false, "No progress lines and no summary.")
 	verbose     = flag.Bool("verbose", false, "Show the runner's own logs.")
-	s3Endpoint  = flag.String("s3_endpoint", "", "S3 endpoint for s3:// paths (default: $AWS_ENDPOINT_URL_S3, then AWS).")
-	s3Region    = flag.String("s3_region", "", "S3 region (default: the AWS chain, then us-east-1).")
-	s3PathStyle = flag.String("s3_path_style", "auto", "S3 addressing: auto (path style with a custom endpoint), true or false.")
-	casUser     = flag.String("cassandra_username", "", "Cassandra user (or $LUMEN_CASSANDRA_USERNAME); keeps credentials out of --store.")
-	casPassFile = flag.String("cassandra_password_file", "", "File holding the Cassandra password (or $LUMEN_CASSANDRA_PASSWORD).")
+	s3Flags     = s3flags.Register(flag.CommandLine)
+	casFlags    = cassandraflags.Register(flag.CommandLine)
 	full        = flag.Bool("full", false, "Recompute every partition from raw, ignoring rollups (and rewrite them).")
 	noRollups   = flag.Bool("no_rollups", false, "Neither read nor write rollups: every partition from raw, nothing written under rollup/.")
 	rollupRoot  = flag.String("rollup_root", "", "Root for rollups (rollup/<kind>/dt=…). Default: --input.")
@@ -85,16 +83,12 @@ func main() {
 	if *runners.Runner == "" {
 		*runners.Runner = "prism"
 	}
-	if err := cassandraio.ExportCredentials(*casUser, *casPassFile); err != nil {
-		fmt.Fprintln(os.Stderr, "batch: --cassandra_password_file:", err)
-		os.Exit(2)
-	}
 	// No password in --store: it would travel in the pipeline's options
 	// and DoFns. This process keeps it in its environment.
-	if clean, moved, err := cassandraio.MovePasswordToEnv(*store); err != nil {
-		fmt.Fprintln(os.Stderr, "batch: --store:", err)
+	if clean, err := casFlags.Store(*store); err != nil {
+		fmt.Fprintln(os.Stderr, "batch:", err)
 		os.Exit(2)
-	} else if moved {
+	} else if clean != *store {
 		flag.Set("store", clean)
 	}
 	beam.Init()
@@ -125,11 +119,11 @@ func serveWorkers(ctx context.Context) error {
 }
 
 func run(ctx context.Context) error {
-	ps, err := s3fs.ParsePathStyle(*s3PathStyle)
+	s3o, err := s3Flags.Options()
 	if err != nil {
-		return fmt.Errorf("--s3_path_style: %w", err)
+		return err
 	}
-	s3fs.Configure(s3fs.Options{Endpoint: *s3Endpoint, Region: *s3Region, PathStyle: ps})
+	s3fs.Configure(s3o)
 	days, err := runDays(ctx)
 	if err != nil {
 		return err
@@ -142,7 +136,7 @@ func run(ctx context.Context) error {
 		return fmt.Errorf("--rollup_grain: %w", err)
 	}
 	base := pipelines.BatchConfig{
-		S3:              s3fs.Options{Endpoint: *s3Endpoint, Region: *s3Region, PathStyle: ps},
+		S3:              s3o,
 		Input:           strings.TrimSuffix(*input, "/"),
 		WindowDays:      *windowDays,
 		Store:           *store,

@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/lumenhq/lumen/cmd/internal/buildinfo"
+	"github.com/lumenhq/lumen/cmd/internal/s3flags"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/gen"
 	"github.com/lumenhq/lumen/io/avroio"
@@ -54,8 +55,7 @@ var (
 	invalid      = flag.Float64("invalid_share", 0.0005, "Share of damaged records (dead letters).")
 	junk         = flag.Bool("junk", false, "Add a zero-byte, a foreign-schema and a truncated file.")
 	truth        = flag.String("truth", "", "Ground-truth JSON path; default <out>/truth.json; \"none\" to skip.")
-	s3Endpoint   = flag.String("s3_endpoint", "", "S3 endpoint when --out is s3:// (default: $AWS_ENDPOINT_URL_S3, then AWS).")
-	s3PathStyle  = flag.String("s3_path_style", "auto", "S3 addressing: auto, true or false.")
+	s3Flags      = s3flags.Register(flag.CommandLine)
 	kafka        = flag.String("kafka", "", "Kafka brokers (host:port,…): send to Kafka instead of writing --out.")
 	topicPrefix  = flag.String("topic_prefix", kafkaio.DefaultTopicPrefix, "Kafka topics are <prefix><kind>.")
 	rateLimit    = flag.Float64("rate", 5000, "Kafka mode: events per second (0: as fast as Kafka takes them).")
@@ -80,11 +80,11 @@ func run() error {
 	if *out == "" {
 		return fmt.Errorf("--out (or --kafka) is required")
 	}
-	ps, err := s3fs.ParsePathStyle(*s3PathStyle)
+	s3o, err := s3Flags.Options()
 	if err != nil {
-		return fmt.Errorf("--s3_path_style: %w", err)
+		return err
 	}
-	s3fs.Configure(s3fs.Options{Endpoint: *s3Endpoint, PathStyle: ps})
+	s3fs.Configure(s3o)
 	c, err := avroio.ParseCodec(*codec)
 	if err != nil {
 		return fmt.Errorf("--codec: %w", err)

@@ -34,8 +34,8 @@ import (
 	"time"
 
 	"github.com/lumenhq/lumen/cmd/internal/buildinfo"
+	"github.com/lumenhq/lumen/cmd/internal/cassandraflags"
 	"github.com/lumenhq/lumen/event"
-	"github.com/lumenhq/lumen/io/cassandraio"
 	"github.com/lumenhq/lumen/serving"
 	"github.com/lumenhq/lumen/serving/api"
 	_ "github.com/lumenhq/lumen/serving/cassandrastore" // cassandra:// stores
@@ -79,20 +79,21 @@ var flagOutput io.Writer = os.Stderr
 
 // storeFlags are the flags every subcommand has.
 type storeFlags struct {
-	store, casUser, casPassFile string
+	store string
+	cas   *cassandraflags.Flags
 }
 
 func (c *storeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.store, "store", "sqlite:lumen.db", "Store URL: sqlite:PATH or cassandra://…")
-	fs.StringVar(&c.casUser, "cassandra_username", "", "Cassandra user (or $LUMEN_CASSANDRA_USERNAME).")
-	fs.StringVar(&c.casPassFile, "cassandra_password_file", "", "File holding the Cassandra password (or $LUMEN_CASSANDRA_PASSWORD).")
+	c.cas = cassandraflags.Register(fs)
 }
 
 func (c storeFlags) open(ctx context.Context) (serving.Store, error) {
-	if err := cassandraio.ExportCredentials(c.casUser, c.casPassFile); err != nil {
-		return nil, fmt.Errorf("--cassandra_password_file: %w", err)
+	store, err := c.cas.Store(c.store)
+	if err != nil {
+		return nil, err
 	}
-	st, err := serving.Open(ctx, c.store)
+	st, err := serving.Open(ctx, store)
 	if err != nil {
 		return nil, fmt.Errorf("--store: %w", err)
 	}

@@ -39,10 +39,10 @@ import (
 
 	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/cmd/internal/buildinfo"
+	"github.com/lumenhq/lumen/cmd/internal/cassandraflags"
 	"github.com/lumenhq/lumen/cmd/internal/kafkaflags"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/gen"
-	"github.com/lumenhq/lumen/io/cassandraio"
 	"github.com/lumenhq/lumen/io/kafkaio"
 	"github.com/lumenhq/lumen/launch"
 	"github.com/lumenhq/lumen/pipelines"
@@ -69,8 +69,7 @@ var (
 	refresh     = flag.Duration("refresh", 2*time.Second, "How often the live table is redrawn; 0 hides it.")
 	runFor      = flag.Duration("for", 0, "Stop after this long (0: until interrupted).")
 	verbose     = flag.Bool("verbose", false, "Show the runner's own logs.")
-	casUser     = flag.String("cassandra_username", "", "Cassandra user (or $LUMEN_CASSANDRA_USERNAME); keeps credentials out of --store.")
-	casPassFile = flag.String("cassandra_password_file", "", "File holding the Cassandra password (or $LUMEN_CASSANDRA_PASSWORD).")
+	casFlags    = cassandraflags.Register(flag.CommandLine)
 	kafkaSec    = kafkaflags.Register(flag.CommandLine)
 	workerPool  = flag.String("worker_pool", "", "Serve a Beam worker pool on localhost:PORT (PORT, or localhost:PORT; 0 picks one) for jobs submitted with --environment_type=EXTERNAL, instead of running a job.")
 )
@@ -94,16 +93,12 @@ func main() {
 		// A name to find the job by in the runner, and to cancel it by.
 		*jobopts.JobName = "lumen-stream-" + time.Now().UTC().Format("20060102-150405")
 	}
-	if err := cassandraio.ExportCredentials(*casUser, *casPassFile); err != nil {
-		fmt.Fprintln(os.Stderr, "stream: --cassandra_password_file:", err)
-		os.Exit(2)
-	}
 	// No password in --store: it would travel in the pipeline's options
 	// and DoFns. This process keeps it in its environment.
-	if clean, moved, err := cassandraio.MovePasswordToEnv(*store); err != nil {
-		fmt.Fprintln(os.Stderr, "stream: --store:", err)
+	if clean, err := casFlags.Store(*store); err != nil {
+		fmt.Fprintln(os.Stderr, "stream:", err)
 		os.Exit(2)
-	} else if moved {
+	} else if clean != *store {
 		flag.Set("store", clean)
 	}
 	beam.Init()
