@@ -22,12 +22,17 @@ import (
 
 	"github.com/lumenhq/lumen/archive"
 	"github.com/lumenhq/lumen/cmd/internal/buildinfo"
+	"github.com/lumenhq/lumen/cmd/internal/help"
 	"github.com/lumenhq/lumen/cmd/internal/kafkaflags"
 	"github.com/lumenhq/lumen/cmd/internal/s3flags"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/avroio"
 	"github.com/lumenhq/lumen/io/kafkaio"
 )
+
+// beamFlags are the flags of the imported packages (Beam's): the first
+// variable of the package, so it is set before lumen's flags are defined.
+var beamFlags = help.Snapshot(flag.CommandLine)
 
 var (
 	brokers          = flag.String("brokers", "localhost:9092", "Kafka seed brokers, comma-separated.")
@@ -53,8 +58,10 @@ var (
 
 func main() {
 	version := buildinfo.Flag(flag.CommandLine)
+	h := help.Install(flag.CommandLine, beamFlags, synopsis, groups...)
 	flag.Parse()
 	buildinfo.ExitIfAsked(version, "archive")
+	h.ExitIfBeamAsked()
 	cfg, err := config()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "archive:", err)
@@ -140,4 +147,18 @@ func config() (archive.Config, error) {
 		MaxFuture: *maxFuture, SealDelay: *sealDelay, SealInterval: seals, SealFrom: from,
 		ProgressInterval: progress, Logger: logger, KafkaOptions: secOpts,
 	}, errors.Join(errs...)
+}
+
+const synopsis = `usage: archive [flags]
+
+The archiver: a Kafka consumer group that lands every record, exactly once,
+as Avro files in the raw layout (--output, by arrival hour), and seals the
+hours it has completed.`
+
+var groups = []help.Group{
+	{Title: "Kafka", Flags: []string{"brokers", "topic_prefix", "group", "instance_id", "start", "session_timeout"}},
+	{Title: "Kafka security", Flags: []string{"kafka_tls", "kafka_tls_ca", "kafka_tls_cert", "kafka_tls_key", "kafka_tls_server_name", "kafka_tls_insecure", "kafka_sasl", "kafka_user", "kafka_password_file", "kafka_password_env"}},
+	{Title: "Output", Flags: []string{"output", "codec", "roll_records", "roll_bytes", "roll_interval", "max_hour_files", "max_future", "s3_endpoint", "s3_region", "s3_path_style"}},
+	{Title: "Seals", Flags: []string{"seal_delay", "seal_interval", "seal_from"}},
+	{Title: "The process", Flags: []string{"progress_interval", "version"}},
 }

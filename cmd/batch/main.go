@@ -35,6 +35,7 @@ import (
 	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/cmd/internal/buildinfo"
 	"github.com/lumenhq/lumen/cmd/internal/cassandraflags"
+	"github.com/lumenhq/lumen/cmd/internal/help"
 	"github.com/lumenhq/lumen/cmd/internal/s3flags"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/raw"
@@ -45,6 +46,10 @@ import (
 	_ "github.com/lumenhq/lumen/serving/cassandrastore" // cassandra:// stores
 	_ "github.com/lumenhq/lumen/serving/sqlitestore"    // sqlite: stores
 )
+
+// beamFlags are the flags of the imported packages (Beam's): the first
+// variable of the package, so it is set before lumen's flags are defined.
+var beamFlags = help.Snapshot(flag.CommandLine)
 
 var (
 	input       = flag.String("input", "testing/sample", "Root of the raw Avro layout: a directory or s3://bucket/prefix.")
@@ -75,8 +80,10 @@ var (
 
 func main() {
 	version := buildinfo.Flag(flag.CommandLine)
+	h := help.Install(flag.CommandLine, beamFlags, synopsis, groups...)
 	flag.Parse()
 	buildinfo.ExitIfAsked(version, "batch")
+	h.ExitIfBeamAsked()
 	if !*verbose {
 		beamlog.LogLevel = "warn" // beam.Init installs the slog handler
 	}
@@ -324,4 +331,18 @@ func showProgress(stop <-chan struct{}, started time.Time) {
 				el, pr.FilesRead, pr.FilesListed, pr.Units, float64(pr.RecordsRead)/1e6, float64(pr.RecordsRead)/1e6/el)
 		}
 	}
+}
+
+const synopsis = `usage: batch [flags]
+
+The daily batch: recomputes the days [as_of-window_days+1, as_of] from the
+raw layout, exactly, and overwrites them in --store. With no flags it runs
+on the bundled sample into sqlite:lumen.db.`
+
+var groups = []help.Group{
+	{Title: "The run", Flags: []string{"input", "as_of", "window_days", "from", "to", "allow_partial_day", "allow_incomplete", "max_future"}},
+	{Title: "The store", Flags: []string{"store", "precision", "deadletter_root", "cassandra_username", "cassandra_password_file"}},
+	{Title: "Rollups (the incremental batch)", Flags: []string{"full", "no_rollups", "rollup_root", "rollup_grain"}},
+	{Title: "Reading", Flags: []string{"unit_bytes", "open_cost", "read_parallelism", "read_concurrency", "s3_endpoint", "s3_region", "s3_path_style"}},
+	{Title: "The process", Flags: []string{"quiet", "verbose", "worker_pool", "version"}},
 }

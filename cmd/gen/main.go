@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/lumenhq/lumen/cmd/internal/buildinfo"
+	"github.com/lumenhq/lumen/cmd/internal/help"
 	"github.com/lumenhq/lumen/cmd/internal/s3flags"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/gen"
@@ -38,6 +39,10 @@ import (
 	"github.com/lumenhq/lumen/io/kafkaio"
 	"github.com/lumenhq/lumen/io/s3fs"
 )
+
+// beamFlags are the flags of the imported packages (Beam's): the first
+// variable of the package, so it is set before lumen's flags are defined.
+var beamFlags = help.Snapshot(flag.CommandLine)
 
 var (
 	out          = flag.String("out", "", "Root to write raw/<kind>/dt=…/hr=…/ under (required).")
@@ -65,8 +70,10 @@ var (
 
 func main() {
 	version := buildinfo.Flag(flag.CommandLine)
+	h := help.Install(flag.CommandLine, beamFlags, synopsis, groups...)
 	flag.Parse()
 	buildinfo.ExitIfAsked(version, "gen")
+	h.ExitIfBeamAsked()
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "gen:", err)
 		os.Exit(1)
@@ -207,4 +214,16 @@ func runKafka() error {
 		fmt.Printf("gen: truth for as_of %s over %d days in %s\n", tr.AsOf, tr.WindowDays, path)
 	}
 	return nil
+}
+
+const synopsis = `usage: gen [flags]
+
+Deterministic synthetic traffic, in the raw layout (--out) with its ground
+truth, or onto Kafka (--kafka).`
+
+var groups = []help.Group{
+	{Title: "The traffic", Flags: []string{"seed", "start", "days", "events", "apps", "window_days", "offline_share", "skew_share", "too_old", "invalid_share", "junk"}},
+	{Title: "Files", Flags: []string{"out", "files_per_hour", "codec", "truth", "seals_only", "s3_endpoint", "s3_region", "s3_path_style"}},
+	{Title: "Kafka", Flags: []string{"kafka", "topic_prefix", "rate", "live"}},
+	{Title: "The process", Flags: []string{"version"}},
 }

@@ -40,6 +40,7 @@ import (
 	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/cmd/internal/buildinfo"
 	"github.com/lumenhq/lumen/cmd/internal/cassandraflags"
+	"github.com/lumenhq/lumen/cmd/internal/help"
 	"github.com/lumenhq/lumen/cmd/internal/kafkaflags"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/gen"
@@ -50,6 +51,10 @@ import (
 	_ "github.com/lumenhq/lumen/serving/cassandrastore" // cassandra:// stores
 	_ "github.com/lumenhq/lumen/serving/sqlitestore"    // sqlite: stores
 )
+
+// beamFlags are the flags of the imported packages (Beam's): the first
+// variable of the package, so it is set before lumen's flags are defined.
+var beamFlags = help.Snapshot(flag.CommandLine)
 
 var (
 	brokers     = flag.String("brokers", "", "Kafka brokers host:port,…; empty runs the demo: an in-process Kafka fed live generated traffic.")
@@ -76,8 +81,10 @@ var (
 
 func main() {
 	version := buildinfo.Flag(flag.CommandLine)
+	h := help.Install(flag.CommandLine, beamFlags, synopsis, groups...)
 	flag.Parse()
 	buildinfo.ExitIfAsked(version, "stream")
+	h.ExitIfBeamAsked()
 	if !*verbose {
 		beamlog.LogLevel = "warn"
 	}
@@ -447,4 +454,19 @@ func (d *demoFeed) apps() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+const synopsis = `usage: stream [flags]
+
+The speed layer: reads the three kinds from Kafka and writes live counts and
+today's sketches to --store, every --every, until stopped. A stop drains:
+a restart with --start=committed counts every event once.`
+
+var groups = []help.Group{
+	{Title: "Kafka", Flags: []string{"brokers", "topic_prefix", "group", "start", "commit_offsets", "no_deadletter_topic"}},
+	{Title: "Kafka security", Flags: []string{"kafka_tls", "kafka_tls_ca", "kafka_tls_cert", "kafka_tls_key", "kafka_tls_server_name", "kafka_tls_insecure", "kafka_sasl", "kafka_user", "kafka_password_file", "kafka_password_env"}},
+	{Title: "Windows and lateness", Flags: []string{"every", "max_out_of_order", "late_horizon", "max_future", "precision"}},
+	{Title: "The store", Flags: []string{"store", "cassandra_username", "cassandra_password_file"}},
+	{Title: "The live table and the demo", Flags: []string{"apps", "refresh", "rate"}},
+	{Title: "The process", Flags: []string{"for", "verbose", "worker_pool", "version"}},
 }

@@ -371,3 +371,51 @@ func TestVersion(t *testing.T) {
 		}
 	}
 }
+
+// TestHelp: each command's -h lists lumen's flags in groups, each once,
+// with none left ungrouped and none of Beam's among them; Beam's flags sit
+// behind --help_beam, which lists the runner's.
+func TestHelp(t *testing.T) {
+	flagName := regexp.MustCompile(`(?m)^  --(\w+)`)
+	for _, name := range []string{"archive", "batch", "gen", "stream"} {
+		out, err := exec.Command(command(t, name), "-h").CombinedOutput()
+		if err != nil {
+			t.Errorf("%s -h: %v\n%s", name, err, out)
+			continue
+		}
+		help := string(out)
+		if !strings.HasPrefix(help, "usage: "+name) || strings.Contains(help, "Other flags:") {
+			t.Errorf("%s -h does not start with its usage, or leaves flags ungrouped:\n%s", name, help)
+		}
+		beamOut, err := exec.Command(command(t, name), "--help_beam").CombinedOutput()
+		if err != nil {
+			t.Errorf("%s --help_beam: %v\n%s", name, err, beamOut)
+			continue
+		}
+		beam := map[string]bool{}
+		for _, m := range flagName.FindAllStringSubmatch(string(beamOut), -1) {
+			beam[m[1]] = true
+		}
+		seen := map[string]int{}
+		for _, m := range flagName.FindAllStringSubmatch(help, -1) {
+			seen[m[1]]++
+			if beam[m[1]] {
+				t.Errorf("%s -h lists Beam's --%s among lumen's flags", name, m[1])
+			}
+		}
+		for f, n := range seen {
+			if n != 1 {
+				t.Errorf("%s -h lists --%s %d times", name, f, n)
+			}
+		}
+		if seen["version"] != 1 || len(seen) < 5 {
+			t.Errorf("%s -h lists %d flags (%v), and must list --version", name, len(seen), seen)
+		}
+		if name == "batch" || name == "stream" {
+			if !beam["runner"] || !beam["endpoint"] || !strings.Contains(help, "--help_beam") {
+				t.Errorf("%s: --help_beam lists %d flags (runner %v, endpoint %v); -h points to it: %v",
+					name, len(beam), beam["runner"], beam["endpoint"], strings.Contains(help, "--help_beam"))
+			}
+		}
+	}
+}
