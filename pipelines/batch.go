@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,7 +20,6 @@ import (
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/deadletter"
 	"github.com/lumenhq/lumen/io/raw"
-	"github.com/lumenhq/lumen/serving"
 	"github.com/lumenhq/lumen/transforms"
 )
 
@@ -79,10 +79,10 @@ func BuildBatchOutputs(s beam.Scope, cfg BatchConfig) (BatchOutputs, error) {
 	// output as its input): an hour sealed by then has all its files in
 	// the listing.
 	seals := beam.ParDo(s, &sealsFn{fileSetup: files, Root: cfg.Input, AsOf: cfg.AsOf}, beam.Impulse(s))
-	units := beam.ParDo(s, &planFn{fileSetup: files, Root: cfg.Input, RollupRoot: cfg.RollupRoot, First: window.First, Last: window.Last,
+	units := beam.ParDo(s, &planFn{fileSetup: files, Stamp: cfg.Stamp(), Root: cfg.Input, RollupRoot: cfg.RollupRoot, First: window.First, Last: window.Last,
 		Grain: cfg.Grain, Full: cfg.Full, NoRollups: cfg.NoRollups, Opts: cfg.Plan}, seals)
 	units = beam.Reshuffle(s, units)
-	read := beam.ParDoN(s, &readPartitionsFn{fileSetup: files, Precision: cfg.Precision, Opts: cfg.Read,
+	read := beam.ParDoN(s, &readPartitionsFn{fileSetup: files, Stamp: cfg.Stamp(), Precision: cfg.Precision, Opts: cfg.Read,
 		MaxCells: cfg.MaxBundleCells, First: window.First, Last: window.Last}, units)
 	dead, parts, fromRollups, rollupStats := read[0], read[1], read[2], read[3]
 	fromRaw, rawStats := beam.ParDo2(s, &cutPartitionFn{fileSetup: files, RollupRoot: cfg.RollupRoot, NoRollups: cfg.NoRollups,
@@ -97,7 +97,7 @@ func BuildBatchOutputs(s beam.Scope, cfg BatchConfig) (BatchOutputs, error) {
 		Stats:  SumStats(s, stats),
 		Dead:   dead,
 	}
-	stamp := serving.BatchStamp(cfg.AsOf, cfg.Started)
+	stamp := cfg.Stamp()
 	counts := WriteCounts(s, cfg.Store, stamp, out.Counts)
 	users := WriteUsers(s, cfg.Store, stamp, out.Users)
 	deadWritten := WriteDeadLetters(s, deadletter.Dir(cfg.DeadLetterRoot, "batch", cfg.AsOf.Format(time.DateOnly)), cfg.S3, dead)
@@ -155,16 +155,39 @@ func hourRanges(hours []int) string {
 	return strings.Join(parts, ", ")
 }
 
-// Progress counters for the in-process runners (direct, prism loopback),
-// where main can show them while the job runs.
-var planned, unitsPlanned, filesRead, eventsRead atomic.Int64
+// runProgress counts one run's read in this process, for the in-process
+// runners (direct, prism loopback), where main can show it while the job
+// runs. Runs are kept apart by their stamp, so that each day of a backfill
+// counts, and is rated, on its own.
+type runProgress struct {
+	planned, units, filesRead, eventsRead atomic.Int64
+}
 
-// BatchProgress is a snapshot of the batch read in this process.
+var (
+	progressMu sync.Mutex
+	progress   = map[int64]*runProgress{}
+)
+
+// progressOf returns the counters of the run stamped stamp.
+func progressOf(stamp int64) *runProgress {
+	progressMu.Lock()
+	defer progressMu.Unlock()
+	p := progress[stamp]
+	if p == nil {
+		p = &runProgress{}
+		progress[stamp] = p
+	}
+	return p
+}
+
+// BatchProgress is a snapshot of one run's read in this process.
 type BatchProgress struct {
 	FilesListed, Units, FilesRead, RecordsRead int64
 }
 
-// Progress returns the batch read's progress in this process.
-func Progress() BatchProgress {
-	return BatchProgress{FilesListed: planned.Load(), Units: unitsPlanned.Load(), FilesRead: filesRead.Load(), RecordsRead: eventsRead.Load()}
+// Progress returns the read progress in this process of the run with
+// stamp (BatchConfig.Stamp); zero before its read starts here.
+func Progress(stamp int64) BatchProgress {
+	p := progressOf(stamp)
+	return BatchProgress{FilesListed: p.planned.Load(), Units: p.units.Load(), FilesRead: p.filesRead.Load(), RecordsRead: p.eventsRead.Load()}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/raw"
 	"github.com/lumenhq/lumen/io/s3fs"
+	"github.com/lumenhq/lumen/serving"
 )
 
 // BatchConfig configures one batch run (DESIGN §3).
@@ -136,3 +137,8 @@ func (c *BatchConfig) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Stamp is the run's serving.BatchStamp, of AsOf and Started: the rows
+// carry it, and it keys the run's Progress. Set AsOf and Started first
+// (a zero Started gets the time BuildBatch is called).
+func (c BatchConfig) Stamp() int64 { return serving.BatchStamp(c.AsOf, c.Started) }

@@ -83,6 +83,7 @@ type planFn struct {
 	Grain            raw.Grain
 	Full, NoRollups  bool
 	Opts             raw.PlanOptions
+	Stamp            int64 // the run's (BatchConfig.Stamp), keying its Progress
 }
 
 func (f *planFn) ProcessElement(ctx context.Context, _ []byte, emit func(batchUnit)) error {
@@ -175,8 +176,9 @@ func (f *planFn) ProcessElement(ctx context.Context, _ []byte, emit func(batchUn
 		slog.Warn("batch: listed files outside the raw layout are dead letters", "files", len(bad), "first", bad[0].Path)
 		units = append(units, batchUnit{BadPaths: bad})
 	}
-	planned.Add(int64(len(files)))
-	unitsPlanned.Add(int64(len(units)))
+	pr := progressOf(f.Stamp)
+	pr.planned.Add(int64(len(files)))
+	pr.units.Add(int64(len(units)))
 	c := "lumen.batch"
 	beam.NewCounter(c, "files_listed").Inc(ctx, int64(len(files)))
 	beam.NewCounter(c, "work_units").Inc(ctx, int64(len(units)))

@@ -99,6 +99,7 @@ type readPartitionsFn struct {
 	Opts        raw.ReadOptions
 	MaxCells    int
 	First, Last time.Time // the run's window
+	Stamp       int64     // the run's (BatchConfig.Stamp), keying its Progress
 }
 
 func (f *readPartitionsFn) ProcessElement(ctx context.Context, u batchUnit,
@@ -209,8 +210,9 @@ func (f *readPartitionsFn) readRaw(ctx context.Context, p raw.Partition, splits 
 	beam.NewCounter(c, "files_read").Inc(ctx, rs.Files)
 	beam.NewCounter(c, "bytes_read").Inc(ctx, rs.Bytes)
 	beam.NewCounter(c, "records_read").Inc(ctx, rs.Records)
-	filesRead.Add(rs.Files)
-	eventsRead.Add(rs.Records)
+	pr := progressOf(f.Stamp)
+	pr.filesRead.Add(rs.Files)
+	pr.eventsRead.Add(rs.Records)
 	return nil
 }
 

@@ -388,3 +388,28 @@ func TestNoRollupsWithoutVersions(t *testing.T) {
 	runReuseBatch(t, BatchConfig{Input: root, Now: now, Store: full, Full: true})
 	sameRows(t, inc, full)
 }
+
+// TestProgressPerRun: two runs in one process, as the days of a backfill
+// are, each count their own read, so each day's rate is its own.
+func TestProgressPerRun(t *testing.T) {
+	root := t.TempDir()
+	paths := writeReuseFixture(t, root)
+	store := "sqlite:" + t.TempDir() + "/p.db"
+	started := time.Date(2026, 11, 21, 0, 30, 0, 0, time.UTC)
+	var stamps []int64
+	for i := range 2 {
+		cfg := BatchConfig{Input: root, Store: store, NoRollups: true, Started: started.Add(time.Duration(i) * time.Minute)}
+		runReuseBatch(t, cfg)
+		cfg.AsOf = reuseDays[len(reuseDays)-1]
+		stamps = append(stamps, cfg.Stamp())
+	}
+	if stamps[0] == stamps[1] {
+		t.Fatalf("two runs share the stamp %d", stamps[0])
+	}
+	for i, st := range stamps {
+		pr := Progress(st)
+		if pr.FilesListed != int64(len(paths)) || pr.FilesRead != int64(len(paths)) || pr.RecordsRead != int64(len(paths)/3*11) {
+			t.Errorf("run %d: progress %+v, want %d files listed and read and %d records", i, pr, len(paths), len(paths)/3*11)
+		}
+	}
+}

@@ -289,7 +289,7 @@ func runOne(ctx context.Context, st serving.Store, cfg pipelines.BatchConfig) er
 	}
 	stop := make(chan struct{})
 	if !*quiet {
-		go showProgress(stop, cfg.Started)
+		go showProgress(stop, cfg.Stamp(), cfg.Started)
 	}
 	_, err := beamx.RunWithMetrics(ctx, p)
 	close(stop)
@@ -311,10 +311,11 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// showProgress prints the read's progress every 5 s. The counters are this
-// process's: with the workers elsewhere (EXTERNAL, PROCESS, DOCKER) nothing
-// is listed here, and the runner's own UI shows the progress instead.
-func showProgress(stop <-chan struct{}, started time.Time) {
+// showProgress prints the read's progress of the run with stamp every 5 s.
+// The counters are this process's: with the workers elsewhere (EXTERNAL,
+// PROCESS, DOCKER) nothing is listed here, and the runner's own UI shows
+// the progress instead.
+func showProgress(stop <-chan struct{}, stamp int64, started time.Time) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	for {
@@ -322,7 +323,7 @@ func showProgress(stop <-chan struct{}, started time.Time) {
 		case <-stop:
 			return
 		case <-t.C:
-			pr := pipelines.Progress()
+			pr := pipelines.Progress(stamp)
 			if pr.FilesListed == 0 {
 				continue
 			}
