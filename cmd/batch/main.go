@@ -61,6 +61,7 @@ var (
 	to          = flag.String("to", "", "Backfill: last as_of day (YYYY-MM-DD). Runs oldest first.")
 	store       = flag.String("store", "sqlite:lumen.db", "Store URL: sqlite:PATH or cassandra://h1,h2:9042/keyspace?rate=…")
 	deadLetters = flag.String("deadletter_root", "", "Root for dead letters (deadletter/batch/dt=…). Default: --input.")
+	deadKeep    = flag.Duration("deadletter_retention", 90*24*time.Hour, "How long a run's dead-letter days are kept: a run deletes those more than this before its --as_of (0: keep all).")
 	precision   = flag.Int("precision", 14, "HyperLogLog++ precision of the daily sketches (4..18).")
 	unitBytes   = flag.Int64("unit_bytes", 64<<20, "Target bytes per work unit.")
 	openCost    = flag.Int64("open_cost", 16<<10, "What opening one file is worth, in bytes, when packing units.")
@@ -301,6 +302,15 @@ func runOne(ctx context.Context, st serving.Store, cfg pipelines.BatchConfig) er
 		}
 		return fmt.Errorf("pipeline failed (its rows may be half rewritten; the watermark stays where it was; re-run the same --as_of to complete them): %w", err)
 	}
+	if !detached() {
+		// Retention: the rows are written, so a failure here costs nothing
+		// but space; the next run tries again.
+		if r, err := launch.RetainBatch(ctx, cfg, *deadKeep); err != nil {
+			slog.Warn("batch: retention failed; the next run tries again", "err", err)
+		} else if r.RollupFiles+r.DeadLetterFiles > 0 {
+			slog.Info("batch: retention", "rollup_files_deleted", r.RollupFiles, "deadletter_files_deleted", r.DeadLetterFiles)
+		}
+	}
 	return nil
 }
 
@@ -342,7 +352,7 @@ on the bundled sample into sqlite:lumen.db.`
 
 var groups = []help.Group{
 	{Title: "The run", Flags: []string{"input", "as_of", "window_days", "from", "to", "allow_partial_day", "allow_incomplete", "max_future"}},
-	{Title: "The store", Flags: []string{"store", "precision", "deadletter_root", "cassandra_username", "cassandra_password_file"}},
+	{Title: "The store", Flags: []string{"store", "precision", "deadletter_root", "deadletter_retention", "cassandra_username", "cassandra_password_file"}},
 	{Title: "Rollups (the incremental batch)", Flags: []string{"full", "no_rollups", "rollup_root", "rollup_grain"}},
 	{Title: "Reading", Flags: []string{"unit_bytes", "open_cost", "read_parallelism", "read_concurrency", "s3_endpoint", "s3_region", "s3_path_style"}},
 	{Title: "The process", Flags: []string{"quiet", "verbose", "worker_pool", "version"}},

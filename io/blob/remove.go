@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
+	"strings"
+	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/io/filesystem"
 )
@@ -32,4 +35,42 @@ func Remove(ctx context.Context, path string) error {
 		return err
 	}
 	return nil
+}
+
+// RemoveDaysBefore deletes the day directories dt=YYYY-MM-DD directly under
+// prefix (a directory, ending in "/") whose day is before the day before,
+// with everything in them, and returns how many files it deleted.
+// Entries that are not day directories are left alone. It is retention:
+// a run that no longer needs old days drops them, and running it again
+// deletes nothing more.
+func RemoveDaysBefore(ctx context.Context, prefix string, before time.Time) (int, error) {
+	dirs, err := ListDirs(ctx, prefix)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, d := range dirs {
+		name := path.Base(strings.TrimSuffix(d, "/"))
+		day, err := time.Parse("dt=2006-01-02", name)
+		if err != nil || !day.Before(before) {
+			continue
+		}
+		dir := strings.TrimSuffix(prefix, "/") + "/" + name
+		files, err := ListPrefix(ctx, dir+"/")
+		if err != nil {
+			return n, err
+		}
+		for _, f := range files {
+			if err := Remove(ctx, f.Path); err != nil {
+				return n, err
+			}
+			n++
+		}
+		if IsLocal(dir) { // object stores have no directories to leave behind
+			if err := os.RemoveAll(dir); err != nil {
+				return n, err
+			}
+		}
+	}
+	return n, nil
 }
