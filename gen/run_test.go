@@ -41,7 +41,7 @@ func TestWriteDatasetSeals(t *testing.T) {
 
 // The bundled sample (testing/sample) is sealed over its three days.
 func TestBundledSampleSealed(t *testing.T) {
-	root := "../sample"
+	root := "../testing/sample"
 	tr, err := ReadTruth(root + "/truth.json")
 	if err != nil {
 		t.Fatal(err)

@@ -68,7 +68,7 @@ func TestRetainBatch(t *testing.T) {
 			if !slices.Equal(have, kept) {
 				t.Errorf("after retention\n have %v\n want %v", have, kept)
 			}
-			if (r.RollupFiles != len(gone)-1 || r.DeadLetterFiles != 1) {
+			if r.RollupFiles != len(gone)-1 || r.DeadLetterFiles != 1 {
 				t.Errorf("retention reports %+v, want %d rollup files and 1 dead-letter file", r, len(gone)-1)
 			}
 			if r2, err := RetainBatch(ctx, cfg, 90*24*time.Hour); err != nil || r2 != (Retained{}) {
