@@ -43,6 +43,13 @@ func StartStream(ctx context.Context, cfg *pipelines.StreamConfig) (*StreamRun, 
 		return nil, fmt.Errorf("launch: stream runs: %w", err)
 	}
 	defer st.Close()
+	// Forget the runs with no speed row left: one row per run would
+	// otherwise pile up for ever.
+	if n, err := st.PruneStreamRuns(ctx, time.Now()); err != nil {
+		slog.Warn("launch: could not forget expired stream runs; the next start tries again", "err", err)
+	} else if n > 0 {
+		slog.Info("launch: forgot stream runs whose speed rows have all expired", "runs", n)
+	}
 	runs, err := st.StreamRuns(ctx)
 	if err != nil {
 		return nil, err

@@ -84,6 +84,10 @@ type Store interface {
 	RecordStreamRun(ctx context.Context, r StreamRun) error
 	// StreamRuns returns every stream run, oldest first.
 	StreamRuns(ctx context.Context) ([]StreamRun, error)
+	// PruneStreamRuns forgets the stream runs none of whose speed rows
+	// are left at now, by the store's speed-row lifetime
+	// (ExpiredStreamRuns), and returns how many it forgot.
+	PruneStreamRuns(ctx context.Context, now time.Time) (int, error)
 	// Close releases the store.
 	Close() error
 }

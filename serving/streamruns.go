@@ -1,6 +1,8 @@
 package serving
 
 import (
+	"cmp"
+	"slices"
 	"sort"
 	"time"
 )
@@ -133,4 +135,25 @@ func disjoint(start map[string]int64, r StreamRun, head map[string]int64, atHead
 		}
 	}
 	return true
+}
+
+// ExpiredStreamRuns returns the runs whose speed rows have all expired by
+// now, with rows living ttl: a run is done writing once the next run
+// starts (runs on one store follow one another), so a run whose successor
+// started more than ttl (and an hour, for clocks) before now has no row
+// left, and forgetting it changes no read. The newest run is never
+// expired: the next plan starts from it.
+func ExpiredStreamRuns(runs []StreamRun, now time.Time, ttl time.Duration) []string {
+	if ttl <= 0 { // rows that never expire
+		return nil
+	}
+	sorted := slices.Clone(runs)
+	slices.SortFunc(sorted, func(a, b StreamRun) int { return cmp.Or(a.Started.Compare(b.Started), cmp.Compare(a.ID, b.ID)) })
+	var out []string
+	for i := 0; i+1 < len(sorted); i++ {
+		if next := sorted[i+1]; next.Started.After(sorted[i].Started) && next.Started.Add(ttl+time.Hour).Before(now) {
+			out = append(out, sorted[i].ID)
+		}
+	}
+	return out
 }

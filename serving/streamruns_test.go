@@ -2,7 +2,9 @@ package serving
 
 import (
 	"fmt"
+	"slices"
 	"testing"
+	"time"
 )
 
 // Offsets over two partitions, p0 and p1.
@@ -77,5 +79,39 @@ func TestPlanStreamStart(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestExpiredStreamRuns(t *testing.T) {
+	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	run := func(id string, ago time.Duration) StreamRun { return StreamRun{ID: id, Started: now.Add(-ago)} }
+	ttl := 7 * day
+	runs := []StreamRun{
+		run("c", 2*day), // the newest but one: its successor started an hour ago
+		run("a", 30*day),
+		run("b", 10*day), // its successor c started 2 days ago: rows left
+		run("d", time.Hour),
+		run("old", 40*day),
+	}
+	// a's successor b started 10 days ago (> 7 d + 1 h); old's successor a
+	// 30 days ago. b, c and the newest, d, keep rows.
+	if got, want := ExpiredStreamRuns(runs, now, ttl), []string{"old", "a"}; !slices.Equal(got, want) {
+		t.Errorf("expired %v, want %v", got, want)
+	}
+	// At the edge: a successor that started ttl and an hour ago exactly is
+	// not yet past it.
+	edge := []StreamRun{run("x", 20*day), run("y", ttl+time.Hour)}
+	if got := ExpiredStreamRuns(edge, now, ttl); len(got) != 0 {
+		t.Errorf("expired %v at the edge, want none", got)
+	}
+	if got := ExpiredStreamRuns(edge, now.Add(time.Second), ttl); !slices.Equal(got, []string{"x"}) {
+		t.Errorf("expired %v just past the edge, want [x]", got)
+	}
+	if got := ExpiredStreamRuns(runs[:1], now.Add(365*day), ttl); len(got) != 0 {
+		t.Errorf("a lone run expired: %v", got)
+	}
+	if got := ExpiredStreamRuns(runs, now, 0); len(got) != 0 {
+		t.Errorf("rows that never expire: expired %v", got)
 	}
 }

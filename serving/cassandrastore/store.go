@@ -82,6 +82,26 @@ func (s *Store) RecordStreamRun(ctx context.Context, r serving.StreamRun) error 
 	return nil
 }
 
+// PruneStreamRuns deletes the runs whose rows the speed TTL has expired.
+func (s *Store) PruneStreamRuns(ctx context.Context, now time.Time) (int, error) {
+	runs, err := s.StreamRuns(ctx)
+	if err != nil {
+		return 0, err
+	}
+	expired := serving.ExpiredStreamRuns(runs, now, s.c.Config().SpeedTTL)
+	for _, id := range expired {
+		if err := s.c.Query(ctx, fmt.Sprintf("DELETE FROM %s.stream_runs WHERE run = ?", s.ks), id).Exec(); err != nil {
+			return 0, fmt.Errorf("cassandrastore: prune stream runs: %w", err)
+		}
+	}
+	if len(expired) > 0 {
+		s.mu.Lock()
+		s.superseded = nil // read again
+		s.mu.Unlock()
+	}
+	return len(expired), nil
+}
+
 func (s *Store) StreamRuns(ctx context.Context) ([]serving.StreamRun, error) {
 	it := s.c.Query(ctx, fmt.Sprintf("SELECT run, started, start_offsets, end_offsets, drained, superseded_by FROM %s.stream_runs", s.ks)).Iter()
 	var out []serving.StreamRun

@@ -122,3 +122,17 @@ func (s *sqliteStore) StreamRuns(ctx context.Context) ([]serving.StreamRun, erro
 	}
 	return out, rows.Err()
 }
+
+func (s *sqliteStore) PruneStreamRuns(ctx context.Context, now time.Time) (int, error) {
+	runs, err := s.StreamRuns(ctx)
+	if err != nil {
+		return 0, err
+	}
+	expired := serving.ExpiredStreamRuns(runs, now, s.ttl)
+	for _, id := range expired {
+		if _, err := s.db.ExecContext(ctx, `DELETE FROM stream_runs WHERE run = ?`, id); err != nil {
+			return 0, fmt.Errorf("serving: sqlite prune stream runs: %w", err)
+		}
+	}
+	return len(expired), nil
+}

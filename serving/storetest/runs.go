@@ -69,6 +69,42 @@ func testStreamRuns(t *testing.T, st serving.Store) {
 	}
 }
 
+// Runs whose speed rows have all expired, by the store's own speed
+// lifetime (7 days in both stores by default), are forgotten; the others,
+// and the newest, stay. A second prune forgets nothing more.
+func testPruneStreamRuns(t *testing.T, st serving.Store) {
+	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	for _, r := range []serving.StreamRun{
+		{ID: "month-old", Started: now.Add(-30 * day), Start: map[string]int64{}, End: map[string]int64{}, SupersededBy: "week-old"},
+		{ID: "week-old", Started: now.Add(-10 * day), Start: map[string]int64{}},
+		{ID: "yesterday", Started: now.Add(-day), Start: map[string]int64{}, End: map[string]int64{}},
+		{ID: "today", Started: now.Add(-time.Hour), Start: map[string]int64{}},
+	} {
+		if err := st.RecordStreamRun(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := st.PruneStreamRuns(ctx, now)
+	if err != nil || n != 1 {
+		t.Fatalf("PruneStreamRuns = %d, %v; want 1 (month-old, whose successor started 10 days ago)", n, err)
+	}
+	runs, err := st.StreamRuns(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, r := range runs {
+		ids = append(ids, r.ID)
+	}
+	if want := []string{"week-old", "yesterday", "today"}; fmt.Sprint(ids) != fmt.Sprint(want) {
+		t.Errorf("runs after the prune %v, want %v", ids, want)
+	}
+	if n, err := st.PruneStreamRuns(ctx, now); err != nil || n != 0 {
+		t.Errorf("a second prune: %d, %v; want 0", n, err)
+	}
+}
+
 // A superseded run's counts, sketches and late rows leave the speed
 // reads; the runs that are live still add up.
 func testSupersededRuns(t *testing.T, st serving.Store) {

@@ -39,6 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) serving.Store) {
 		{"LateSumsSources", testLate},
 		{"SpeedAddsUpRuns", testSpeedRuns},
 		{"StreamRunsRoundTrip", testStreamRuns},
+		{"ExpiredStreamRunsPruned", testPruneStreamRuns},
 		{"SupersededRunsLeaveTheReads", testSupersededRuns},
 		{"BatchWritesAreMonotone", testBatchMonotone},
 		{"PruneBatchDeletesOlderStamps", testPruneBatch},
