@@ -49,7 +49,7 @@ const usage = `usage:
   query crash-free [--store S] --app APP [--version V] --from DAY --to DAY
   query late       [--store S] [--kind KIND] --app APP [--version V] [--granularity G] --from FROM --to TO
   query runs       [--store S] [--kind KIND|all]
-  query serve      [--store S] [--addr ADDR] [--timeout D] [--grace D]
+  query serve      [--store S] [--addr ADDR] [--allow_host H,…] [--allow_origin O,…] [--timeout D] [--grace D]
   query --version
 Defaults: --store sqlite:lumen.db, --kind app_load (runs: all), --granularity day,
   --date today (UTC), --format json, --addr 127.0.0.1:8080, --timeout 2s, --grace 10s.
@@ -167,9 +167,12 @@ func run(ctx context.Context, cmd string, args []string, out io.Writer) error {
 		fs.StringVar(&cfg.addr, "addr", api.DefaultAddr, "Address to listen on. The default is loopback only; give 0.0.0.0:PORT to serve the network.")
 		fs.DurationVar(&cfg.timeout, "timeout", 2*time.Second, "Time limit of each store call; a request whose call runs out gets 503.")
 		fs.DurationVar(&cfg.grace, "grace", 10*time.Second, "On SIGTERM, how long requests in flight may take to finish.")
+		allowHost := fs.String("allow_host", "", "Host names served besides loopback ones (comma-separated): the names clients use to reach a non-loopback --addr. Other Host headers get 421 (DNS rebinding).")
+		allowOrigin := fs.String("allow_origin", "", "Origins (scheme://host[:port], comma-separated) whose pages may read the API cross-origin; others get 403.")
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
+		cfg.guard = api.Guard{Hosts: splitList(strings.ToLower(*allowHost)), Origins: splitList(*allowOrigin)}
 		if cfg.timeout <= 0 {
 			return fmt.Errorf("--timeout: %v, want > 0", cfg.timeout)
 		}
@@ -288,12 +291,20 @@ func versionLabel(v string) string {
 type serveConfig struct {
 	addr           string
 	timeout, grace time.Duration
+	guard          api.Guard
 }
 
 // serve runs the HTTP API and dashboard until ctx is cancelled (SIGINT or
 // SIGTERM), then shuts down gracefully.
 func serve(ctx context.Context, sf storeFlags, cfg serveConfig) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if host, _, err := net.SplitHostPort(cfg.addr); err == nil && !isLoopback(host) {
+		if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+			cfg.guard.Hosts = append(cfg.guard.Hosts, strings.ToLower(host)) // the address clients dial
+		} else if len(cfg.guard.Hosts) == 0 {
+			return fmt.Errorf("--addr %s serves the network: give --allow_host with the names clients reach it by (requests for any other Host get 421, against DNS rebinding)", cfg.addr)
+		}
+	}
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return fmt.Errorf("--addr: %w", err)
@@ -310,7 +321,7 @@ func serve(ctx context.Context, sf storeFlags, cfg serveConfig) error {
 	// The watermark is read for every request and moves once a day.
 	svc := api.NewService(&serving.Querier{Store: serving.CacheRuns(serving.WithTimeout(st, cfg.timeout), 5*time.Second)})
 	log.Info("serving", "addr", "http://"+ln.Addr().String(), "store", serving.Redact(sf.store), "store_call_timeout", cfg.timeout)
-	return api.Serve(ctx, ln, api.NewHandler(svc, log, nil), log, cfg.grace)
+	return api.Serve(ctx, ln, cfg.guard.Wrap(api.NewHandler(svc, log, nil)), log, cfg.grace)
 }
 
 func isLoopback(host string) bool {
@@ -367,4 +378,15 @@ func writeJSON(out io.Writer, v any) error {
 	}
 	_, err = fmt.Fprintln(out, strings.TrimSpace(string(b)))
 	return err
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, x := range strings.Split(s, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
 }

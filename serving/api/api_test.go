@@ -97,7 +97,9 @@ func newServer(t testing.TB, st serving.Store, sd *seed) *server {
 	buf := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(buf, nil))
 	svc := api.NewService(&serving.Querier{Store: serving.WithTimeout(st, 5*time.Second)})
-	srv := httptest.NewServer(api.NewHandler(svc, log, nil))
+	// Behind the guard, as query serve runs it: every API test and the
+	// browser test go through it.
+	srv := httptest.NewServer(api.Guard{}.Wrap(api.NewHandler(svc, log, nil)))
 	t.Cleanup(srv.Close)
 	return &server{Server: srv, seed: sd, st: st, log: buf}
 }
