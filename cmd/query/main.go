@@ -49,10 +49,11 @@ const usage = `usage:
   query crash-free [--store S] --app APP [--version V] --from DAY --to DAY
   query late       [--store S] [--kind KIND] --app APP [--version V] [--granularity G] --from FROM --to TO
   query runs       [--store S] [--kind KIND|all]
-  query serve      [--store S] [--addr ADDR] [--allow_host H,…] [--allow_origin O,…] [--timeout D] [--grace D]
+  query serve      [--store S] [--addr ADDR] [--allow_host H,…] [--allow_origin O,…] [--max_in_flight N] [--request_timeout D] [--timeout D] [--grace D]
   query --version
 Defaults: --store sqlite:lumen.db, --kind app_load (runs: all), --granularity day,
-  --date today (UTC), --format json, --addr 127.0.0.1:8080, --timeout 2s, --grace 10s.
+  --date today (UTC), --format json, --addr 127.0.0.1:8080, --max_in_flight 256,
+  --request_timeout 10s, --timeout 2s, --grace 10s.
 FROM/TO are inclusive days (YYYY-MM-DD) or RFC3339 times; KIND is app_load, crash or
 handled_exception; G is day, hour or minute; F is json or table. Every command also takes
 --cassandra_username and --cassandra_password_file; "query COMMAND -h" lists its flags.`
@@ -167,12 +168,17 @@ func run(ctx context.Context, cmd string, args []string, out io.Writer) error {
 		fs.StringVar(&cfg.addr, "addr", api.DefaultAddr, "Address to listen on. The default is loopback only; give 0.0.0.0:PORT to serve the network.")
 		fs.DurationVar(&cfg.timeout, "timeout", 2*time.Second, "Time limit of each store call; a request whose call runs out gets 503.")
 		fs.DurationVar(&cfg.grace, "grace", 10*time.Second, "On SIGTERM, how long requests in flight may take to finish.")
+		fs.IntVar(&cfg.limits.MaxInFlight, "max_in_flight", 256, "Requests answered at once; one more gets 503 with Retry-After at once, never a queue.")
+		fs.DurationVar(&cfg.limits.RequestTimeout, "request_timeout", 10*time.Second, "Each request's deadline, which reaches every store call; past it the answer is 503.")
 		allowHost := fs.String("allow_host", "", "Host names served besides loopback ones (comma-separated): the names clients use to reach a non-loopback --addr. Other Host headers get 421 (DNS rebinding).")
 		allowOrigin := fs.String("allow_origin", "", "Origins (scheme://host[:port], comma-separated) whose pages may read the API cross-origin; others get 403.")
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
 		cfg.guard = api.Guard{Hosts: splitList(strings.ToLower(*allowHost)), Origins: splitList(*allowOrigin)}
+		if cfg.limits.MaxInFlight <= 0 || cfg.limits.RequestTimeout <= 0 {
+			return fmt.Errorf("--max_in_flight %d and --request_timeout %v: want both > 0", cfg.limits.MaxInFlight, cfg.limits.RequestTimeout)
+		}
 		if cfg.timeout <= 0 {
 			return fmt.Errorf("--timeout: %v, want > 0", cfg.timeout)
 		}
@@ -292,6 +298,7 @@ type serveConfig struct {
 	addr           string
 	timeout, grace time.Duration
 	guard          api.Guard
+	limits         api.Limits
 }
 
 // serve runs the HTTP API and dashboard until ctx is cancelled (SIGINT or
@@ -321,7 +328,7 @@ func serve(ctx context.Context, sf storeFlags, cfg serveConfig) error {
 	// The watermark is read for every request and moves once a day.
 	svc := api.NewService(&serving.Querier{Store: serving.CacheRuns(serving.WithTimeout(st, cfg.timeout), 5*time.Second)})
 	log.Info("serving", "addr", "http://"+ln.Addr().String(), "store", serving.Redact(sf.store), "store_call_timeout", cfg.timeout)
-	return api.Serve(ctx, ln, cfg.guard.Wrap(api.NewHandler(svc, log, nil)), log, cfg.grace)
+	return api.Serve(ctx, ln, cfg.guard.Wrap(cfg.limits.Wrap(api.NewHandler(svc, log, nil))), log, cfg.grace)
 }
 
 func isLoopback(host string) bool {

@@ -487,3 +487,69 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Error("still serving after shutdown")
 	}
 }
+
+// TestLimits: beyond MaxInFlight a request is answered 503 with
+// Retry-After at once, while the held one still completes; a request that
+// outlives RequestTimeout is 503 too, with its store call cancelled; and
+// the server answers normally afterwards.
+func TestLimits(t *testing.T) {
+	sd := newSeed(time.Now(), 0)
+	st := openSQLite(t)
+	sd.write(t, st)
+	bs := &blockingStore{Store: st, block: make(chan struct{}), entered: make(chan struct{}, 16)}
+	svc := api.NewService(&serving.Querier{Store: bs})
+	h := api.NewHandler(svc, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	srv := httptest.NewServer(api.Limits{MaxInFlight: 1, RequestTimeout: time.Hour}.Wrap(h))
+	defer srv.Close()
+	s := &server{Server: srv}
+	day := sd.today.Format(time.DateOnly)
+	counts := "/v1/counts" + q("app", "com.acme.maps", "from", day, "to", day)
+
+	held := make(chan int, 1)
+	go func() { // no t.Fatal off the test's goroutine
+		resp, err := http.Get(srv.URL + counts)
+		if err != nil {
+			held <- -1
+			return
+		}
+		resp.Body.Close()
+		held <- resp.StatusCode
+	}()
+	<-bs.entered // the first request holds the one slot, inside the store
+	resp, err := http.Get(srv.URL + counts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("a request beyond the limit: %d (Retry-After %q), want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if code := s.get(t, "/healthz", nil); code != 200 {
+		t.Errorf("/healthz under the limit: %d, want 200", code)
+	}
+	bs.mu.Lock()
+	close(bs.block)
+	bs.block = nil
+	bs.mu.Unlock()
+	if code := <-held; code != 200 {
+		t.Errorf("the held request: %d, want 200", code)
+	}
+
+	// A request deadline that runs out inside a store call.
+	bs.mu.Lock()
+	bs.block = make(chan struct{})
+	bs.mu.Unlock()
+	srv2 := httptest.NewServer(api.Limits{MaxInFlight: 4, RequestTimeout: 50 * time.Millisecond}.Wrap(h))
+	defer srv2.Close()
+	var e api.ErrorResponse
+	if code := (&server{Server: srv2}).get(t, counts, &e); code != 503 || !strings.Contains(e.Error, "time limit") {
+		t.Errorf("a request past its deadline: %d %+v, want 503 naming the time limit", code, e)
+	}
+	bs.mu.Lock()
+	bs.block = nil
+	bs.mu.Unlock()
+	var answer json.RawMessage
+	if code := (&server{Server: srv2}).get(t, counts, &answer); code != 200 || !strings.Contains(string(answer), `"count"`) {
+		t.Errorf("after the deadline: %d, %s", code, answer)
+	}
+}

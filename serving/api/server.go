@@ -134,8 +134,9 @@ func (h *Handler) api(w http.ResponseWriter, r *http.Request, fn func(*http.Requ
 }
 
 // error answers err with its status: 400 for bad parameters, 404 for an
-// unknown app, 503 for a store that timed out or is not ready, 500 for
-// anything else (logged; its text is not shown to the client).
+// unknown app, 503 for a store call or a request that ran out of time and
+// for a store that is not ready, 500 for anything else (logged; its text
+// is not shown to the client).
 func (h *Handler) error(w http.ResponseWriter, r *http.Request, err error) {
 	var bad *BadRequestError
 	var nf *NotFoundError
@@ -153,6 +154,12 @@ func (h *Handler) error(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &nr):
 		h.log.Warn("not ready", "err", err)
 		h.fail(w, r, http.StatusServiceUnavailable, ErrorResponse{Error: "the store does not answer"})
+	case errors.Is(err, context.DeadlineExceeded) && errors.Is(r.Context().Err(), context.DeadlineExceeded):
+		// The request's own deadline (Limits.RequestTimeout) ran out.
+		h.m.timeouts.Inc()
+		h.log.Warn("request deadline", "path", r.URL.Path, "err", err)
+		w.Header().Set("Retry-After", "1")
+		h.fail(w, r, http.StatusServiceUnavailable, ErrorResponse{Error: "the answer took longer than the request's time limit; try again"})
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away; nobody reads the answer.
 		h.fail(w, r, 499, ErrorResponse{Error: "request cancelled"})
