@@ -79,10 +79,11 @@ func BuildBatchOutputs(s beam.Scope, cfg BatchConfig) (BatchOutputs, error) {
 	// output as its input): an hour sealed by then has all its files in
 	// the listing.
 	seals := beam.ParDo(s, &sealsFn{fileSetup: files, Root: cfg.Input, AsOf: cfg.AsOf}, beam.Impulse(s))
-	units := beam.ParDo(s, &planFn{fileSetup: files, Stamp: cfg.Stamp(), Root: cfg.Input, RollupRoot: cfg.RollupRoot, First: window.First, Last: window.Last,
+	stamp := cfg.Stamp()
+	units := beam.ParDo(s, &planFn{fileSetup: files, Stamp: stamp, Root: cfg.Input, RollupRoot: cfg.RollupRoot, First: window.First, Last: window.Last,
 		Grain: cfg.Grain, Full: cfg.Full, NoRollups: cfg.NoRollups, Opts: cfg.Plan}, seals)
 	units = beam.Reshuffle(s, units)
-	read := beam.ParDoN(s, &readPartitionsFn{fileSetup: files, Stamp: cfg.Stamp(), Precision: cfg.Precision, Opts: cfg.Read,
+	read := beam.ParDoN(s, &readPartitionsFn{fileSetup: files, Stamp: stamp, Precision: cfg.Precision, Opts: cfg.Read,
 		MaxCells: cfg.MaxBundleCells, First: window.First, Last: window.Last}, units)
 	dead, parts, fromRollups, rollupStats := read[0], read[1], read[2], read[3]
 	fromRaw, rawStats := beam.ParDo2(s, &cutPartitionFn{fileSetup: files, RollupRoot: cfg.RollupRoot, NoRollups: cfg.NoRollups,
@@ -97,7 +98,6 @@ func BuildBatchOutputs(s beam.Scope, cfg BatchConfig) (BatchOutputs, error) {
 		Stats:  SumStats(s, stats),
 		Dead:   dead,
 	}
-	stamp := cfg.Stamp()
 	counts := WriteCounts(s, cfg.Store, stamp, out.Counts)
 	users := WriteUsers(s, cfg.Store, stamp, out.Users)
 	deadWritten := WriteDeadLetters(s, deadletter.Dir(cfg.DeadLetterRoot, "batch", cfg.AsOf.Format(time.DateOnly)), cfg.S3, dead)

@@ -60,16 +60,18 @@ func RemoveDaysBefore(ctx context.Context, prefix string, before time.Time) (int
 		if err != nil {
 			return n, err
 		}
-		for _, f := range files {
+		if IsLocal(dir) { // the directory and all in it, hidden files too
+			if err := os.RemoveAll(dir); err != nil {
+				return n, err
+			}
+			n += len(files)
+			continue
+		}
+		for _, f := range files { // object stores have no directories to leave behind
 			if err := Remove(ctx, f.Path); err != nil {
 				return n, err
 			}
 			n++
-		}
-		if IsLocal(dir) { // object stores have no directories to leave behind
-			if err := os.RemoveAll(dir); err != nil {
-				return n, err
-			}
 		}
 	}
 	return n, nil

@@ -15,19 +15,7 @@ import (
 
 func writeStamped(t *testing.T, st serving.Store, stamp int64, counts []aggregate.CountRow, users []aggregate.UserRow) {
 	t.Helper()
-	w, err := st.NewWriter(ctx, serving.Batch, serving.WithStamp(stamp))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.WriteCounts(ctx, counts); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.WriteUsers(ctx, users); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
+	write(t, st, serving.Batch, counts, users, serving.WithStamp(stamp))
 }
 
 func userRow(app, version string, day time.Time, ids ...string) aggregate.UserRow {

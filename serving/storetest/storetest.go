@@ -60,9 +60,9 @@ func finishedAfter(day time.Time) time.Time { return day.Add(24*time.Hour + 40*t
 
 func hour(i int) int64 { return t0.Add(time.Duration(i) * time.Hour).UnixMilli() }
 
-func write(t *testing.T, st serving.Store, layer serving.Layer, counts []aggregate.CountRow, users []aggregate.UserRow) {
+func write(t *testing.T, st serving.Store, layer serving.Layer, counts []aggregate.CountRow, users []aggregate.UserRow, opts ...serving.WriterOption) {
 	t.Helper()
-	w, err := st.NewWriter(ctx, layer)
+	w, err := st.NewWriter(ctx, layer, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
