@@ -62,6 +62,11 @@ type Store interface {
 	// sorted. Speed entries expire with the speed rows. BatchCatalog
 	// groups it by app.
 	Catalog(ctx context.Context, layer Layer, kind event.Kind, from, to time.Time) ([]AppVersion, error)
+	// DayTotals sums kind's batch day counts over the days [from, to] per
+	// (app, version), AllVersions included, sorted by app, then version. It
+	// is one scan of the count table, whatever the number of apps: the
+	// batch summary ranks the apps with it, instead of a query per app.
+	DayTotals(ctx context.Context, kind event.Kind, from, to time.Time) ([]AppTotal, error)
 	// PruneBatch deletes the batch rows of days [first, last] (count rows
 	// of every granularity, and sketch rows) whose stamp is older than
 	// stamp: after a run has written its window, the rows of that window
@@ -228,6 +233,12 @@ type CountPoint struct {
 // AppVersion is one entry of a Catalog.
 type AppVersion struct {
 	AppID, Version string
+}
+
+// AppTotal is an (app, version)'s count over a range of days.
+type AppTotal struct {
+	AppVersion
+	Count int64
 }
 
 // UserQuery selects daily sketch rows: days in [From, To] (day starts).

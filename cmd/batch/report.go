@@ -33,8 +33,9 @@ func (r AppReport) CrashFree() float64 {
 }
 
 // report computes an AppReport over the days [from, to], through both
-// layers.
-func report(ctx context.Context, q *serving.Querier, app, version string, from, to time.Time) (AppReport, error) {
+// layers. Without full, only the users and crashed users over the range
+// (what the versions table shows).
+func report(ctx context.Context, q *serving.Querier, app, version string, from, to time.Time, full bool) (AppReport, error) {
 	r := AppReport{AppID: app, Version: version}
 	sum := func(k event.Kind) (int64, error) {
 		pts, err := q.Counts(ctx, serving.CountQuery{Kind: k, AppID: app, Version: version, Gran: aggregate.Day, From: from, To: to})
@@ -49,6 +50,15 @@ func report(ctx context.Context, q *serving.Querier, app, version string, from, 
 		return u.Estimate, err
 	}
 	var err error
+	if r.Active, err = users(event.AppLoad, from); err != nil {
+		return r, err
+	}
+	if r.Crashed, err = users(event.Crash, from); err != nil {
+		return r, err
+	}
+	if !full {
+		return r, nil
+	}
 	if r.Loads, err = sum(event.AppLoad); err != nil {
 		return r, err
 	}
@@ -58,40 +68,54 @@ func report(ctx context.Context, q *serving.Querier, app, version string, from, 
 	if r.DAU, err = users(event.AppLoad, to); err != nil {
 		return r, err
 	}
-	if r.Active, err = users(event.AppLoad, from); err != nil {
-		return r, err
-	}
-	if r.Crashed, err = users(event.Crash, from); err != nil {
-		return r, err
-	}
 	return r, nil
 }
 
+// versionsPerApp bounds the versions of each top app that the summary
+// reads: the ones with the most loads.
+const versionsPerApp = 10
+
 // topApps reports the n apps with the most loads over [from, to], most
-// first, with their versions' reports in versions.
+// first, with the reports of their versionsPerApp versions with the most
+// loads in versions. Its cost does not grow with the number of apps: one
+// scan of the batch day counts ranks them (Store.DayTotals), and only
+// the apps and versions it reports are read one by one.
 func topApps(ctx context.Context, q *serving.Querier, n int, from, to time.Time) (apps []AppReport, versions map[string][]AppReport, err error) {
-	ids, vers, err := serving.BatchCatalog(ctx, q.Store, event.AppLoad, from, to)
+	totals, err := q.Store.DayTotals(ctx, event.AppLoad, from, to)
 	if err != nil {
 		return nil, nil, err
 	}
-	for _, id := range ids {
-		r, err := report(ctx, q, id, aggregate.AllVersions, from, to)
+	var ranked []serving.AppTotal
+	byApp := map[string][]serving.AppTotal{}
+	for _, t := range totals {
+		if t.Version == aggregate.AllVersions {
+			ranked = append(ranked, t)
+		} else {
+			byApp[t.AppID] = append(byApp[t.AppID], t)
+		}
+	}
+	mostFirst := func(a, b serving.AppTotal) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.AppID, b.AppID), cmp.Compare(a.Version, b.Version))
+	}
+	slices.SortFunc(ranked, mostFirst)
+	versions = map[string][]AppReport{}
+	for _, t := range ranked[:min(n, len(ranked))] {
+		r, err := report(ctx, q, t.AppID, aggregate.AllVersions, from, to, true)
 		if err != nil {
 			return nil, nil, err
 		}
 		apps = append(apps, r)
-	}
-	slices.SortFunc(apps, func(a, b AppReport) int { return cmp.Or(cmp.Compare(b.Loads, a.Loads), cmp.Compare(a.AppID, b.AppID)) })
-	apps = apps[:min(n, len(apps))]
-	versions = map[string][]AppReport{}
-	for _, a := range apps {
-		for _, v := range vers[a.AppID] {
-			r, err := report(ctx, q, a.AppID, v, from, to)
+		vs := byApp[t.AppID]
+		slices.SortFunc(vs, mostFirst)
+		for _, v := range vs[:min(versionsPerApp, len(vs))] {
+			r, err := report(ctx, q, t.AppID, v.Version, from, to, false)
 			if err != nil {
 				return nil, nil, err
 			}
-			versions[a.AppID] = append(versions[a.AppID], r)
+			versions[t.AppID] = append(versions[t.AppID], r)
 		}
 	}
+	// The ranking is by the batch rows; the reports merge both layers.
+	slices.SortStableFunc(apps, func(a, b AppReport) int { return cmp.Compare(b.Loads, a.Loads) })
 	return apps, versions, nil
 }

@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/serving"
@@ -43,4 +46,99 @@ func TestSummaryRollupsNotReused(t *testing.T) {
 			t.Errorf("the summary does not say %q:\n%s", want, out.String())
 		}
 	}
+}
+
+// countingStore counts the reads the summary makes.
+type countingStore struct {
+	serving.Store
+	reads int
+}
+
+func (s *countingStore) Counts(ctx context.Context, l serving.Layer, q serving.CountQuery) ([]serving.CountPoint, error) {
+	s.reads++
+	return s.Store.Counts(ctx, l, q)
+}
+
+func (s *countingStore) Users(ctx context.Context, l serving.Layer, q serving.UserQuery) ([]aggregate.UserRow, error) {
+	s.reads++
+	return s.Store.Users(ctx, l, q)
+}
+
+func (s *countingStore) Late(ctx context.Context, q serving.CountQuery) ([]serving.CountPoint, error) {
+	s.reads++
+	return s.Store.Late(ctx, q)
+}
+
+func (s *countingStore) Catalog(ctx context.Context, l serving.Layer, k event.Kind, from, to time.Time) ([]serving.AppVersion, error) {
+	s.reads++
+	return s.Store.Catalog(ctx, l, k, from, to)
+}
+
+func (s *countingStore) DayTotals(ctx context.Context, k event.Kind, from, to time.Time) ([]serving.AppTotal, error) {
+	s.reads++
+	return s.Store.DayTotals(ctx, k, from, to)
+}
+
+// The summary's store reads do not grow with the number of apps, and it
+// still ranks them right: app i has i×7 loads, so the top ten are the ten
+// highest i, most first.
+func TestSummaryReadsAreBounded(t *testing.T) {
+	ctx := context.Background()
+	asOf := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+	reads := map[int]int{}
+	for _, apps := range []int{30, 300} {
+		st, err := serving.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "s.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		w, err := st.NewWriter(ctx, serving.Batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rows []aggregate.CountRow
+		for i := 1; i <= apps; i++ {
+			app := fmt.Sprintf("app-%03d", i)
+			for _, v := range []string{aggregate.AllVersions, "1.0", "2.0"} {
+				rows = append(rows, aggregate.CountRow{Kind: event.AppLoad, AppID: app, AppVersion: v, Gran: aggregate.Day, Bucket: asOf.UnixMilli(), Count: int64(7 * i)})
+			}
+		}
+		if err := w.WriteCounts(ctx, rows); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range event.Kinds {
+			if err := st.RecordRun(ctx, serving.BatchRun{Kind: k, AsOf: asOf, WindowStart: asOf.AddDate(0, 0, -29),
+				Started: asOf, Finished: asOf.Add(25 * time.Hour), Status: serving.RunSucceeded}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cs := &countingStore{Store: st}
+		cfg := pipelines.BatchConfig{Input: "x", AsOf: asOf, Store: "sqlite:x"}
+		cfg.EnsureDefaults()
+		var out bytes.Buffer
+		if err := printSummary(ctx, &out, cs, cfg, time.Second); err != nil {
+			t.Fatal(err)
+		}
+		reads[apps] = cs.reads
+		var top []string
+		for _, line := range strings.Split(out.String(), "\n") {
+			if line = strings.TrimSpace(line); strings.HasPrefix(line, "app-") {
+				top = append(top, strings.Fields(line)[0]+" "+strings.Fields(line)[1])
+			}
+		}
+		var want []string
+		for i := apps; i > apps-10; i-- {
+			want = append(want, fmt.Sprintf("app-%03d %s", i, num(int64(7*i))))
+		}
+		if !slices.Equal(top, want) {
+			t.Errorf("%d apps: top apps = %q, want %q\n%s", apps, top, want, out.String())
+		}
+	}
+	if reads[300] != reads[30] {
+		t.Errorf("the summary read the store %d times for 30 apps and %d times for 300", reads[30], reads[300])
+	}
+	t.Logf("store reads: %v", reads)
 }

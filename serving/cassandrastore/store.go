@@ -456,6 +456,31 @@ func (s *Store) Catalog(ctx context.Context, layer serving.Layer, kind event.Kin
 	return out, err
 }
 
+// DayTotals is one paged scan of batch_counts, filtered on the server to
+// kind's day rows of [from, to] (ALLOW FILTERING: the table is partitioned
+// by app, and the point is not to ask once per app).
+func (s *Store) DayTotals(ctx context.Context, kind event.Kind, from, to time.Time) ([]serving.AppTotal, error) {
+	stmt := fmt.Sprintf("SELECT app_id, app_version, count FROM %s.batch_counts WHERE kind = ? AND granularity = ? AND bucket >= ? AND bucket <= ? ALLOW FILTERING", s.ks)
+	it := s.c.Query(ctx, stmt, kind.String(), aggregate.Day.String(), from, to).Iter()
+	sums := map[serving.AppVersion]int64{}
+	var av serving.AppVersion
+	var n int64
+	for it.Scan(&av.AppID, &av.Version, &n) {
+		sums[av] += n
+	}
+	if err := it.Close(); err != nil {
+		return nil, fmt.Errorf("cassandrastore: day totals: %w", err)
+	}
+	out := make([]serving.AppTotal, 0, len(sums))
+	for av, n := range sums {
+		out = append(out, serving.AppTotal{AppVersion: av, Count: n})
+	}
+	slices.SortFunc(out, func(a, b serving.AppTotal) int {
+		return cmp.Or(cmp.Compare(a.AppID, b.AppID), cmp.Compare(a.Version, b.Version))
+	})
+	return out, nil
+}
+
 // PruneBatch writes range tombstones USING TIMESTAMP stamp−1 over the
 // window's buckets in every batch partition of the apps in app_index: they
 // shadow what older runs wrote, and neither the rows this run wrote nor a

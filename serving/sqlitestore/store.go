@@ -508,6 +508,27 @@ func (s *sqliteStore) Catalog(ctx context.Context, layer serving.Layer, kind eve
 	return out, rows.Err()
 }
 
+func (s *sqliteStore) DayTotals(ctx context.Context, kind event.Kind, from, to time.Time) ([]serving.AppTotal, error) {
+	periods := serving.Periods(aggregate.Day, from, to)
+	rows, err := s.db.QueryContext(ctx, `SELECT app_id, app_version, SUM(count) FROM batch_counts
+		WHERE kind = ? AND granularity = 'day' AND period IN (`+placeholders(len(periods))+`)
+		AND bucket >= ? AND bucket <= ? GROUP BY app_id, app_version ORDER BY app_id, app_version`,
+		append(append([]any{kind.String()}, anys(periods)...), from.UnixMilli(), to.UnixMilli())...)
+	if err != nil {
+		return nil, fmt.Errorf("serving: sqlite day totals: %w", err)
+	}
+	defer rows.Close()
+	var out []serving.AppTotal
+	for rows.Next() {
+		var t serving.AppTotal
+		if err := rows.Scan(&t.AppID, &t.Version, &t.Count); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
 // PruneBatch deletes in one transaction; count rows are matched by their
 // bucket, which covers hours and days alike.
 func (s *sqliteStore) PruneBatch(ctx context.Context, first, last time.Time, stamp int64) (int64, error) {

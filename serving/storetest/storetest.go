@@ -34,6 +34,7 @@ func Run(t *testing.T, open func(t *testing.T) serving.Store) {
 		{"QuerierMergesHoursAtTheWatermark", testQuerierHours},
 		{"QuerierMergesUsers", testUsersAcrossLayers},
 		{"Catalog", testCatalog},
+		{"DayTotalsSumTheRange", testDayTotals},
 		{"ValuesAreBoundNotFormatted", testHostileStrings},
 		{"SpeedKeepsTheLargestTotal", testSpeedMonotone},
 		{"LateSumsSources", testLate},
@@ -527,5 +528,40 @@ func testLate(t *testing.T, st serving.Store) {
 	bw, _ := st.NewWriter(ctx, serving.Batch)
 	if err := bw.WriteLate(ctx, []aggregate.LateRow{late("x", 1)}); err == nil {
 		t.Error("batch writer accepted late rows")
+	}
+}
+
+// DayTotals sums batch day rows of one kind in the range, and nothing else:
+// not hours, not other kinds or days, not the speed layer.
+func testDayTotals(t *testing.T, st serving.Store) {
+	day := func(i int) time.Time { return time.Date(2026, 10, 29, 0, 0, 0, 0, time.UTC).AddDate(0, 0, i) }
+	var rows []aggregate.CountRow
+	want := map[serving.AppVersion]int64{}
+	add := func(k event.Kind, g aggregate.Granularity, app, version string, d, n int, counted bool) {
+		rows = append(rows, aggregate.CountRow{Kind: k, AppID: app, AppVersion: version, Gran: g, Bucket: day(d).UnixMilli(), Count: int64(n)})
+		if counted {
+			want[serving.AppVersion{AppID: app, Version: version}] += int64(n)
+		}
+	}
+	for d := 0; d < 6; d++ { // 10-29 .. 11-03; the range is 10-30 .. 11-02
+		in := d >= 1 && d <= 4
+		add(event.Crash, aggregate.Day, "a", "1.0", d, 10+d, in)
+		add(event.Crash, aggregate.Day, "a", aggregate.AllVersions, d, 20+d, in)
+		add(event.Crash, aggregate.Day, "b", "2.0", d, 100*(d+1), in)
+		add(event.Crash, aggregate.Hour, "a", "1.0", d, 1000, false)
+		add(event.AppLoad, aggregate.Day, "a", "1.0", d, 5000, false)
+	}
+	write(t, st, serving.Batch, rows, nil)
+	write(t, st, serving.Speed, []aggregate.CountRow{{Kind: event.Crash, AppID: "c", AppVersion: "1", Gran: aggregate.Day, Bucket: day(2).UnixMilli(), Count: 7}}, nil, serving.WithRun("r"))
+	got, err := st.DayTotals(ctx, event.Crash, day(1), day(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wantRows []serving.AppTotal
+	for _, av := range []serving.AppVersion{{AppID: "a", Version: aggregate.AllVersions}, {AppID: "a", Version: "1.0"}, {AppID: "b", Version: "2.0"}} {
+		wantRows = append(wantRows, serving.AppTotal{AppVersion: av, Count: want[av]})
+	}
+	if !reflect.DeepEqual(got, wantRows) {
+		t.Errorf("DayTotals = %v, want %v", got, wantRows)
 	}
 }
