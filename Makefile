@@ -31,12 +31,15 @@ test-go:
 	LUMEN_TEST_REQUIRE_SERVERS=1 LUMEN_TEST_UNAVAILABLE="$(UNAVAILABLE_SERVERS)" \
 	  $(GO) test -json -count=1 -timeout $(TEST_TIMEOUT) ./... | $(GO) run ./testing/testsummary
 
-## fuzz: the decoders of untrusted bytes, each fuzzed for FUZZTIME: Avro
-## container files (the batch's input) and single-object messages (Kafka).
+## fuzz: the parsers of untrusted bytes, each fuzzed for FUZZTIME: Avro
+## container files (the batch's input), single-object messages (Kafka),
+## the query server's keys file and Authorization header.
 FUZZTIME ?= 20s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME) ./io/avroio
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSingle$$' -fuzztime $(FUZZTIME) ./event
+	$(GO) test -run '^$$' -fuzz '^FuzzParseKeys$$' -fuzztime $(FUZZTIME) ./serving/api
+	$(GO) test -run '^$$' -fuzz '^FuzzAuthorization$$' -fuzztime $(FUZZTIME) ./serving/api
 
 vet:
 	$(GO) vet ./...

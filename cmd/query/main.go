@@ -8,7 +8,8 @@
 //	query crash-free --store S --app A [--version V] --from D1 --to D2
 //	query late       --store S --kind KIND --app A [--version V] --granularity day|hour|minute --from FROM --to TO
 //	query runs       --store S [--kind K]
-//	query serve      --store S [--addr 127.0.0.1:8080] [--timeout 2s]
+//	query serve      --store S [--addr 127.0.0.1:8080] [--keys FILE] [--timeout 2s]
+//	query keygen     --id ID --apps APP,PREFIX*,…
 //
 // FROM and TO are inclusive: days (YYYY-MM-DD) or RFC3339 times. With no
 // --version, results are for all versions. Each subcommand's flags are the
@@ -25,6 +26,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -49,11 +51,13 @@ const usage = `usage:
   query crash-free [--store S] --app APP [--version V] --from DAY --to DAY
   query late       [--store S] [--kind KIND] --app APP [--version V] [--granularity G] --from FROM --to TO
   query runs       [--store S] [--kind KIND|all]
-  query serve      [--store S] [--addr ADDR] [--allow_host H,…] [--allow_origin O,…] [--max_in_flight N] [--request_timeout D] [--timeout D] [--grace D]
+  query serve      [--store S] [--addr ADDR] [--keys FILE | --insecure_no_auth] [--allow_host H,…] [--allow_origin O,…]
+                   [--max_in_flight N] [--request_timeout D] [--key_rate R] [--key_burst N] [--key_max_in_flight N] [--timeout D] [--grace D]
+  query keygen     --id ID --apps APP,PREFIX*,…
   query --version
 Defaults: --store sqlite:lumen.db, --kind app_load (runs: all), --granularity day,
   --date today (UTC), --format json, --addr 127.0.0.1:8080, --max_in_flight 256,
-  --request_timeout 10s, --timeout 2s, --grace 10s.
+  --request_timeout 10s, --key_rate 200, --key_burst 400, --key_max_in_flight 32, --timeout 2s, --grace 10s.
 FROM/TO are inclusive days (YYYY-MM-DD) or RFC3339 times; KIND is app_load, crash or
 handled_exception; G is day, hour or minute; F is json or table. Every command also takes
 --cassandra_username and --cassandra_password_file; "query COMMAND -h" lists its flags.`
@@ -77,6 +81,9 @@ func main() {
 
 // flagOutput is where a command's flag set writes its help and errors.
 var flagOutput io.Writer = os.Stderr
+
+// logOutput is where query serve logs.
+var logOutput io.Writer = os.Stderr
 
 // storeFlags are the flags every subcommand has.
 type storeFlags struct {
@@ -141,6 +148,14 @@ func run(ctx context.Context, cmd string, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("query "+cmd, flag.ContinueOnError)
 	fs.SetOutput(flagOutput)
 	fs.Usage = func() { fmt.Fprintln(fs.Output(), usage); fs.PrintDefaults() }
+	if cmd == "keygen" { // needs no store
+		id := fs.String("id", "", "The key's id (required): who it is for, as logged.")
+		apps := fs.String("apps", "", "The apps the key may read (required, comma-separated): app ids, or prefixes ending in * (* alone: every app).")
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		return keygen(out, *id, splitList(*apps))
+	}
 	sf.register(fs)
 	af := &apiFlags{fs: fs}
 	params := map[string][]string{
@@ -170,6 +185,12 @@ func run(ctx context.Context, cmd string, args []string, out io.Writer) error {
 		fs.DurationVar(&cfg.grace, "grace", 10*time.Second, "On SIGTERM, how long requests in flight may take to finish.")
 		fs.IntVar(&cfg.limits.MaxInFlight, "max_in_flight", 256, "Requests answered at once; one more gets 503 with Retry-After at once, never a queue.")
 		fs.DurationVar(&cfg.limits.RequestTimeout, "request_timeout", 10*time.Second, "Each request's deadline, which reaches every store call; past it the answer is 503.")
+		fs.StringVar(&cfg.keys, "keys", "", "API keys file (JSON; query keygen makes entries): each request needs a key's bearer secret and reads only the key's apps. Reloaded on SIGHUP.")
+		fs.BoolVar(&cfg.noAuth, "insecure_no_auth", false, "Serve without --keys on a non-loopback --addr: anyone who reaches the port reads every app.")
+		cfg.keyLimits = api.DefaultKeyLimits
+		fs.Float64Var(&cfg.keyLimits.Rate, "key_rate", cfg.keyLimits.Rate, "Requests per second of each key (a token bucket; past it 429), unless the keys file sets its rate.")
+		fs.IntVar(&cfg.keyLimits.Burst, "key_burst", cfg.keyLimits.Burst, "Requests each key may make at once above its rate, unless the keys file sets its burst.")
+		fs.IntVar(&cfg.keyLimits.MaxInFlight, "key_max_in_flight", cfg.keyLimits.MaxInFlight, "Requests of each key answered at once (past it 429), unless the keys file sets its max_in_flight.")
 		allowHost := fs.String("allow_host", "", "Host names served besides loopback ones (comma-separated): the names clients use to reach a non-loopback --addr. Other Host headers get 421 (DNS rebinding).")
 		allowOrigin := fs.String("allow_origin", "", "Origins (scheme://host[:port], comma-separated) whose pages may read the API cross-origin; others get 403.")
 		if err := fs.Parse(args); err != nil {
@@ -181,6 +202,12 @@ func run(ctx context.Context, cmd string, args []string, out io.Writer) error {
 		}
 		if cfg.timeout <= 0 {
 			return fmt.Errorf("--timeout: %v, want > 0", cfg.timeout)
+		}
+		if l := cfg.keyLimits; l.Rate <= 0 || l.Burst <= 0 || l.MaxInFlight <= 0 {
+			return fmt.Errorf("--key_rate %g, --key_burst %d and --key_max_in_flight %d: want all > 0", l.Rate, l.Burst, l.MaxInFlight)
+		}
+		if cfg.keys != "" && cfg.noAuth {
+			return fmt.Errorf("--keys and --insecure_no_auth: give one")
 		}
 		return serve(ctx, sf, cfg)
 	}
@@ -299,13 +326,60 @@ type serveConfig struct {
 	timeout, grace time.Duration
 	guard          api.Guard
 	limits         api.Limits
+	keys           string // the keys file; "" serves without keys
+	noAuth         bool
+	keyLimits      api.KeyLimits
+}
+
+// keygen prints a new secret and the keys-file entry of its hash.
+func keygen(out io.Writer, id string, apps []string) error {
+	if id == "" || len(apps) == 0 {
+		return fmt.Errorf("keygen needs --id and --apps")
+	}
+	secret, entry, err := api.NewSecret(id, apps)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(entry)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(out, "secret (give it to the key's holder; it is shown once and not stored): %s\nkeys file entry (add it to the \"keys\" list): %s\n", secret, b)
+	return err
 }
 
 // serve runs the HTTP API and dashboard until ctx is cancelled (SIGINT or
 // SIGTERM), then shuts down gracefully.
 func serve(ctx context.Context, sf storeFlags, cfg serveConfig) error {
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if host, _, err := net.SplitHostPort(cfg.addr); err == nil && !isLoopback(host) {
+	log := slog.New(slog.NewTextHandler(logOutput, nil))
+	host, _, _ := net.SplitHostPort(cfg.addr)
+	if cfg.keys == "" && !cfg.noAuth && !isLoopback(host) {
+		return fmt.Errorf("--addr %s serves the network without API keys: give --keys FILE (query keygen makes entries), or --insecure_no_auth to let anyone who reaches the port read every app", cfg.addr)
+	}
+	var auth *api.Auth
+	if cfg.keys != "" {
+		keys, err := api.LoadKeys(cfg.keys)
+		if err != nil {
+			return fmt.Errorf("--keys: %w", err)
+		}
+		auth = api.NewAuth(keys, cfg.keyLimits)
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go func() {
+			for range hup {
+				keys, err := api.LoadKeys(cfg.keys)
+				if err != nil {
+					log.Error("reloading the keys on SIGHUP: kept the keys in use", "err", err)
+					continue
+				}
+				auth.Load(keys)
+				log.Info("reloaded the keys on SIGHUP", "file", cfg.keys, "keys", keys.Len())
+			}
+		}()
+		log.Info("API keys", "file", cfg.keys, "keys", keys.Len())
+	}
+	if !isLoopback(host) {
 		if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
 			cfg.guard.Hosts = append(cfg.guard.Hosts, strings.ToLower(host)) // the address clients dial
 		} else if len(cfg.guard.Hosts) == 0 {
@@ -322,13 +396,17 @@ func serve(ctx context.Context, sf storeFlags, cfg serveConfig) error {
 		return err
 	}
 	defer st.Close()
-	if host, _, _ := net.SplitHostPort(cfg.addr); !isLoopback(host) {
-		log.Warn("serving beyond loopback: the API has no authentication", "addr", cfg.addr)
+	if auth == nil && !isLoopback(host) {
+		log.Warn("serving beyond loopback without API keys (--insecure_no_auth): anyone who reaches the port reads every app", "addr", cfg.addr)
 	}
 	// The watermark is read for every request and moves once a day.
 	svc := api.NewService(&serving.Querier{Store: serving.CacheRuns(serving.WithTimeout(st, cfg.timeout), 5*time.Second)})
 	log.Info("serving", "addr", "http://"+ln.Addr().String(), "store", serving.Redact(sf.store), "store_call_timeout", cfg.timeout)
-	return api.Serve(ctx, ln, cfg.guard.Wrap(cfg.limits.Wrap(api.NewHandler(svc, log, nil))), log, cfg.grace)
+	var h http.Handler = api.NewHandler(svc, log, nil)
+	if auth != nil {
+		h = auth.Wrap(h)
+	}
+	return api.Serve(ctx, ln, cfg.guard.Wrap(cfg.limits.Wrap(h)), log, cfg.grace)
 }
 
 func isLoopback(host string) bool {

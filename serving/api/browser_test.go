@@ -16,6 +16,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/lumenhq/lumen/serving/api"
 	"github.com/lumenhq/lumen/testing/servicetest"
 )
 
@@ -47,26 +48,8 @@ func TestDashboardInChromium(t *testing.T) {
 	st := openSQLite(t)
 	s := newServer(t, st, sd)
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.WindowSize(1440, 1500),
-		chromedp.Flag("headless", "new"), chromedp.Flag("disable-gpu", true), chromedp.Flag("hide-scrollbars", true))
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
-	defer cancel()
-	// Generous: a shared 2-core machine. Nothing below asserts on time.
-	ctx, cancel = context.WithTimeout(ctx, 3*time.Minute)
-	defer cancel()
-
+	ctx, eval := browser(t, exe)
 	day := sd.today.Format(time.DateOnly)
-	eval := func(expr string) string {
-		t.Helper()
-		v, err := chromedp.Run(ctx, chromedp.Evaluate[string]("String("+expr+")"))
-		if err != nil {
-			t.Fatalf("evaluating %s: %v", expr, err)
-		}
-		return v
-	}
 	points := func(sel string) int {
 		t.Helper()
 		n, err := strconv.Atoi(eval(`document.querySelector('` + sel + `').dataset.points`))
@@ -139,6 +122,95 @@ func TestDashboardInChromium(t *testing.T) {
 	msg, mainHidden := eval(`document.getElementById('banner').textContent`), eval(`document.getElementById('main').hidden`)
 	if !strings.Contains(msg, "no.such.app") || mainHidden != "true" {
 		t.Errorf("bad app: banner %q, charts hidden %s", msg, mainHidden)
+	}
+}
+
+// browser starts headless Chromium for the test, and returns its context
+// and a function evaluating a JavaScript expression to a string.
+func browser(t *testing.T, exe string) (context.Context, func(string) string) {
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.WindowSize(1440, 1500),
+		chromedp.Flag("headless", "new"), chromedp.Flag("disable-gpu", true), chromedp.Flag("hide-scrollbars", true))
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancel)
+	ctx, cancel := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
+	t.Cleanup(cancel)
+	// Generous: a shared 2-core machine. Nothing asserts on time.
+	ctx, cancel = context.WithTimeout(ctx, 3*time.Minute)
+	t.Cleanup(cancel)
+	eval := func(expr string) string {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[string]("String("+expr+")"))
+		if err != nil {
+			t.Fatalf("evaluating %s: %v", expr, err)
+		}
+		return v
+	}
+	return ctx, eval
+}
+
+// TestDashboardKeysInChromium: against a server with keys, the dashboard
+// asks for a key, says so when a key is refused, shows a tenant its own
+// apps' charts and only its apps, refuses another tenant's app, and tells
+// a key without access that it reads nothing.
+func TestDashboardKeysInChromium(t *testing.T) {
+	exe := chromium(t)
+	sd := newSeed(time.Now().UTC(), 0)
+	st := openSQLite(t)
+	sd.write(t, st)
+	keys := mustKeys(t, keysJSON([3]string{"a", secretA, "com.acme.notes,com.acme.c*"}, [3]string{"none", "lk_none", "com.nobody.*"}))
+	srv := authServer(t, st, keys, api.DefaultKeyLimits, nil)
+	ctx, eval := browser(t, exe)
+	signIn := func(key string) {
+		t.Helper()
+		if err := chromedp.Do(ctx,
+			chromedp.WaitVisible(`#login`),
+			chromedp.SendKeys(`#key`, key),
+			chromedp.Click(`#login button[type=submit]`),
+		); err != nil {
+			t.Fatalf("signing in: %v", err)
+		}
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/")); err != nil {
+		t.Fatal(err)
+	}
+	signIn("lk_wrong")
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(`#login-error`)); err != nil {
+		t.Fatalf("no message for a refused key: %v", err)
+	}
+	if msg := eval(`document.getElementById('login-error').textContent`); !strings.Contains(msg, "refused") {
+		t.Errorf("a refused key says %q", msg)
+	}
+	signIn(secretA)
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(`body[data-loaded="true"]`)); err != nil {
+		t.Fatalf("the dashboard did not load with key A: %v", err)
+	}
+	if apps := eval(`[...document.getElementById('app').options].map(o => o.value).join(',')`); apps != "com.acme.chat,com.acme.notes" {
+		t.Errorf("the app picker lists %q, want key A's apps only", apps)
+	}
+	if n := eval(`document.querySelector('#chart-daily').dataset.points`); n == "0" {
+		t.Error("the daily chart shows no points with key A")
+	}
+	if k := eval(`sessionStorage.getItem('lumen.key') === '` + secretA + `' && localStorage.length === 0`); k != "true" {
+		t.Error("the key is not kept in sessionStorage alone")
+	}
+	// Another tenant's app, asked for by URL: refused, charts hidden.
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/?app=com.acme.maps"), chromedp.WaitVisible(`#banner`)); err != nil {
+		t.Fatalf("no message for another tenant's app: %v", err)
+	}
+	if msg, hidden := eval(`document.getElementById('banner').textContent`), eval(`document.getElementById('main').hidden`); !strings.Contains(msg, "may not read") || hidden != "true" {
+		t.Errorf("another tenant's app: banner %q, charts hidden %s", msg, hidden)
+	}
+	// Sign out, then a key that reads no app.
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/"), chromedp.WaitVisible(`body[data-loaded="true"]`), chromedp.Click(`#signout`)); err != nil {
+		t.Fatal(err)
+	}
+	signIn("lk_none")
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(`#banner`)); err != nil {
+		t.Fatalf("no message for a key without apps: %v", err)
+	}
+	if msg := eval(`document.getElementById('banner').textContent`); !strings.Contains(msg, "no app") {
+		t.Errorf("a key without apps: banner %q", msg)
 	}
 }
 

@@ -31,6 +31,8 @@ const (
 	MaxVersions = 100
 	// MaxApps bounds the apps of one /v1/apps answer.
 	MaxApps = 10_000
+	// MaxAppBytes bounds an app id.
+	MaxAppBytes = 128
 )
 
 // Bounds of any time a request may name: events before 2000 are invalid
@@ -251,7 +253,7 @@ var countsParams = []string{"kind", "app", "version", "granularity", "from", "to
 // within the range limits of the granularity.
 func ParseCounts(v url.Values) (CountsRequest, error) {
 	p := newParams(v, countsParams...)
-	r := CountsRequest{Kind: p.kind(), App: p.text("app", 1, 128), Version: p.text("version", 0, 64), Gran: p.granularity()}
+	r := CountsRequest{Kind: p.kind(), App: p.text("app", 1, MaxAppBytes), Version: p.text("version", 0, 64), Gran: p.granularity()}
 	r.From, r.To = p.instant("from", false), p.instant("to", true)
 	if !p.failed("granularity") {
 		r.From = r.Gran.TruncateTime(r.From)
@@ -274,7 +276,7 @@ type UsersRequest struct {
 // at most MaxUserDays apart.
 func ParseUsers(v url.Values) (UsersRequest, error) {
 	p := newParams(v, "kind", "app", "version", "from", "to")
-	r := UsersRequest{Kind: p.kind(), App: p.text("app", 1, 128), Version: p.text("version", 0, 64)}
+	r := UsersRequest{Kind: p.kind(), App: p.text("app", 1, MaxAppBytes), Version: p.text("version", 0, 64)}
 	r.From, r.To = p.day("from", time.Time{}), p.day("to", time.Time{})
 	p.span(r.From, r.To, MaxUserDays-1, "user ranges")
 	return r, p.err()
@@ -293,7 +295,7 @@ type ActiveRequest struct {
 // (UTC, by now).
 func ParseActive(v url.Values, now time.Time) (ActiveRequest, error) {
 	p := newParams(v, "kind", "app", "version", "date")
-	r := ActiveRequest{Kind: p.kind(), App: p.text("app", 1, 128), Version: p.text("version", 0, 64), Date: p.day("date", now)}
+	r := ActiveRequest{Kind: p.kind(), App: p.text("app", 1, MaxAppBytes), Version: p.text("version", 0, 64), Date: p.day("date", now)}
 	return r, p.err()
 }
 
@@ -309,7 +311,7 @@ type CrashFreeRequest struct {
 // version); from and to, days at most MaxUserDays apart.
 func ParseCrashFree(v url.Values) (CrashFreeRequest, error) {
 	p := newParams(v, "app", "version", "from", "to")
-	r := CrashFreeRequest{App: p.text("app", 1, 128), Version: p.text("version", 0, 64)}
+	r := CrashFreeRequest{App: p.text("app", 1, MaxAppBytes), Version: p.text("version", 0, 64)}
 	r.From, r.To = p.day("from", time.Time{}), p.day("to", time.Time{})
 	p.span(r.From, r.To, MaxUserDays-1, "crash-free ranges")
 	return r, p.err()

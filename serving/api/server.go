@@ -124,6 +124,12 @@ func (h *Handler) api(w http.ResponseWriter, r *http.Request, fn func(*http.Requ
 		h.fail(w, r, http.StatusBadRequest, ErrorResponse{Error: "the query string is malformed: " + err.Error(), Param: "query"})
 		return
 	}
+	// Scope first: an app outside the key's scope gets the same 403
+	// whatever else the request says, and whether or not the app exists.
+	if err := allow(r.Context(), v.Get("app")); v.Has("app") && err != nil {
+		h.error(w, r, err)
+		return
+	}
 	resp, err := fn(r, v)
 	if err != nil {
 		h.error(w, r, err)
@@ -133,17 +139,20 @@ func (h *Handler) api(w http.ResponseWriter, r *http.Request, fn func(*http.Requ
 	h.write(w, http.StatusOK, resp)
 }
 
-// error answers err with its status: 400 for bad parameters, 404 for an
-// unknown app, 503 for a store call or a request that ran out of time and
+// error answers err with its status: 400 for bad parameters, 403 for an
+// app outside the request's key, 404 for an unknown app, 503 for a store call or a request that ran out of time and
 // for a store that is not ready, 500 for anything else (logged; its text
 // is not shown to the client).
 func (h *Handler) error(w http.ResponseWriter, r *http.Request, err error) {
 	var bad *BadRequestError
 	var nf *NotFoundError
+	var fb *ForbiddenError
 	var nr errNotReady
 	switch {
 	case errors.As(err, &bad):
 		h.fail(w, r, http.StatusBadRequest, ErrorResponse{Error: bad.Error(), Param: bad.Problems[0].Param, Problems: bad.Problems})
+	case errors.As(err, &fb):
+		h.fail(w, r, http.StatusForbidden, ErrorResponse{Error: fb.Error(), Param: "app"})
 	case errors.As(err, &nf):
 		h.fail(w, r, http.StatusNotFound, ErrorResponse{Error: nf.Error(), Param: nf.Param})
 	case serving.IsTimeout(err):
@@ -222,8 +231,12 @@ func (h *Handler) instrument(route string, fn http.HandlerFunc) http.Handler {
 		}
 		d := time.Since(start)
 		h.m.observe(route, sw.status, d)
-		h.log.Info("request", "method", r.Method, "path", r.URL.Path, "query", truncate(r.URL.RawQuery, 256),
-			"status", sw.status, "bytes", sw.bytes, "latency", d.Round(time.Microsecond), "remote", r.RemoteAddr)
+		attrs := []any{"method", r.Method, "path", r.URL.Path, "query", truncate(r.URL.RawQuery, 256),
+			"status", sw.status, "bytes", sw.bytes, "latency", d.Round(time.Microsecond), "remote", r.RemoteAddr}
+		if k := KeyOf(r.Context()); k != nil {
+			attrs = append(attrs, "key", k.ID) // the id, never the secret
+		}
+		h.log.Info("request", attrs...)
 	})
 }
 

@@ -86,8 +86,12 @@ func (s *Service) catalog(ctx context.Context, maxAge time.Duration) ([]serving.
 	return apps, nil
 }
 
-// app returns the catalog entry of id, or a NotFoundError.
+// app returns the catalog entry of id, a ForbiddenError if the request's
+// key may not read it (whether or not it exists), or a NotFoundError.
 func (s *Service) app(ctx context.Context, id string) (serving.AppInfo, error) {
+	if err := allow(ctx, id); err != nil {
+		return serving.AppInfo{}, err
+	}
 	find := func(apps []serving.AppInfo) (serving.AppInfo, bool) {
 		i, ok := slices.BinarySearchFunc(apps, id, func(a serving.AppInfo, id string) int { return strings.Compare(a.AppID, id) })
 		if !ok {
@@ -382,13 +386,23 @@ type AppsResponse struct {
 }
 
 // Apps lists the apps with rows in either layer over the last
-// serving.CatalogMonths months, with their versions.
+// serving.CatalogMonths months, with their versions: those the request's
+// key may read (WithKey), or all of them without a key.
 func (s *Service) Apps(ctx context.Context) (AppsResponse, error) {
 	apps, err := s.catalog(ctx, s.ttl)
 	if err != nil {
 		return AppsResponse{}, err
 	}
-	var resp AppsResponse
+	if k := KeyOf(ctx); k != nil {
+		var mine []serving.AppInfo
+		for _, a := range apps {
+			if k.Allows(a.AppID) {
+				mine = append(mine, a)
+			}
+		}
+		apps = mine
+	}
+	resp := AppsResponse{Apps: []AppEntry{}}
 	if len(apps) > MaxApps {
 		apps, resp.Truncated = apps[:MaxApps], true
 	}

@@ -20,13 +20,20 @@
     }
   }
 
+  // The API key of a server run with --keys: kept in sessionStorage, so
+  // only while this tab is open, and sent as a bearer header.
+  const KEY = 'lumen.key';
+  const apiKey = () => sessionStorage.getItem(KEY) || '';
+
   async function api(path, params) {
     const q = new URLSearchParams();
     for (const [k, v] of Object.entries(params || {})) if (v !== '' && v != null) q.set(k, v);
     const qs = q.toString();
+    const headers = { Accept: 'application/json' };
+    if (apiKey()) headers.Authorization = 'Bearer ' + apiKey();
     let res;
     try {
-      res = await fetch(path + (qs ? '?' + qs : ''), { headers: { Accept: 'application/json' } });
+      res = await fetch(path + (qs ? '?' + qs : ''), { headers });
     } catch (e) {
       throw new ApiError(0, { error: 'the lumen server does not answer (' + e.message + ')' });
     }
@@ -34,6 +41,29 @@
     try { body = await res.json(); } catch (e) { /* not JSON */ }
     if (!res.ok) throw new ApiError(res.status, body);
     return body;
+  }
+
+  // askKey shows the sign-in form (with why, if the key was refused) and
+  // starts over with the key given.
+  function askKey(why) {
+    stopTimers();
+    $('main').hidden = true;
+    banner('');
+    $('signout').hidden = true;
+    const form = $('login'), err = $('login-error');
+    err.textContent = why || '';
+    err.hidden = !why;
+    form.hidden = false;
+    $('key').focus();
+    form.onsubmit = ev => {
+      ev.preventDefault();
+      const k = $('key').value.trim();
+      if (!k) return;
+      sessionStorage.setItem(KEY, k);
+      $('key').value = '';
+      form.hidden = true;
+      main();
+    };
   }
 
   // Days as YYYY-MM-DD (UTC) and unix seconds.
@@ -280,7 +310,10 @@
       if (state.transient) { state.transient = false; banner(''); }
       return true;
     } catch (e) {
-      if (e.status === 404 || e.status === 400) {
+      if (e.status === 401) {
+        sessionStorage.removeItem(KEY);
+        askKey('The key was refused: ' + e.message);
+      } else if (e.status === 404 || e.status === 400 || e.status === 403) {
         $('main').hidden = true;
         banner(e.message);
       } else {
@@ -321,8 +354,12 @@
     history.replaceState(null, '', '?' + q);
   }
 
+  let started = false;
   async function main() {
-    initCharts();
+    if (!started) {
+      initCharts();
+      started = true;
+    }
     const url = new URLSearchParams(location.search);
     state.date = url.get('date') || today();
     $('date').value = state.date;
@@ -330,7 +367,20 @@
     try {
       apps = (await api('/v1/apps')).apps;
     } catch (e) {
+      if (e.status === 401) {
+        const had = apiKey() !== '';
+        sessionStorage.removeItem(KEY);
+        askKey(had ? 'The key was refused: ' + e.message : '');
+        return;
+      }
       banner('Could not list apps: ' + e.message);
+      $('main').hidden = true;
+      return;
+    }
+    $('signout').hidden = !apiKey();
+    $('main').hidden = false;
+    if (apps.length === 0 && apiKey()) {
+      banner('This key may read no app with data yet.');
       $('main').hidden = true;
       return;
     }
@@ -349,11 +399,12 @@
     }
     pick.value = state.app;
     fillVersions();
-    pick.addEventListener('change', () => { state.app = pick.value; state.version = ''; fillVersions(); syncURL(); loadAll(); });
-    $('version').addEventListener('change', e => { state.version = e.target.value; syncURL(); loadAll(); });
-    $('date').addEventListener('change', e => { if (e.target.value) { state.date = e.target.value; syncURL(); loadAll(); } });
+    pick.onchange = () => { state.app = pick.value; state.version = ''; fillVersions(); syncURL(); loadAll(); };
+    $('version').onchange = e => { state.version = e.target.value; syncURL(); loadAll(); };
+    $('date').onchange = e => { if (e.target.value) { state.date = e.target.value; syncURL(); loadAll(); } };
     await loadAll();
   }
 
+  $('signout').addEventListener('click', () => { sessionStorage.removeItem(KEY); askKey(''); });
   main();
 })();
