@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
 )
@@ -129,27 +131,30 @@ func (q *Querier) CountsAt(ctx context.Context, cq CountQuery) ([]CountPoint, Ba
 		pts, err := q.Store.Counts(ctx, Speed, cq)
 		return label(pts, Speed), w, err
 	}
-	var out []CountPoint
+	// The two layers' reads are independent: they run together.
+	var batch, speed []CountPoint
 	batchTo, batchOK, speedFrom, speedOK := w.split(cq.From, cq.To, time.Millisecond)
+	g, gctx := errgroup.WithContext(ctx)
 	if batchOK {
 		b := cq
 		b.To = batchTo
-		pts, err := q.Store.Counts(ctx, Batch, b)
-		if err != nil {
-			return nil, w, err
-		}
-		out = append(out, label(pts, Batch)...)
+		g.Go(func() (err error) {
+			batch, err = q.Store.Counts(gctx, Batch, b)
+			return err
+		})
 	}
 	if speedOK {
 		sp := cq
 		sp.From = speedFrom
-		pts, err := q.Store.Counts(ctx, Speed, sp)
-		if err != nil {
-			return nil, w, err
-		}
-		out = append(out, label(pts, Speed)...)
+		g.Go(func() (err error) {
+			speed, err = q.Store.Counts(gctx, Speed, sp)
+			return err
+		})
 	}
-	return out, w, nil
+	if err := g.Wait(); err != nil {
+		return nil, w, err
+	}
+	return append(label(batch, Batch), label(speed, Speed)...), w, nil
 }
 
 // label sets the layer of points read from one layer's tables: the store

@@ -20,7 +20,7 @@ func (s slowStore) Runs(ctx context.Context, k event.Kind) ([]serving.BatchRun, 
 	return nil, ctx.Err()
 }
 
-func TestWithTimeoutAndCacheRuns(t *testing.T) {
+func TestWithTimeoutAndRunsTTL(t *testing.T) {
 	ctx := context.Background()
 	st, err := serving.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "t.db"))
 	if err != nil {
@@ -46,7 +46,7 @@ func TestWithTimeoutAndCacheRuns(t *testing.T) {
 		}
 	}
 	run(day)
-	cached, fresh := &serving.Querier{Store: serving.CacheRuns(st, time.Hour)}, &serving.Querier{Store: serving.CacheRuns(st, 0)}
+	cached, fresh := &serving.Querier{Store: serving.NewReadCache(st, serving.CacheOptions{RunsTTL: time.Hour})}, &serving.Querier{Store: serving.NewReadCache(st, serving.CacheOptions{})}
 	for _, q := range []*serving.Querier{cached, fresh} {
 		if w, err := q.BatchComplete(ctx, event.AppLoad); err != nil || !w.Day.Equal(day) {
 			t.Fatalf("watermark %v, %v", w.Day, err)

@@ -28,37 +28,40 @@ func (q *Querier) sketches(ctx context.Context, uq UserQuery) ([]daySketch, Batc
 	if err != nil {
 		return nil, w, err
 	}
-	var out []daySketch
-	read := func(l Layer, sub UserQuery) error {
-		rows, err := q.Store.Users(ctx, l, sub)
-		if err != nil {
-			return err
-		}
-		for _, r := range rows {
-			s := new(hll.Sketch)
-			if err := s.UnmarshalBinary(r.Sketch); err != nil {
-				return fmt.Errorf("serving: %s sketch of %s %s %q %s: %w", l, r.Kind, r.AppID, r.AppVersion, r.DayTime().Format(time.DateOnly), err)
+	// The two layers' reads are independent: they run together.
+	var parts [2][]daySketch
+	g, gctx := errgroup.WithContext(ctx)
+	read := func(i int, l Layer, sub UserQuery) {
+		g.Go(func() error {
+			rows, err := q.Store.Users(gctx, l, sub)
+			if err != nil {
+				return err
 			}
-			out = append(out, daySketch{day: r.DayTime(), sketch: s, layer: l})
-		}
-		return nil
+			for _, r := range rows {
+				s := new(hll.Sketch)
+				if err := s.UnmarshalBinary(r.Sketch); err != nil {
+					return fmt.Errorf("serving: %s sketch of %s %s %q %s: %w", l, r.Kind, r.AppID, r.AppVersion, r.DayTime().Format(time.DateOnly), err)
+				}
+				parts[i] = append(parts[i], daySketch{day: r.DayTime(), sketch: s, layer: l})
+			}
+			return nil
+		})
 	}
 	batchTo, batchOK, speedFrom, speedOK := w.split(uq.From, uq.To, 24*time.Hour)
 	if batchOK {
 		b := uq
 		b.To = batchTo
-		if err := read(Batch, b); err != nil {
-			return nil, w, err
-		}
+		read(0, Batch, b)
 	}
 	if speedOK {
 		sp := uq
 		sp.From = speedFrom
-		if err := read(Speed, sp); err != nil {
-			return nil, w, err
-		}
+		read(1, Speed, sp)
 	}
-	return out, w, nil
+	if err := g.Wait(); err != nil {
+		return nil, w, err
+	}
+	return append(parts[0], parts[1]...), w, nil
 }
 
 // UsersResult is a distinct-device estimate over a range of days, merged

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -36,15 +37,20 @@ import (
 // fixed rate (open loop: latency counts from when a request was due, so a
 // slow server cannot slow the load down), first at --rate for --duration,
 // then at each of --ramp for --step until p99 reaches --p99 or a request
-// fails.
+// fails, then at twice the best rate, where only 429 and 503 may answer
+// what the server cannot take. The server is query serve's stack: the
+// guard, the limits, tenant keys (one per app, each request with its
+// app's key) and the read cache, with query serve's defaults.
 func benchServe(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench serve", flag.ContinueOnError)
 	addr := fs.String("cassandra", os.Getenv("LUMEN_TEST_CASSANDRA"), "Cassandra host:port (default $LUMEN_TEST_CASSANDRA)")
 	events := fs.Int("events", 600_000, "Events to generate over 31 days.")
 	apps := fs.Int("apps", 20, "Apps.")
-	rate := fs.Float64("rate", 200, "The main run's requests/s.")
+	rate := fs.Float64("rate", 1000, "The main run's requests/s.")
 	duration := fs.Duration("duration", 30*time.Second, "The main run's length.")
-	ramp := fs.String("ramp", "250,300,350,400,500,600,800,1000,1200,1600,2000", "Rates (requests/s) to try after the main run, ascending.")
+	ramp := fs.String("ramp", "1500,2000,3000,4000,5000,6000,8000,10000", "Rates (requests/s) to try after the main run, ascending.")
+	keys := fs.Bool("keys", true, "Serve with tenant keys (one per app), as query serve --keys.")
+	cache := fs.Bool("cache", true, "Serve with query serve's read cache (--batch_poll 1s, --speed_cache 2s, --cache_bytes 256 MiB).")
 	step := fs.Duration("step", 10*time.Second, "Each ramp step's length.")
 	p99 := fs.Duration("p99", 100*time.Millisecond, "The p99 latency a rate must stay under.")
 	timeout := fs.Duration("timeout", 2*time.Second, "The server's store-call timeout.")
@@ -90,21 +96,47 @@ func benchServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))                                                               // the one line per request, formatted and dropped
-	svc := api.NewService(&serving.Querier{Store: serving.CacheRuns(serving.WithTimeout(st, *timeout), 5*time.Second)}) // as query serve
+	log := slog.New(slog.NewTextHandler(io.Discard, nil)) // the one line per request, formatted and dropped
+	opts := serving.CacheOptions{RunsTTL: time.Second}
+	if *cache {
+		opts = serving.CacheOptions{RunsTTL: time.Second, SpeedTTL: 2 * time.Second, MaxBytes: 256 << 20}
+	}
+	svc := api.NewService(&serving.Querier{Store: serving.NewReadCache(serving.WithTimeout(st, *timeout), opts)})
+	var auth *api.Auth
+	secrets := map[string]string{} // by app
+	if *keys {
+		var entries []api.KeyEntry
+		for i, app := range appIDs {
+			secret, e, err := api.NewSecret(fmt.Sprintf("tenant-%d", i), []string{app})
+			if err != nil {
+				return err
+			}
+			// The server's capacity is measured, not a tenant's limits.
+			e.Rate, e.Burst, e.MaxInFlight = 1e6, 1e6, 4096
+			entries = append(entries, e)
+			secrets[app] = secret
+		}
+		ks, err := api.ParseKeys(strings.NewReader(mustJSON(api.KeysFile{Keys: entries})))
+		if err != nil {
+			return err
+		}
+		auth = api.NewAuth(ks, api.DefaultKeyLimits)
+	}
+	h := api.Stack(api.NewHandler(svc, log, nil), api.Guard{}, api.Limits{MaxInFlight: 256, RequestTimeout: 10 * time.Second}, auth) // query serve's defaults
 	sctx, stop := context.WithCancel(ctx)
 	served := make(chan error, 1)
-	go func() { served <- api.Serve(sctx, ln, api.NewHandler(svc, log, nil), log, 10*time.Second) }()
+	go func() { served <- api.Serve(sctx, ln, h, log, 10*time.Second) }()
 	defer func() { stop(); <-served }()
 	base := "http://" + ln.Addr().String()
 
 	mix := requestMix(appIDs, today)
+	mix.secrets = secrets
 	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024, IdleConnTimeout: time.Minute}, Timeout: 10 * time.Second}
 	// Warm the catalog and the connections.
 	runLoad(ctx, client, base, mix, 50, 2*time.Second)
 
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(os.Stdout, "\nbench serve: cassandra at %s, %d apps, %d events; mix %s\n", *addr, len(appIDs), *events, mix.describe())
+	fmt.Fprintf(os.Stdout, "\nbench serve: cassandra at %s, %d apps, %d events, keys %v, cache %v; mix %s\n", *addr, len(appIDs), *events, *keys, *cache, mix.describe())
 	fmt.Fprintf(tw, "run\t rate/s\t seconds\t requests\t achieved/s\t p50 ms\t p99 ms\t max ms\t errors\t\n")
 	row := func(name string, r loadResult) {
 		fmt.Fprintf(tw, "%s\t %.0f\t %.0f\t %d\t %.0f\t %.1f\t %.1f\t %.1f\t %d\t\n", name, r.rate, r.took.Seconds(), r.n, float64(r.n)/r.took.Seconds(),
@@ -129,6 +161,11 @@ func benchServe(ctx context.Context, args []string) error {
 		}
 		best = r
 	}
+	var over loadResult
+	if best > 0 {
+		over = runLoad(ctx, client, base, mix, 2*best, *step)
+		row("2× best", over)
+	}
 	tw.Flush()
 	fmt.Printf("\nthe main run by request:\n")
 	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -146,7 +183,37 @@ func benchServe(ctx context.Context, args []string) error {
 		fmt.Printf("errors of the main run: %v\n", main.errorKinds)
 	}
 	fmt.Printf("highest rate tried with p99 < %v and no errors: %.0f requests/s\n", *p99, best)
+	if best > 0 {
+		fmt.Printf("at 2× that (%.0f/s): answers by status %v; %d refused by the load generator (over %d outstanding); RSS of the bench process (server and load generator) %s\n",
+			2*best, over.statuses, over.errorKinds["client backlog"], maxInFlight, rss())
+	}
 	return nil
+}
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// rss is this process's resident set size and its peak, from /proc.
+func rss() string {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return "unknown"
+	}
+	var now, peak string
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			now = strings.TrimSpace(v)
+		}
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			peak = strings.TrimSpace(v)
+		}
+	}
+	return now + " (peak " + peak + ")"
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -256,6 +323,23 @@ type mix struct {
 	kinds   []string
 	weights []int
 	make    []func(rng *rand.Rand) string
+	secrets map[string]string // the key of each app; none without keys
+}
+
+// secretOf returns the key of the app a request path names.
+func (m mix) secretOf(path string) string {
+	if len(m.secrets) == 0 {
+		return ""
+	}
+	if _, q, ok := strings.Cut(path, "?"); ok {
+		if v, err := url.ParseQuery(q); err == nil && v.Has("app") {
+			return m.secrets[v.Get("app")]
+		}
+	}
+	for _, s := range m.secrets { // /v1/apps: any tenant
+		return s
+	}
+	return ""
 }
 
 func (m mix) total() int {
@@ -337,6 +421,7 @@ type loadResult struct {
 	n          int
 	errors     int
 	errorKinds map[string]int
+	statuses   map[int]int
 	lat        []time.Duration // sorted
 	byKind     map[int][]time.Duration
 }
@@ -356,7 +441,7 @@ const maxInFlight = 2048
 // runLoad sends requests from m at rate per second for d, each due at its
 // slot of the schedule, and measures each from when it was due.
 func runLoad(ctx context.Context, client *http.Client, base string, m mix, rate float64, d time.Duration) loadResult {
-	res := loadResult{rate: rate, errorKinds: map[string]int{}, byKind: map[int][]time.Duration{}}
+	res := loadResult{rate: rate, errorKinds: map[string]int{}, statuses: map[int]int{}, byKind: map[int][]time.Duration{}}
 	n := int(rate * d.Seconds())
 	interval := time.Duration(float64(time.Second) / rate)
 	rng := rand.New(rand.NewPCG(uint64(rate), 1))
@@ -386,7 +471,15 @@ func runLoad(ctx context.Context, client *http.Client, base string, m mix, rate 
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			resp, err := client.Get(base + path)
+			req, err := http.NewRequest(http.MethodGet, base+path, nil)
+			if err != nil {
+				fail("request")
+				return
+			}
+			if s := m.secretOf(path); s != "" {
+				req.Header.Set("Authorization", "Bearer "+s)
+			}
+			resp, err := client.Do(req)
 			if err != nil {
 				fail("transport")
 				return
@@ -395,6 +488,7 @@ func runLoad(ctx context.Context, client *http.Client, base string, m mix, rate 
 			resp.Body.Close()
 			lat := time.Since(due)
 			mu.Lock()
+			res.statuses[resp.StatusCode]++
 			res.lat = append(res.lat, lat)
 			res.byKind[kind] = append(res.byKind[kind], lat)
 			mu.Unlock()

@@ -26,7 +26,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -52,12 +51,14 @@ const usage = `usage:
   query late       [--store S] [--kind KIND] --app APP [--version V] [--granularity G] --from FROM --to TO
   query runs       [--store S] [--kind KIND|all]
   query serve      [--store S] [--addr ADDR] [--keys FILE | --insecure_no_auth] [--allow_host H,…] [--allow_origin O,…]
-                   [--max_in_flight N] [--request_timeout D] [--key_rate R] [--key_burst N] [--key_max_in_flight N] [--timeout D] [--grace D]
+                   [--max_in_flight N] [--request_timeout D] [--key_rate R] [--key_burst N] [--key_max_in_flight N]
+                   [--batch_poll D] [--speed_cache D] [--cache_bytes N] [--timeout D] [--grace D]
   query keygen     --id ID --apps APP,PREFIX*,…
   query --version
 Defaults: --store sqlite:lumen.db, --kind app_load (runs: all), --granularity day,
   --date today (UTC), --format json, --addr 127.0.0.1:8080, --max_in_flight 256,
-  --request_timeout 10s, --key_rate 200, --key_burst 400, --key_max_in_flight 32, --timeout 2s, --grace 10s.
+  --request_timeout 10s, --key_rate 200, --key_burst 400, --key_max_in_flight 32, --batch_poll 1s,
+  --speed_cache 2s, --cache_bytes 268435456, --timeout 2s, --grace 10s.
 FROM/TO are inclusive days (YYYY-MM-DD) or RFC3339 times; KIND is app_load, crash or
 handled_exception; G is day, hour or minute; F is json or table. Every command also takes
 --cassandra_username and --cassandra_password_file; "query COMMAND -h" lists its flags.`
@@ -191,6 +192,9 @@ func run(ctx context.Context, cmd string, args []string, out io.Writer) error {
 		fs.Float64Var(&cfg.keyLimits.Rate, "key_rate", cfg.keyLimits.Rate, "Requests per second of each key (a token bucket; past it 429), unless the keys file sets its rate.")
 		fs.IntVar(&cfg.keyLimits.Burst, "key_burst", cfg.keyLimits.Burst, "Requests each key may make at once above its rate, unless the keys file sets its burst.")
 		fs.IntVar(&cfg.keyLimits.MaxInFlight, "key_max_in_flight", cfg.keyLimits.MaxInFlight, "Requests of each key answered at once (past it 429), unless the keys file sets its max_in_flight.")
+		fs.DurationVar(&cfg.cache.RunsTTL, "batch_poll", time.Second, "How often batch_runs is read again: a finished batch run shows in the answers within it (0: read for every request).")
+		fs.DurationVar(&cfg.cache.SpeedTTL, "speed_cache", 2*time.Second, "How long a speed-layer read is reused (0: never); at most the stream's --every. Answers say how old in the Lumen-Speed-Age header.")
+		fs.Int64Var(&cfg.cache.MaxBytes, "cache_bytes", 256<<20, "Memory for cached store reads, in bytes (0: no read is cached). Batch reads are kept until the next batch run.")
 		allowHost := fs.String("allow_host", "", "Host names served besides loopback ones (comma-separated): the names clients use to reach a non-loopback --addr. Other Host headers get 421 (DNS rebinding).")
 		allowOrigin := fs.String("allow_origin", "", "Origins (scheme://host[:port], comma-separated) whose pages may read the API cross-origin; others get 403.")
 		if err := fs.Parse(args); err != nil {
@@ -205,6 +209,9 @@ func run(ctx context.Context, cmd string, args []string, out io.Writer) error {
 		}
 		if l := cfg.keyLimits; l.Rate <= 0 || l.Burst <= 0 || l.MaxInFlight <= 0 {
 			return fmt.Errorf("--key_rate %g, --key_burst %d and --key_max_in_flight %d: want all > 0", l.Rate, l.Burst, l.MaxInFlight)
+		}
+		if cfg.cache.RunsTTL < 0 || cfg.cache.SpeedTTL < 0 || cfg.cache.MaxBytes < 0 {
+			return fmt.Errorf("--batch_poll %v, --speed_cache %v and --cache_bytes %d: want none negative", cfg.cache.RunsTTL, cfg.cache.SpeedTTL, cfg.cache.MaxBytes)
 		}
 		if cfg.keys != "" && cfg.noAuth {
 			return fmt.Errorf("--keys and --insecure_no_auth: give one")
@@ -329,6 +336,7 @@ type serveConfig struct {
 	keys           string // the keys file; "" serves without keys
 	noAuth         bool
 	keyLimits      api.KeyLimits
+	cache          serving.CacheOptions
 }
 
 // keygen prints a new secret and the keys-file entry of its hash.
@@ -399,14 +407,10 @@ func serve(ctx context.Context, sf storeFlags, cfg serveConfig) error {
 	if auth == nil && !isLoopback(host) {
 		log.Warn("serving beyond loopback without API keys (--insecure_no_auth): anyone who reaches the port reads every app", "addr", cfg.addr)
 	}
-	// The watermark is read for every request and moves once a day.
-	svc := api.NewService(&serving.Querier{Store: serving.CacheRuns(serving.WithTimeout(st, cfg.timeout), 5*time.Second)})
-	log.Info("serving", "addr", "http://"+ln.Addr().String(), "store", serving.Redact(sf.store), "store_call_timeout", cfg.timeout)
-	var h http.Handler = api.NewHandler(svc, log, nil)
-	if auth != nil {
-		h = auth.Wrap(h)
-	}
-	return api.Serve(ctx, ln, cfg.guard.Wrap(cfg.limits.Wrap(h)), log, cfg.grace)
+	svc := api.NewService(&serving.Querier{Store: serving.NewReadCache(serving.WithTimeout(st, cfg.timeout), cfg.cache)})
+	log.Info("serving", "addr", "http://"+ln.Addr().String(), "store", serving.Redact(sf.store), "store_call_timeout", cfg.timeout,
+		"batch_poll", cfg.cache.RunsTTL, "speed_cache", cfg.cache.SpeedTTL, "cache_bytes", cfg.cache.MaxBytes)
+	return api.Serve(ctx, ln, api.Stack(api.NewHandler(svc, log, nil), cfg.guard, cfg.limits, auth), log, cfg.grace)
 }
 
 func isLoopback(host string) bool {

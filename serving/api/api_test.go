@@ -426,7 +426,9 @@ func TestTimeoutIs503(t *testing.T) {
 	st := openSQLite(t)
 	sd.write(t, st)
 	bs := &blockingStore{Store: st, block: make(chan struct{}), entered: make(chan struct{}, 16)}
-	svc := api.NewService(&serving.Querier{Store: serving.WithTimeout(bs, 50*time.Millisecond)})
+	// The blocked call always runs out; the limit is long enough that the
+	// next request's reads never do, even on a loaded machine.
+	svc := api.NewService(&serving.Querier{Store: serving.WithTimeout(bs, 2*time.Second)})
 	srv := httptest.NewServer(api.NewHandler(svc, slog.New(slog.NewTextHandler(io.Discard, nil)), nil))
 	defer srv.Close()
 	s := &server{Server: srv}
@@ -539,7 +541,7 @@ func TestLimits(t *testing.T) {
 	bs.mu.Lock()
 	bs.block = make(chan struct{})
 	bs.mu.Unlock()
-	srv2 := httptest.NewServer(api.Limits{MaxInFlight: 4, RequestTimeout: 50 * time.Millisecond}.Wrap(h))
+	srv2 := httptest.NewServer(api.Limits{MaxInFlight: 4, RequestTimeout: time.Second}.Wrap(h))
 	defer srv2.Close()
 	var e api.ErrorResponse
 	if code := (&server{Server: srv2}).get(t, counts, &e); code != 503 || !strings.Contains(e.Error, "time limit") {

@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -130,13 +133,51 @@ func (h *Handler) api(w http.ResponseWriter, r *http.Request, fn func(*http.Requ
 		h.error(w, r, err)
 		return
 	}
-	resp, err := fn(r, v)
+	ctx, ages := serving.WithReadAges(r.Context())
+	resp, err := fn(r.WithContext(ctx), v)
 	if err != nil {
 		h.error(w, r, err)
 		return
 	}
-	w.Header().Set("Cache-Control", "no-store")
-	h.write(w, http.StatusOK, resp)
+	b, err := json.Marshal(resp)
+	if err != nil {
+		h.log.Error("encoding a response", "err", err)
+		h.fail(w, r, http.StatusInternalServerError, ErrorResponse{Error: "internal error (logged by the server)"})
+		return
+	}
+	// The answer may change with every batch run and stream firing, and
+	// is the key's own: a client revalidates each time (ETag, 304), and no
+	// shared cache keeps it.
+	sum := sha256.Sum256(b)
+	etag := `"` + hex.EncodeToString(sum[:12]) + `"`
+	hd := w.Header()
+	hd.Set("ETag", etag)
+	hd.Set("Cache-Control", "private, no-cache")
+	hd.Set("Vary", "Authorization")
+	if at, ok := ages.Oldest(); ok {
+		// How old the oldest speed-layer read in the answer is.
+		hd.Set(SpeedAgeHeader, strconv.FormatFloat(max(0, time.Since(at).Seconds()), 'f', 3, 64))
+	}
+	if etagMatch(r.Header.Get("If-None-Match"), etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	h.writeBytes(w, http.StatusOK, b)
+}
+
+// SpeedAgeHeader says, in seconds, how old the oldest speed-layer read of
+// an answer is: at most the server's --speed_cache.
+const SpeedAgeHeader = "Lumen-Speed-Age"
+
+// etagMatch reports whether an If-None-Match header names etag (or is *).
+func etagMatch(header, etag string) bool {
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimSpace(t)
+		if t == "*" || strings.TrimPrefix(t, "W/") == etag {
+			return true
+		}
+	}
+	return false
 }
 
 // error answers err with its status: 400 for bad parameters, 403 for an
@@ -189,6 +230,10 @@ func (h *Handler) write(w http.ResponseWriter, status int, v any) {
 		status, b = http.StatusInternalServerError, []byte(`{"error":"internal error (logged by the server)"}`)
 		h.log.Error("encoding a response", "err", err)
 	}
+	h.writeBytes(w, status, b)
+}
+
+func (h *Handler) writeBytes(w http.ResponseWriter, status int, b []byte) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
 	w.WriteHeader(status)
@@ -245,6 +290,15 @@ func truncate(s string, n int) string {
 		return s[:n] + "…"
 	}
 	return s
+}
+
+// Stack is query serve's handler: the guard, then the global limits, then
+// the keys (none if auth is nil), then h.
+func Stack(h http.Handler, g Guard, l Limits, auth *Auth) http.Handler {
+	if auth != nil {
+		h = auth.Wrap(h)
+	}
+	return g.Wrap(l.Wrap(h))
 }
 
 // DefaultAddr is where `query serve` listens by default: loopback only, so
