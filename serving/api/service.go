@@ -57,7 +57,10 @@ func NewService(q *serving.Querier) *Service {
 // Querier is the querier the service answers from.
 func (s *Service) Querier() *serving.Querier { return s.q }
 
-// catalog returns the known apps, read again when older than maxAge.
+// catalog returns the known apps. A list older than s.ttl is still
+// answered, while one background read replaces it, so that requests never
+// queue behind the periodic refresh; a list older than maxAge < s.ttl
+// (an app not in it was asked for) is read again before answering.
 func (s *Service) catalog(ctx context.Context, maxAge time.Duration) ([]serving.AppInfo, error) {
 	s.mu.Lock()
 	apps, at := s.apps, s.appsAt
@@ -65,12 +68,27 @@ func (s *Service) catalog(ctx context.Context, maxAge time.Duration) ([]serving.
 	if apps != nil && time.Since(at) <= maxAge {
 		return apps, nil
 	}
+	if apps != nil && maxAge >= s.ttl {
+		if s.refresh.TryLock() {
+			go func() {
+				defer s.refresh.Unlock()
+				s.readCatalog(context.WithoutCancel(ctx), maxAge)
+			}()
+		}
+		return apps, nil
+	}
 	s.refresh.Lock()
 	defer s.refresh.Unlock()
+	return s.readCatalog(ctx, maxAge)
+}
+
+// readCatalog reads the apps and keeps them, unless another request just
+// did; the caller holds s.refresh.
+func (s *Service) readCatalog(ctx context.Context, maxAge time.Duration) ([]serving.AppInfo, error) {
 	s.mu.Lock()
-	apps, at = s.apps, s.appsAt
+	apps, at := s.apps, s.appsAt
 	s.mu.Unlock()
-	if apps != nil && time.Since(at) <= maxAge { // another request just read it
+	if apps != nil && time.Since(at) <= maxAge {
 		return apps, nil
 	}
 	apps, err := s.q.Apps(ctx, s.now())
