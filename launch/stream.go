@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +25,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/x/beamx"
 
 	"github.com/lumenhq/lumen/io/kafkaio"
+	"github.com/lumenhq/lumen/pipelines"
 )
 
 // RunStream runs a streaming pipeline on the configured runner (the
@@ -40,9 +42,11 @@ import (
 //
 // An in-process prism (2.77) reports a cancelled job as failed: every
 // bundle in flight is logged at ERROR as "Bundle Failed" with "context
-// canceled", then "job failed". After a drain timed out, RunStream keeps
-// those reports out of the process's log (slog's default logger). Errors
-// before the stop are logged and returned as usual.
+// canceled", then "job failed". Once a stream of the process was stopped
+// on purpose, those reports, recognised by what they say (a cancelled
+// context, or prism's abort after a failed bundle), are logged at INFO
+// with expected="…" instead (slog's default logger). Nothing is dropped,
+// and every other warning and error keeps its level.
 //
 // On a job service (a portable runner: universal, flink or spark with
 // --endpoint), a stop cancels the job there through Beam's Job API and
@@ -53,6 +57,7 @@ import (
 // submitted, and the job runs until it is cancelled in the runner.
 func RunStream(ctx context.Context, p *beam.Pipeline, sr *StreamRun) error {
 	installStopFilter()
+	UseStreamExperiments()
 	if IsJobServiceRunner(*runners.Runner) && !*jobopts.Async {
 		return runStreamJob(ctx, p)
 	}
@@ -81,7 +86,7 @@ func RunStream(ctx context.Context, p *beam.Pipeline, sr *StreamRun) error {
 			defer mu.Unlock()
 			if !ended {
 				timedOut = true
-				stopping.Add(1)
+				stopped.Store(true)
 				cancelRun()
 			}
 		})
@@ -94,9 +99,6 @@ func RunStream(ctx context.Context, p *beam.Pipeline, sr *StreamRun) error {
 		return err // ended by itself
 	}
 	if timedOut {
-		// Keep quiet while prism's goroutines finish reporting the
-		// cancel, then stop filtering.
-		time.AfterFunc(5*time.Second, func() { stopping.Add(-1) })
 		return fmt.Errorf("launch: the stream did not drain within %v and was cancelled: panes not yet stored are lost, "+
 			"and the committed offsets are those of the last bundles read (restart with --start=<time of the stop>)", DrainTimeout)
 	}
@@ -151,7 +153,7 @@ func runStreamJob(ctx context.Context, p *beam.Pipeline) error {
 	cancelled := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		defer close(cancelled)
-		stopping.Add(1)
+		stopped.Store(true)
 		cctx, cancel := context.WithTimeout(run, 30*time.Second)
 		defer cancel()
 		var n int
@@ -166,7 +168,6 @@ func runStreamJob(ctx context.Context, p *beam.Pipeline) error {
 	err = beamx.Run(run, p)
 	if !stop() {
 		<-cancelled
-		defer time.AfterFunc(5*time.Second, func() { stopping.Add(-1) })
 		// A job submitted while the stop was under way is cancelled too.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
@@ -214,8 +215,24 @@ func JobEnded(s jobpb.JobState_Enum) bool {
 	return false
 }
 
-// stopping counts streams winding down after a deliberate stop.
-var stopping atomic.Int32
+// UseStreamExperiments adds pipelines.StreamExperiments to the job's
+// options (--experiments), once each. RunStream calls it; a caller that
+// runs a stream otherwise must call it before.
+func UseStreamExperiments() {
+	for _, exp := range pipelines.StreamExperiments {
+		if slices.Contains(jobopts.GetExperiments(), exp) {
+			continue
+		}
+		if *jobopts.Experiments == "" {
+			*jobopts.Experiments = exp
+		} else {
+			*jobopts.Experiments += "," + exp
+		}
+	}
+}
+
+// stopped is set once a stream of this process was stopped on purpose.
+var stopped atomic.Bool
 
 var stopFilterOnce sync.Once
 
@@ -225,14 +242,36 @@ func installStopFilter() {
 	})
 }
 
-// stopFilter drops warnings and errors while a stream is being stopped.
+// stopFilter logs a runner's reports of a stream's deliberate cancel at
+// INFO, marked as expected; it drops nothing.
 type stopFilter struct{ slog.Handler }
 
 func (h stopFilter) Handle(ctx context.Context, r slog.Record) error {
-	if r.Level >= slog.LevelWarn && stopping.Load() > 0 {
-		return nil
+	if r.Level >= slog.LevelWarn && stopped.Load() && cancelNoise(r) {
+		info := slog.NewRecord(r.Time, slog.LevelInfo, r.Message, r.PC)
+		r.Attrs(func(a slog.Attr) bool { info.AddAttrs(a); return true })
+		info.AddAttrs(slog.String("expected", "a stream was stopped on purpose; was "+r.Level.String()))
+		if !h.Handler.Enabled(ctx, slog.LevelInfo) {
+			return nil
+		}
+		return h.Handler.Handle(ctx, info)
 	}
 	return h.Handler.Handle(ctx, r)
+}
+
+// cancelNoise reports whether r is what prism logs for a cancelled job:
+// an error of a cancelled context, or its abort of a stage after a failed
+// bundle.
+func cancelNoise(r slog.Record) bool {
+	if r.Message == "stage.Execute aborting due to bundle error" {
+		return true
+	}
+	noise := false
+	r.Attrs(func(a slog.Attr) bool {
+		noise = strings.Contains(a.Value.Resolve().String(), context.Canceled.Error())
+		return !noise
+	})
+	return noise
 }
 
 func (h stopFilter) WithAttrs(as []slog.Attr) slog.Handler {

@@ -3,11 +3,9 @@ package pipelines
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
-	"github.com/apache/beam/sdks/v2/go/pkg/beam/options/jobopts"
 
 	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/aggregate/hll"
@@ -116,23 +114,15 @@ func BuildStream(s beam.Scope, cfg StreamConfig) error {
 	return nil
 }
 
-// disablePrismSplits turns off prism's splitting of slow bundles, which
-// (2.77) hands a split's residual keys to a new bundle while the primary
-// still runs the same keys, so two bundles of a stateful stage race on one
-// key's state and updates are lost (Totals lost deltas in ~1 run of 3).
-// The Kafka reader checkpoints itself and needs no runner splits; other
-// runners ignore the experiment.
-func disablePrismSplits() {
-	const exp = "prism_disable_sdf_split"
-	if slices.Contains(jobopts.GetExperiments(), exp) {
-		return
-	}
-	if *jobopts.Experiments == "" {
-		*jobopts.Experiments = exp
-	} else {
-		*jobopts.Experiments += "," + exp
-	}
-}
+// StreamExperiments are the pipeline options the stream needs of a runner,
+// which its launcher sets (launch.RunStream): the graph builders change
+// no option. prism_disable_sdf_split turns off prism's splitting of slow
+// bundles, which (2.77) hands a split's residual keys to a new bundle
+// while the primary still runs the same keys, so two bundles of a
+// stateful stage race on one key's state and updates are lost (Totals
+// lost deltas in ~1 run of 3). The Kafka reader checkpoints itself and
+// needs no runner splits; other runners ignore the experiment.
+var StreamExperiments = []string{"prism_disable_sdf_split"}
 
 // StreamOutputs are the speed layer's rows before they are written.
 type StreamOutputs struct {
@@ -161,7 +151,6 @@ func (c StreamConfig) Combine() aggregate.CombineFn {
 //	partials: PCollection<KV<aggregate.AppKey, aggregate.Agg>>, tooLate: PCollection<KV<string, event.Event>>
 func StreamAggregates(s beam.Scope, partials, tooLate beam.PCollection, cfg StreamConfig) StreamOutputs {
 	cfg.EnsureDefaults()
-	disablePrismSplits()
 	lateness := cfg.LateHorizon + time.Hour
 	deltas, late := transforms.PaneDeltas(s, partials, transforms.WindowConfig{
 		Size: time.Minute, Combine: cfg.Combine(), Every: cfg.Every, AllowedLateness: lateness})

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/graph/window"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/options/jobopts"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/passert"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
@@ -20,7 +22,11 @@ import (
 	"github.com/lumenhq/lumen/serving"
 )
 
-func TestMain(m *testing.M) { ptest.MainWithDefault(m, "prism") }
+func TestMain(m *testing.M) {
+	// The stream's options, as its launcher sets them (launch.RunStream).
+	*jobopts.Experiments = strings.Join(StreamExperiments, ",")
+	ptest.MainWithDefault(m, "prism")
+}
 
 func init() {
 	register.DoFn2x1[[]byte, func(aggregate.AppKey, aggregate.Agg), error](&decodeSingleFn{})

@@ -18,6 +18,7 @@ import (
 	"github.com/lumenhq/lumen/gen"
 	"github.com/lumenhq/lumen/io/deadletter"
 	"github.com/lumenhq/lumen/io/kafkaio"
+	"github.com/lumenhq/lumen/launch"
 	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/serving"
 	"github.com/lumenhq/lumen/testing/kafkatest"
@@ -76,6 +77,7 @@ func runStreamBounded(t *testing.T, cfg pipelines.StreamConfig) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
+	launch.UseStreamExperiments() // as launch.RunStream does
 	if _, err := prism.Execute(ctx, p); err != nil {
 		t.Fatalf("stream: %v", err)
 	}
