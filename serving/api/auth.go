@@ -51,7 +51,7 @@ type Auth struct {
 type keyState struct {
 	lim      *rate.Limiter
 	inFlight atomic.Int64
-	max      int64
+	max      atomic.Int64 // replaced by a reload while requests run
 }
 
 // NewAuth returns an Auth over keys, with limits for keys that set none.
@@ -89,7 +89,7 @@ func (a *Auth) Load(keys *Keys) {
 			st.lim.SetLimit(lim)
 			st.lim.SetBurst(b)
 		}
-		st.max = int64(m)
+		st.max.Store(int64(m))
 		next[k.ID] = st
 	}
 	a.state = next
@@ -139,10 +139,10 @@ func (a *Auth) Wrap(next http.Handler) http.Handler {
 			refuse(w, http.StatusUnauthorized, "unknown API key")
 			return
 		}
-		if n := st.inFlight.Add(1); n > st.max {
+		if n, m := st.inFlight.Add(1), st.max.Load(); n > m {
 			st.inFlight.Add(-1)
 			w.Header().Set("Retry-After", "1")
-			refuse(w, http.StatusTooManyRequests, fmt.Sprintf("key %s has %d requests in flight already; try again", quote(k.ID), st.max))
+			refuse(w, http.StatusTooManyRequests, fmt.Sprintf("key %s has %d requests in flight already; try again", quote(k.ID), m))
 			return
 		}
 		defer st.inFlight.Add(-1)

@@ -385,3 +385,45 @@ func FuzzAuthorization(f *testing.F) {
 		}
 	})
 }
+
+// Reloads while requests run: a key in every version of the file is
+// served throughout (run with -race to check the reload's writes).
+func TestKeysReloadUnderLoad(t *testing.T) {
+	sd := newSeed(time.Now(), 0)
+	st := openSQLite(t)
+	sd.write(t, st)
+	auth := api.NewAuth(mustKeys(t, tenantKeys), api.KeyLimits{Rate: 1e6, Burst: 1e6, MaxInFlight: 1000})
+	srv := httptest.NewServer(auth.Wrap(api.NewHandler(api.NewService(&serving.Querier{Store: st}), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)))
+	defer srv.Close()
+	var versions []*api.Keys // key A's max_in_flight changes each time
+	for i := range 50 {
+		versions = append(versions, mustKeys(t, strings.Replace(tenantKeys, `]}`, fmt.Sprintf(`],"max_in_flight":%d}`, 500+i), 1)))
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, ks := range versions {
+			auth.Load(ks)
+		}
+	}()
+	codes := make(chan int, 200)
+	for range 200 {
+		go func() {
+			req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v1/apps", nil)
+			req.Header.Set("Authorization", "Bearer "+secretA)
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				codes <- -1
+				return
+			}
+			res.Body.Close()
+			codes <- res.StatusCode
+		}()
+	}
+	for range 200 {
+		if c := <-codes; c != 200 {
+			t.Errorf("during reloads: %d", c)
+		}
+	}
+	<-done
+}
