@@ -89,7 +89,7 @@ func TestArchiveCrash(t *testing.T) {
 	t.Logf("uncommitted files left by the kill: %d; with the torn ones the test added: %d", natural, len(leftovers))
 
 	second := startArchiver(t, bin, args)
-	awaitCaughtUp(t, brokers, group, prefix, time.Minute)
+	awaitCaughtUp(t, brokers, group, prefix, 2*time.Minute, func() int64 { return int64(len(second.log())) }, func() string { return "archiver log:\n" + second.log() })
 	if code := second.term(t); code != 0 {
 		t.Fatalf("the archiver exited %d after SIGTERM; log:\n%s", code, second.log())
 	}

@@ -1,12 +1,13 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"path"
+	"sync"
 	"testing"
 	"time"
 
@@ -158,9 +159,14 @@ func groupProgress(t *testing.T, brokers []string, group, prefix string) (commit
 }
 
 // awaitCaughtUp waits until the group has committed every end offset.
-func awaitCaughtUp(t *testing.T, brokers []string, group, prefix string, within time.Duration) {
+//
+// It is a condition, not a deadline: it fails only when neither the lag
+// nor the archiver's own work (work, any count that grows while it works)
+// moved for stall, however long a loaded machine takes overall (moto is
+// some 8× slower than gofakes3).
+func awaitCaughtUp(t *testing.T, brokers []string, group, prefix string, stall time.Duration, work func() int64, why func() string) {
 	t.Helper()
-	deadline := time.Now().Add(within)
+	last, lastWork, since := int64(-1), work(), time.Now()
 	for {
 		c, e := groupProgress(t, brokers, group, prefix)
 		lag := int64(0)
@@ -170,8 +176,11 @@ func awaitCaughtUp(t *testing.T, brokers []string, group, prefix string, within 
 		if lag == 0 {
 			return
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("group %s still %d records behind after %v: committed %v, end %v", group, lag, within, c, e)
+		if w := work(); lag != last || w != lastWork {
+			last, lastWork, since = lag, w, time.Now()
+		}
+		if time.Since(since) > stall {
+			t.Fatalf("group %s made no progress for %v, %d records behind: committed %v, end %v; %s", group, stall, lag, c, e, why())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -291,10 +300,11 @@ func TestArchiveEndToEnd(t *testing.T) {
 				s3, root = e.Options, e.Root("lake")
 			}
 			group := prefix + "archive-" + out
+			alog := &syncBuffer{} // shown if the archiver stalls
 			a, err := archive.New(archive.Config{Brokers: brokers, TopicPrefix: prefix, Group: group, Output: root, S3: s3,
 				Codec: avroio.CodecSnappy, RollRecords: 2_000, RollInterval: 500 * time.Millisecond, ProgressInterval: -1,
 				SealFrom: cfg.Start, // a first deployment over a log that is whole from the dataset's start
-				Logger:   slog.New(slog.NewTextHandler(io.Discard, nil))})
+				Logger:   slog.New(slog.NewTextHandler(alog, nil))})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -302,7 +312,8 @@ func TestArchiveEndToEnd(t *testing.T) {
 			done := make(chan error, 1)
 			start := time.Now()
 			go func() { done <- a.Run(ctx) }()
-			awaitCaughtUp(t, brokers, group, prefix, time.Minute)
+			work := func() int64 { s := a.Stats(); return s.Consumed + s.Files + s.Segments + s.Commits + s.Seals }
+			awaitCaughtUp(t, brokers, group, prefix, 2*time.Minute, work, func() string { return "archiver log:\n" + alog.String() })
 			cancel()
 			if err := <-done; err != nil {
 				t.Fatal(err)
@@ -317,4 +328,21 @@ func TestArchiveEndToEnd(t *testing.T) {
 			batchOverArchive(t, root, s3, cfg, tr)
 		})
 	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
