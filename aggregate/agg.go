@@ -161,16 +161,33 @@ func (a Agg) clone() Agg {
 	return c
 }
 
-// CountsOnly returns a copy of a's counts without its sketches.
-func (a Agg) CountsOnly() Agg {
+// Coarsen returns a copy of a counted per g, which must be at least as
+// coarse as a.Gran: each count is summed into the bucket of g that holds
+// it. With sketches it copies a's daily sketches too (they are per day at
+// every granularity); without, the copy counts only. a is left untouched
+// and unshared. The speed layer's hour and day totals keep hour and day
+// cells this way, not the minute cells their deltas arrive in.
+func (a Agg) Coarsen(g Granularity, sketches bool) (Agg, error) {
 	if a.IsZero() {
-		return a
+		return a, nil
 	}
-	c := NewAgg(a.Gran, 0)
+	if g < a.Gran {
+		return a, fmt.Errorf("aggregate: coarsening an Agg counted per %v to %v", a.Gran, g)
+	}
+	p := a.Precision
+	if !sketches {
+		p = 0
+	}
+	c := NewAgg(g, p)
+	for d, s := range a.days {
+		if p > 0 {
+			c.days[d] = s.Clone()
+		}
+	}
 	for k, x := range a.cells {
-		c.cells[k] = &cell{n: x.n}
+		c.cell(Cell{k.Version, g.Truncate(k.Bucket)}).n += x.n
 	}
-	return c
+	return c, nil
 }
 
 // Count is the count of one cell.

@@ -313,3 +313,46 @@ func TestCut(t *testing.T) {
 		t.Error("the cut Agg differs from aggregating the window's events alone")
 	}
 }
+
+// Coarsen sums a minute Agg into hours and days exactly as one pass at
+// that granularity counts, with one cell per version and bucket of the
+// coarser grain, byte-identical sketches (or none), and leaves its input
+// untouched and unshared; it refuses a finer granularity.
+func TestCoarsen(t *testing.T) {
+	evs := genEvents(3000, 6)
+	minutes := aggOf(evs, Minute, 14)
+	beforeCounts, beforeUsers := rowsOf(t, minutes, Minute)
+	for _, g := range []Granularity{Minute, Hour, Day} {
+		for _, sketches := range []bool{false, true} {
+			c, err := minutes.Coarsen(g, sketches)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := aggOf(evs, g, 14)
+			wantCounts, wantUsers := rowsOf(t, want, g)
+			gotCounts, gotUsers := rowsOf(t, c, g)
+			if !reflect.DeepEqual(gotCounts, wantCounts) {
+				t.Errorf("%v: counts differ from one pass per %v", g, g)
+			}
+			if c.Gran != g || len(c.cells) != len(want.cells) {
+				t.Errorf("%v: %v with %d cells, want %d", g, c.Gran, len(c.cells), len(want.cells))
+			}
+			switch {
+			case sketches && !reflect.DeepEqual(gotUsers, wantUsers):
+				t.Errorf("%v: user rows differ from one pass", g)
+			case !sketches && len(gotUsers) != 0:
+				t.Errorf("%v: %d user rows from a counts-only copy", g, len(gotUsers))
+			}
+			// The copy shares nothing: merging into it leaves minutes as it was.
+			if _, err := c.Merge(aggOf(genEvents(50, 7), g, c.Precision)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if afterCounts, afterUsers := rowsOf(t, minutes, Minute); !reflect.DeepEqual(afterCounts, beforeCounts) || !reflect.DeepEqual(afterUsers, beforeUsers) {
+		t.Error("Coarsen changed its input")
+	}
+	if _, err := aggOf(evs, Hour, 14).Coarsen(Minute, true); err == nil {
+		t.Error("coarsening hours to minutes: no error")
+	}
+}

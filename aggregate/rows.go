@@ -92,10 +92,17 @@ func compareCountRows(a, b CountRow) int {
 }
 
 // UserRows returns a's daily sketches per version and, merged, for
-// AllVersions, sorted. It does not modify a.
+// AllVersions, sorted. It does not modify a. Each row's Events comes from
+// one pass over a's cells.
 func (a Agg) UserRows(key AppKey) ([]UserRow, error) {
 	if a.Precision == 0 {
 		return nil, nil
+	}
+	events := make(map[DayCell]int64, len(a.days)*2)
+	for c, x := range a.cells {
+		day := Day.Truncate(c.Bucket)
+		events[DayCell{c.Version, day}] += x.n
+		events[DayCell{AllVersions, day}] += x.n
 	}
 	all := map[int64]*hll.Sketch{}
 	var rows []UserRow
@@ -108,14 +115,14 @@ func (a Agg) UserRows(key AppKey) ([]UserRow, error) {
 		if err := u.Merge(s); err != nil {
 			return nil, err
 		}
-		r, err := userRow(key, c.Version, c.Day, s, a.dayEvents(c.Version, c.Day))
+		r, err := userRow(key, c.Version, c.Day, s, events[c])
 		if err != nil {
 			return nil, err
 		}
 		rows = append(rows, r)
 	}
 	for day, s := range all {
-		r, err := userRow(key, AllVersions, day, s, a.dayEvents(AllVersions, day))
+		r, err := userRow(key, AllVersions, day, s, events[DayCell{AllVersions, day}])
 		if err != nil {
 			return nil, err
 		}
@@ -135,18 +142,6 @@ func userRow(key AppKey, version string, day int64, s *hll.Sketch, events int64)
 	}
 	return UserRow{Kind: key.Kind, AppID: key.AppID, AppVersion: version, Day: day, Sketch: b,
 		Estimate: int64(s.Estimate()), Events: events}, nil
-}
-
-// dayEvents sums the counts of a version (AllVersions: every version) in
-// one day.
-func (a Agg) dayEvents(version string, day int64) int64 {
-	var n int64
-	for c, x := range a.cells {
-		if Day.Truncate(c.Bucket) == day && (version == AllVersions || c.Version == version) {
-			n += x.n
-		}
-	}
-	return n
 }
 
 // LateRows renders a's counts at each granularity as late rows from source.

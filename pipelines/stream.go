@@ -155,12 +155,12 @@ func StreamAggregates(s beam.Scope, partials, tooLate beam.PCollection, cfg Stre
 	deltas, late := transforms.PaneDeltas(s, partials, transforms.WindowConfig{
 		Size: time.Minute, Combine: cfg.Combine(), Every: cfg.Every, AllowedLateness: lateness})
 	out := StreamOutputs{
-		Minutes: transforms.CountRows(s, transforms.Totals(s, deltas, time.Minute, lateness, false), aggregate.Minute),
-		Hours:   transforms.CountRows(s, transforms.Totals(s, deltas, time.Hour, lateness, false), aggregate.Hour),
+		Minutes: transforms.CountRows(s, transforms.Totals(s, deltas, aggregate.Minute, lateness, false), aggregate.Minute),
+		Hours:   transforms.CountRows(s, transforms.Totals(s, deltas, aggregate.Hour, lateness, false), aggregate.Hour),
 		Late:    transforms.LateRowsOf(s, late, aggregate.Minute, aggregate.Hour),
 		TooLate: transforms.TooLateRows(s, tooLate, aggregate.Minute, aggregate.Hour),
 	}
-	days := transforms.Totals(s, deltas, 24*time.Hour, lateness, true)
+	days := transforms.Totals(s, deltas, aggregate.Day, lateness, true)
 	out.Days = transforms.CountRows(s, days, aggregate.Day)
 	out.Users = transforms.UserRows(s, days)
 	for _, rows := range []beam.PCollection{out.Minutes, out.Hours, out.Days} {

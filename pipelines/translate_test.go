@@ -123,7 +123,7 @@ func TestDataflowTranslationStream(t *testing.T) {
 		t.Error("no one-minute fixed windowing fires early every 2 s and late")
 	}
 	// Running totals per minute, hour and day are keyed state.
-	for _, d := range []string{"1m0s", "1h0m0s", "24h0m0s"} {
+	for _, d := range []string{"minute", "hour", "day"} {
 		tot := g.want(t, "pipelines.Stream/transforms.Totals("+d+")/transforms.totalsFn", "beam:transform:pardo:v1")
 		if len(tot.pardo.GetStateSpecs()) == 0 {
 			t.Errorf("totals per %s keep no state", d)

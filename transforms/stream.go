@@ -105,7 +105,7 @@ func (f *paneMergeFn) ProcessElement(pn typex.PaneInfo, w typex.Window, k aggreg
 }
 
 // Totals sums deltas into running totals per key and fixed window of
-// size, and emits the window's total so far on every delta (the speed
+// gran's length, counted per gran, and emits the window's total so far on every delta (the speed
 // layer keeps the largest). Deltas arrive at most once per key and minute
 // every WindowConfig.Every, so this is the accumulating, processing-time
 // early firing of DESIGN §3, one stage removed. With sketches false the
@@ -122,41 +122,46 @@ func (f *paneMergeFn) ProcessElement(pn typex.PaneInfo, w typex.Window, k aggreg
 // are merged first: a catch-up that closes an hour's sixty minute windows
 // at once costs the hour's total one state update, not sixty.
 //
+// The totals are sized to what they answer: an hour's total holds one
+// cell per version, not the sixty minute cells its deltas arrive in, so
+// its state, what it re-emits on every delta, and the rows built from it
+// do not grow with the minutes.
+//
 // Deltas are the early and on-time panes of PaneDeltas, but prism may run
 // an early pane after the watermark has passed it, so the lateness must
 // be PaneDeltas' own: a window's state must outlive every delta of it.
 //
 //	deltas: PCollection<KV<AppKey, Agg>> → PCollection<KV<AppKey, Agg>>
-func Totals(s beam.Scope, deltas beam.PCollection, size, lateness time.Duration, sketches bool) beam.PCollection {
-	s = s.Scope(fmt.Sprintf("transforms.Totals(%v)", size))
-	merged := beam.ParDo(s, &bundleMergeFn{SizeMs: size.Milliseconds(), Sketches: sketches}, deltas)
-	w := beam.WindowInto(s, window.NewFixedWindows(size), merged, beam.AllowedLateness(lateness))
+func Totals(s beam.Scope, deltas beam.PCollection, gran aggregate.Granularity, lateness time.Duration, sketches bool) beam.PCollection {
+	s = s.Scope(fmt.Sprintf("transforms.Totals(%v)", gran))
+	merged := beam.ParDo(s, &bundleMergeFn{Gran: gran, Sketches: sketches}, deltas)
+	w := beam.WindowInto(s, window.NewFixedWindows(time.Duration(gran.Millis())*time.Millisecond), merged, beam.AllowedLateness(lateness))
 	return beam.ParDo(s, &totalsFn{Total: state.MakeValueState[aggregate.Agg]("total")}, w)
 }
 
-// bundleMergeFn merges the deltas of each key and window of SizeMs that
-// arrive in one bundle, and emits one per key and window when the bundle
-// ends, timestamped with the newest delta's time. Deltas are shared with
-// the other granularities' totals, so they are copied, never adopted;
-// without Sketches only their counts are.
+// bundleMergeFn merges the deltas of each key and window of Gran that
+// arrive in one bundle, counted per Gran, and emits one per key and window
+// when the bundle ends, timestamped with the newest delta's time. Deltas
+// are shared with the other granularities' totals, so they are copied
+// (coarsened), never adopted; without Sketches only their counts are.
 type bundleMergeFn struct {
-	SizeMs   int64
+	Gran     aggregate.Granularity
 	Sketches bool
 
 	parts aggregate.WindowPartials
 }
 
 func (f *bundleMergeFn) StartBundle(func(beam.EventTime, aggregate.AppKey, aggregate.Agg)) {
-	f.parts = aggregate.WindowPartials{SizeMs: f.SizeMs}
+	f.parts = aggregate.WindowPartials{SizeMs: f.Gran.Millis()}
 }
 
 func (f *bundleMergeFn) ProcessElement(ts beam.EventTime, k aggregate.AppKey, delta aggregate.Agg, _ func(beam.EventTime, aggregate.AppKey, aggregate.Agg)) error {
-	if !f.Sketches {
-		delta = delta.CountsOnly()
+	c, err := delta.Coarsen(f.Gran, f.Sketches)
+	if err != nil {
+		return fmt.Errorf("transforms: totals of %v: %w", k, err)
 	}
 	p := f.parts.At(k, int64(ts), nil)
-	var err error
-	if p.Agg, err = p.Agg.MergeCopy(delta); err != nil {
+	if p.Agg, err = p.Agg.Merge(c); err != nil {
 		return fmt.Errorf("transforms: totals of %v: %w", k, err)
 	}
 	return nil

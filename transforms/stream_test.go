@@ -164,28 +164,31 @@ func timedDelta(d delta, emit func(beam.EventTime, aggregate.AppKey, aggregate.A
 }
 
 func totalOf(k aggregate.AppKey, a aggregate.Agg) (string, int) {
-	return fmt.Sprintf("%s sketches=%v", k, a.Sketch(aggregate.DayCell{Version: "1", Day: day0.UnixMilli()}) != nil), int(a.Total())
+	return fmt.Sprintf("%s %v cells=%d sketches=%v", k, a.Gran, a.Cells(), a.Sketch(aggregate.DayCell{Version: "1", Day: day0.UnixMilli()}) != nil), int(a.Total())
 }
 
 func describeTotal(k string, n int) string { return fmt.Sprintf("%s total=%d", k, n) }
 
 // Totals keeps a running total per key and window: its largest (last)
 // total of each window is the sum of the window's deltas, with sketches
-// only when asked for.
+// only when asked for, and counted per the window's granularity: an
+// hour's total holds one cell per version, not one per minute.
 func TestTotals(t *testing.T) {
 	deltas := []delta{{"a", 0, 1}, {"a", 0, 2}, {"a", 0, 3}, {"a", 1, 4}, {"b", 59, 5}, {"a", 61, 6}}
 	p, s := beam.NewPipelineWithRoot()
 	in := beam.ParDo(s, timedDelta, beam.CreateList(s, deltas))
-	finals := func(size time.Duration, sketches bool) beam.PCollection {
-		totals := beam.ParDo(s, totalOf, Totals(s, in, size, time.Hour, sketches))
+	finals := func(g aggregate.Granularity, sketches bool) beam.PCollection {
+		totals := beam.ParDo(s, totalOf, Totals(s, in, g, time.Hour, sketches))
 		return beam.WindowInto(s, window.NewGlobalWindows(), beam.ParDo(s, describeTotal, stats.MaxPerKey(s, totals)))
 	}
-	passert.Equals(s, finals(time.Minute, false),
-		"app_load/a sketches=false total=6", "app_load/a sketches=false total=4", "app_load/b sketches=false total=5",
-		"app_load/a sketches=false total=6")
-	passert.Equals(s, finals(time.Hour, false),
-		"app_load/a sketches=false total=10", "app_load/b sketches=false total=5", "app_load/a sketches=false total=6")
-	passert.Equals(s, finals(24*time.Hour, true), "app_load/a sketches=true total=16", "app_load/b sketches=true total=5")
+	passert.Equals(s, finals(aggregate.Minute, false),
+		"app_load/a minute cells=1 sketches=false total=6", "app_load/a minute cells=1 sketches=false total=4",
+		"app_load/b minute cells=1 sketches=false total=5", "app_load/a minute cells=1 sketches=false total=6")
+	passert.Equals(s, finals(aggregate.Hour, false),
+		"app_load/a hour cells=1 sketches=false total=10", "app_load/b hour cells=1 sketches=false total=5",
+		"app_load/a hour cells=1 sketches=false total=6")
+	// A day: one count cell and one sketch per version.
+	passert.Equals(s, finals(aggregate.Day, true), "app_load/a day cells=2 sketches=true total=16", "app_load/b day cells=2 sketches=true total=5")
 	ptest.RunAndValidate(t, p)
 }
 

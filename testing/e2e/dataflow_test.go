@@ -60,7 +60,7 @@ func TestDataflowDryRun(t *testing.T) {
 			"pipelines.Stream/kafkaio.ReadPartials/kafkaio.readPartialsFn":         "beam:transform:pardo:v1",
 			"pipelines.Stream/transforms.PaneDeltas/WindowInto":                    "beam:transform:window_into:v1",
 			"pipelines.Stream/transforms.PaneDeltas/transforms.paneMergeFn":        "beam:transform:pardo:v1",
-			"pipelines.Stream/transforms.Totals(24h0m0s)/transforms.totalsFn":      "beam:transform:pardo:v1",
+			"pipelines.Stream/transforms.Totals(day)/transforms.totalsFn":          "beam:transform:pardo:v1",
 			"pipelines.Stream/pipelines.WriteSpeedCounts/pipelines.streamCountsFn": "beam:transform:pardo:v1",
 			"pipelines.Stream/pipelines.WriteSpeedUsers/pipelines.streamUsersFn":   "beam:transform:pardo:v1",
 			"pipelines.Stream/pipelines.WriteLate/pipelines.streamLateFn":          "beam:transform:pardo:v1",
