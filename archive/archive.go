@@ -67,6 +67,10 @@ func (a *Archiver) Stats() Stats {
 		if p.hw >= 0 && p.next >= 0 {
 			s.Lag += max(0, p.hw-p.next)
 		}
+		if p.seg != nil {
+			s.UncommittedBytes += p.seg.bytes
+			s.UncommittedRecords += p.seg.records
+		}
 	}
 	return s
 }

@@ -46,6 +46,10 @@ type Stats struct {
 	Lag int64
 	// Partitions is how many partitions are assigned.
 	Partitions int
+	// UncommittedBytes and UncommittedRecords are what the open segments
+	// hold: read from Kafka, not yet durable in the archive, so read
+	// again after a crash.
+	UncommittedBytes, UncommittedRecords int64
 }
 
 // The dead-letter reasons of the archiver. The first two match the stream's.

@@ -2,7 +2,6 @@ package pipelines
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -47,8 +46,9 @@ func WriteSpeedUsers(s beam.Scope, store, run string, rows beam.PCollection) {
 	drainAcks(s, beam.ParDo(s, &streamUsersFn{streamWriter: streamWriter{rowWriter: rowWriter{Store: store, Layer: serving.Speed}, Run: run}}, rows))
 }
 
-// WriteLate records late rows, and counts late events per kind and app in
-// Beam metrics (lumen.stream.late_dropped).
+// WriteLate records late rows, and counts late events per kind in Beam
+// metrics (lumen.stream "late_dropped/<kind>"; never per app, whose number
+// the data sets).
 //
 //	rows: PCollection<aggregate.LateRow> → ()
 func WriteLate(s beam.Scope, store, run string, rows beam.PCollection) {
@@ -92,8 +92,20 @@ func (w *streamWriter) StartBundle(ctx context.Context, _ func(string, int64)) e
 }
 
 func (w *streamWriter) FinishBundle(ctx context.Context, _ func(string, int64)) error {
-	return w.finish(ctx, func(int64) {}, "speed_rows")
+	if err := w.finish(ctx, func(int64) {}, "speed_rows"); err != nil {
+		return err
+	}
+	if w.n > 0 {
+		// When speed rows last reached the store: cmd/stream serves its
+		// age at /metrics, to alert on a stream that stopped storing.
+		beam.NewGauge(StoredGauge, "speed_rows").Set(ctx, time.Now().UnixMilli())
+	}
+	return nil
 }
+
+// StoredGauge is the namespace of the gauge a speed writer sets, in Unix
+// milliseconds, each time its rows are stored.
+const StoredGauge = "lumen.stream.stored_at"
 
 type streamCountsFn struct{ streamWriter }
 
@@ -118,7 +130,7 @@ func (f *streamLateFn) ProcessElement(ctx context.Context, r aggregate.LateRow, 
 	f.n++
 	if r.Gran == aggregate.Minute && r.AppVersion == aggregate.AllVersions {
 		// Each late event is in exactly one all-versions minute row.
-		beam.NewCounter("lumen.stream.late_dropped", fmt.Sprintf("%s/%s", r.Kind, r.AppID)).Inc(ctx, r.Count)
+		beam.NewCounter("lumen.stream", "late_dropped/"+r.Kind.String()).Inc(ctx, r.Count)
 	}
 	// Pane indexes start again in a new run: keep the runs' rows apart.
 	r.Source = f.Run + "|" + r.Source

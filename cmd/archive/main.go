@@ -24,6 +24,7 @@ import (
 	"github.com/lumenhq/lumen/cmd/internal/buildinfo"
 	"github.com/lumenhq/lumen/cmd/internal/help"
 	"github.com/lumenhq/lumen/cmd/internal/kafkaflags"
+	"github.com/lumenhq/lumen/cmd/internal/metricsflags"
 	"github.com/lumenhq/lumen/cmd/internal/s3flags"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/avroio"
@@ -54,6 +55,7 @@ var (
 	progressInterval = flag.Duration("progress_interval", 30*time.Second, "How often to log a progress line (0: never).")
 	s3Flags          = s3flags.Register(flag.CommandLine)
 	kafkaSec         = kafkaflags.Register(flag.CommandLine)
+	metricsAddr      = metricsflags.Register(flag.CommandLine, "127.0.0.1:9465")
 )
 
 func main() {
@@ -74,6 +76,12 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if addr, err := metricsflags.Serve(ctx, "archive", *metricsAddr, metricsflags.NewRegistry(archive.Metrics{A: a})); err != nil {
+		fmt.Fprintln(os.Stderr, "archive:", err)
+		os.Exit(2)
+	} else if addr != "" {
+		fmt.Fprintf(os.Stderr, "archive: metrics at http://%s/metrics\n", addr)
+	}
 	if err := a.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -160,5 +168,5 @@ var groups = []help.Group{
 	{Title: "Kafka security", Flags: []string{"kafka_tls", "kafka_tls_ca", "kafka_tls_cert", "kafka_tls_key", "kafka_tls_server_name", "kafka_tls_insecure", "kafka_sasl", "kafka_user", "kafka_password_file", "kafka_password_env"}},
 	{Title: "Output", Flags: []string{"output", "codec", "roll_records", "roll_bytes", "roll_interval", "max_hour_files", "max_future", "s3_endpoint", "s3_region", "s3_path_style"}},
 	{Title: "Seals", Flags: []string{"seal_delay", "seal_interval", "seal_from"}},
-	{Title: "The process", Flags: []string{"progress_interval", "version"}},
+	{Title: "The process", Flags: []string{"progress_interval", "metrics_addr", "version"}},
 }

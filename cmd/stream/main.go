@@ -42,6 +42,7 @@ import (
 	"github.com/lumenhq/lumen/cmd/internal/cassandraflags"
 	"github.com/lumenhq/lumen/cmd/internal/help"
 	"github.com/lumenhq/lumen/cmd/internal/kafkaflags"
+	"github.com/lumenhq/lumen/cmd/internal/metricsflags"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/gen"
 	"github.com/lumenhq/lumen/io/kafkaio"
@@ -76,6 +77,7 @@ var (
 	verbose     = flag.Bool("verbose", false, "Show the runner's own logs.")
 	casFlags    = cassandraflags.Register(flag.CommandLine)
 	kafkaSec    = kafkaflags.Register(flag.CommandLine)
+	metricsAddr = metricsflags.Register(flag.CommandLine, "127.0.0.1:9464")
 	workerPool  = flag.String("worker_pool", "", "Serve a Beam worker pool on localhost:PORT (PORT, or localhost:PORT; 0 picks one) for jobs submitted with --environment_type=EXTERNAL, instead of running a job.")
 )
 
@@ -190,6 +192,15 @@ func run(ctx context.Context) error {
 	p, s := beam.NewPipelineWithRoot()
 	if err := pipelines.BuildStream(s, cfg); err != nil {
 		return err
+	}
+	// The job's metrics, read from its job service at each scrape: prism
+	// in process sets the endpoint when it starts the job.
+	jm := &launch.StreamMetrics{Endpoint: func() string { return *jobopts.Endpoint }, JobName: *jobopts.JobName}
+	defer jm.Close()
+	if addr, err := metricsflags.Serve(ctx, "stream", *metricsAddr, metricsflags.NewRegistry(jm)); err != nil {
+		return err
+	} else if addr != "" {
+		fmt.Fprintf(os.Stderr, "stream: metrics at http://%s/metrics\n", addr)
 	}
 	done := make(chan error, 1)
 	go func() { done <- launch.RunStream(ctx, p, sr) }()
@@ -468,5 +479,5 @@ var groups = []help.Group{
 	{Title: "Windows and lateness", Flags: []string{"every", "max_out_of_order", "late_horizon", "max_future", "precision"}},
 	{Title: "The store", Flags: []string{"store", "cassandra_username", "cassandra_password_file"}},
 	{Title: "The live table and the demo", Flags: []string{"apps", "refresh", "rate"}},
-	{Title: "The process", Flags: []string{"for", "verbose", "worker_pool", "version"}},
+	{Title: "The process", Flags: []string{"for", "verbose", "metrics_addr", "worker_pool", "version"}},
 }

@@ -225,8 +225,7 @@ func (f *reader) process(ctx context.Context, we *watermarkEstimator, rt *sdf.Lo
 	if draining(f.Seq) {
 		return f.drain(rt, tp, rest.Start), nil
 	}
-	counters := newReadCounters(tp)
-	defer counters.flush(ctx)
+	counters := newReadCounters(tp, f.Prefix)
 	f.commit(ctx, tp, we, rest.Start, counters)
 	f.client.AddConsumePartitions(map[string]map[int32]kgo.Offset{tp.Topic: {tp.Partition: kgo.NewOffset().At(rest.Start)}})
 	defer f.client.RemoveConsumePartitions(map[string][]int32{tp.Topic: {tp.Partition}})
@@ -236,6 +235,12 @@ func (f *reader) process(ctx context.Context, we *watermarkEstimator, rt *sdf.Lo
 	wmAtStart := we.state.WatermarkMs
 	horizon := f.Cfg.LateHorizon.Milliseconds()
 	last := rest.Start - 1
+	defer func() {
+		if we.state.EndOffset >= 0 {
+			counters.lag = max(0, we.state.EndOffset-(last+1))
+		}
+		counters.flush(ctx)
+	}()
 	var n int
 	for {
 		// Short polls: prism (2.77) runs at most 8 bundles at once, and a
@@ -433,29 +438,48 @@ func (f *reader) handle(r *kgo.Record, tp TopicPartition, kind event.Kind, kindO
 }
 
 // readCounters batches Beam metric updates for one ProcessElement.
+//
+// Counters are per kind, never per app (the apps are the data's, and
+// unbounded): "<metric>/<kind>" in namespace lumen.kafka, a kind being
+// "unknown" for a topic that is not one of the three. The gauge
+// lumen.kafka.lag "<topic>/<partition>" is the records of the partition
+// not yet read as of the bundle's last poll (bounded by the topics'
+// partitions); cmd/stream serves both at /metrics (launch.StreamMetrics).
 type readCounters struct {
 	tp                                       TopicPartition
+	kind                                     string
 	records, late, fetchErrors, commitErrors int64
 	dead                                     map[string]int64
+	lag                                      int64 // -1: unknown
 }
 
-func newReadCounters(tp TopicPartition) *readCounters {
-	return &readCounters{tp: tp, dead: map[string]int64{}}
+func newReadCounters(tp TopicPartition, prefix string) *readCounters {
+	kind := "unknown"
+	if k, ok := KindOfTopic(prefix, tp.Topic); ok {
+		kind = k.String()
+	}
+	return &readCounters{tp: tp, kind: kind, dead: map[string]int64{}, lag: -1}
 }
+
+// LagGauge is the namespace of the readers' per-partition lag gauges.
+const LagGauge = "lumen.kafka.lag"
 
 func (c *readCounters) flush(ctx context.Context) {
-	ns := "lumen.kafka"
-	beam.NewCounter(ns, "records_read").Inc(ctx, c.records)
+	ns, k := "lumen.kafka", "/"+c.kind
+	beam.NewCounter(ns, "records_read"+k).Inc(ctx, c.records)
 	if c.late > 0 {
-		beam.NewCounter(ns, "late_beyond_horizon").Inc(ctx, c.late)
+		beam.NewCounter(ns, "late_beyond_horizon"+k).Inc(ctx, c.late)
 	}
 	if c.fetchErrors > 0 {
-		beam.NewCounter(ns, "fetch_errors").Inc(ctx, c.fetchErrors)
+		beam.NewCounter(ns, "fetch_errors"+k).Inc(ctx, c.fetchErrors)
 	}
 	if c.commitErrors > 0 {
-		beam.NewCounter(ns, "commit_errors").Inc(ctx, c.commitErrors)
+		beam.NewCounter(ns, "commit_errors"+k).Inc(ctx, c.commitErrors)
 	}
 	for reason, n := range c.dead {
-		beam.NewCounter(ns, "deadletter_"+reason).Inc(ctx, n)
+		beam.NewCounter(ns, "deadletter_"+reason+k).Inc(ctx, n)
+	}
+	if c.lag >= 0 {
+		beam.NewGauge(LagGauge, c.tp.Topic+"/"+strconv.Itoa(int(c.tp.Partition))).Set(ctx, c.lag)
 	}
 }

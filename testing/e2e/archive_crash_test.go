@@ -58,7 +58,7 @@ func TestArchiveCrash(t *testing.T) {
 	}()
 	args := []string{"--brokers=" + strings.Join(brokers, ","), "--topic_prefix=" + prefix, "--group=" + group,
 		"--output=" + root, "--instance_id=archive-0", "--session_timeout=10s", "--roll_records=250",
-		"--roll_interval=300ms", "--progress_interval=1s",
+		"--roll_interval=300ms", "--progress_interval=1s", "--metrics_addr=127.0.0.1:0",
 		// A first deployment over a log that is whole from the dataset's start.
 		"--seal_from=" + cfg.Start.Format(time.RFC3339)}
 

@@ -230,7 +230,7 @@ func TestPortableStream(t *testing.T) {
 					submit = js.submit(job, "EXTERNAL", pool, bin)
 				}
 				args := append(submit, "--brokers="+strings.Join(brokers, ","), "--topic_prefix="+prefix,
-					"--start=earliest", "--store="+store, "--refresh=0", "--for=5m")
+					"--start=earliest", "--store="+store, "--refresh=0", "--for=5m", "--metrics_addr=127.0.0.1:0")
 				start := time.Now()
 				launcher := startProcess(t, "launcher", baseEnv(t, "LUMEN_CASSANDRA_PASSWORD="+casPassword), bin, args...)
 				st := openStore(t, store)

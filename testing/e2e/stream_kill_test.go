@@ -25,7 +25,7 @@ func TestStreamKilled(t *testing.T) {
 	store := sqliteURL(t)
 	st := openStore(t, store)
 	args := []string{"--brokers=" + strings.Join(brokers, ","), "--topic_prefix=" + prefix, "--group=killed-" + prefix,
-		"--commit_offsets", "--start=committed", "--store=" + store, "--refresh=0", "--for=10m"}
+		"--commit_offsets", "--start=committed", "--store=" + store, "--refresh=0", "--for=10m", "--metrics_addr=127.0.0.1:0"}
 
 	first := startProcess(t, "stream", baseEnv(t), bin, args...)
 	var counted int64
