@@ -51,15 +51,22 @@ func launchStream(t *testing.T, cfg pipelines.StreamConfig) *liveStream {
 // stopped).
 func (ls *liveStream) running() {
 	ls.t.Helper()
+	if why := ls.gone(); why != "" {
+		ls.t.Fatal(why)
+	}
+}
+
+// gone says why the stream has ended by itself, or "" while it runs.
+func (ls *liveStream) gone() string {
 	if !ls.ended {
 		select {
 		case ls.err = <-ls.done:
 			ls.ended = true
 		default:
-			return
+			return ""
 		}
 	}
-	ls.t.Fatalf("the stream ended by itself: %v", ls.err)
+	return fmt.Sprintf("the stream ended by itself: %v", ls.err)
 }
 
 // stop cancels the stream and waits for it to end, failing the test if it

@@ -40,9 +40,24 @@ func Cluster(t *testing.T, partitions int32) (brokers []string, prefix string) {
 // Create them later with CreateTopic.
 func ClusterWithout(t *testing.T, partitions int32, missing ...event.Kind) (brokers []string, prefix string) {
 	t.Helper()
+	return cluster(t, partitions, servicetest.Use, missing...)
+}
+
+// DisturbedCluster is Cluster on the real broker only, for a test that
+// stops it (RestartBroker): it holds the broker to itself, waiting until
+// every other test of every test binary is done with it, and they wait
+// for it.
+func DisturbedCluster(t *testing.T, partitions int32) (brokers []string, prefix string) {
+	t.Helper()
+	servicetest.Addr(t, "LUMEN_TEST_KAFKA_PID")
+	return cluster(t, partitions, servicetest.Disturb)
+}
+
+func cluster(t *testing.T, partitions int32, lock func(testing.TB, string), missing ...event.Kind) (brokers []string, prefix string) {
+	t.Helper()
 	prefix = Prefix(strings.ReplaceAll(t.Name(), "/", "_"))
 	if addr := os.Getenv("LUMEN_TEST_KAFKA"); addr != "" {
-		servicetest.Use(t, "kafka")
+		lock(t, "kafka")
 		brokers = []string{addr}
 		t.Logf("real Kafka at %s", addr)
 	} else {
