@@ -15,10 +15,12 @@ import (
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/options/jobopts"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lumenhq/lumen/aggregate"
+	"github.com/lumenhq/lumen/cmd/internal/metricsflags"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/gen"
 	"github.com/lumenhq/lumen/io/kafkaio"
@@ -42,16 +44,28 @@ func benchStream(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench stream", flag.ContinueOnError)
 	addr := fs.String("kafka", os.Getenv("LUMEN_TEST_KAFKA"), "Kafka broker host:port (default $LUMEN_TEST_KAFKA; empty: in-process kfake)")
 	dense := fs.Int("dense", 5_000_000, "Events in the dense catch-up backlog (one hour of event time); 0 skips it.")
-	sparse := fs.Int("sparse", 300_000, "Events in the sparse catch-up backlog (one day of event time); 0 skips it.")
+	sparse := fs.Int("sparse", 300_000, "Events in the sparse catch-up backlog (--sparse_days of event time); 0 skips it.")
+	sparseDays := fs.Int("sparse_days", 1, "Days of event time the sparse backlog spans.")
 	rates := fs.String("rates", "5000", "Events/s of the latency runs, comma-separated; empty skips them.")
 	dur := fs.Duration("duration", 60*time.Second, "Length of each latency run.")
 	markers := fs.Float64("markers", 4, "Latency markers per second.")
 	every := fs.Duration("every", 2*time.Second, "The stream's early-firing interval.")
+	lateHorizon := fs.Duration("late_horizon", 0, "The stream's --late_horizon (0: its default).")
+	metricsAddr := fs.String("metrics_addr", "", "Serve the running stream's metrics (launch.StreamMetrics) at http://ADDR/metrics.")
 	apps := fs.Int("apps", 50, "Generated apps.")
 	partitions := fs.Int("partitions", 3, "Partitions per topic.")
 	profile := fs.String("cpuprofile", "", "Write a CPU profile of the first catch-up's stream here.")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *metricsAddr != "" {
+		if *jobopts.JobName == "" {
+			*jobopts.JobName = "lumen-bench-stream"
+		}
+		jm := &launch.StreamMetrics{Endpoint: func() string { return *jobopts.Endpoint }, JobName: *jobopts.JobName}
+		if _, err := metricsflags.Serve(ctx, "bench", *metricsAddr, metricsflags.NewRegistry(jm)); err != nil {
+			return err
+		}
 	}
 	brokers, where := []string{*addr}, "real Kafka at "+*addr
 	if *addr == "" {
@@ -76,12 +90,14 @@ func benchStream(ctx context.Context, args []string) error {
 		name   string
 		events int
 		span   time.Duration
-	}{{"dense: 1 hour of event time", *dense, time.Hour}, {"sparse: 1 day of event time", *sparse, 0}} {
+		days   int
+	}{{"dense: 1 hour of event time", *dense, time.Hour, 1}, {fmt.Sprintf("sparse: %d day(s) of event time", *sparseDays), *sparse, 0, *sparseDays}} {
 		if b.events == 0 {
 			continue
 		}
-		cfg := gen.Config{Seed: 5, Start: past, Days: 1, Events: b.events, Apps: *apps, Punctual: true, Span: b.span}
-		r, err := benchCatchUp(ctx, brokers, int32(*partitions), dir, b.name, cfg, *every, *profile)
+		start := past.AddDate(0, 0, 1-b.days)
+		cfg := gen.Config{Seed: 5, Start: start, Days: b.days, Events: b.events, Apps: *apps, Punctual: true, Span: b.span}
+		r, err := benchCatchUp(ctx, brokers, int32(*partitions), dir, b.name, cfg, *every, *lateHorizon, *profile)
 		if err != nil {
 			return err
 		}
@@ -97,7 +113,7 @@ func benchStream(ctx context.Context, args []string) error {
 			if err != nil || rate <= 0 {
 				return fmt.Errorf("--rates: %q", f)
 			}
-			l, err := benchLatency(ctx, brokers, int32(*partitions), dir, rate, *dur, *markers, *apps, *every)
+			l, err := benchLatency(ctx, brokers, int32(*partitions), dir, rate, *dur, *markers, *apps, *every, *lateHorizon)
 			if err != nil {
 				return err
 			}
@@ -144,7 +160,7 @@ func (c catchUp) baseRate() float64 { return float64(c.events) / c.base.Seconds(
 // (not re-stamped: a replay of the past), consumes them with the baseline,
 // then runs the stream from the earliest offset until the store has
 // counted every event.
-func benchCatchUp(ctx context.Context, brokers []string, partitions int32, dir, name string, cfg gen.Config, every time.Duration, profile string) (catchUp, error) {
+func benchCatchUp(ctx context.Context, brokers []string, partitions int32, dir, name string, cfg gen.Config, every, lateHorizon time.Duration, profile string) (catchUp, error) {
 	r := catchUp{name: name}
 	prefix := kafkatest.Prefix("bench-catchup")
 	if err := kafkatest.CreateTopics(ctx, brokers, prefix, partitions); err != nil {
@@ -173,18 +189,19 @@ func benchCatchUp(ctx context.Context, brokers []string, partitions int32, dir, 
 	defer st.Close()
 	stopProfile := startProfile(profile)
 	streamStart := time.Now()
-	stop, err := runStream(brokers, prefix, store, kafkaio.StartEarliest, every)
+	stop, err := runStream(brokers, prefix, store, kafkaio.StartEarliest, every, lateHorizon)
 	if err != nil {
 		return r, err
 	}
-	r.exact = waitCounted(ctx, st, tally, cfg.Start, 10*time.Minute)
+	from, to := cfg.Start.AddDate(0, 0, -1), cfg.Start.AddDate(0, 0, cfg.Days+1)
+	r.exact = waitCounted(ctx, st, tally, from, to, 30*time.Minute)
 	r.took = time.Since(streamStart)
 	stopProfile()
-	r.late = lateCount(ctx, st, tally, cfg.Start)
+	r.late = lateCount(ctx, st, tally, from, to)
 	stop()
 	fmt.Printf("%s: the stream counted them in %.1fs\n", name, r.took.Seconds())
 	if !r.exact {
-		return r, fmt.Errorf("%s: the stream did not count the backlog exactly within 10 minutes", name)
+		return r, fmt.Errorf("%s: the stream did not count the backlog exactly within 30 minutes", name)
 	}
 	return r, nil
 }
@@ -196,7 +213,7 @@ type latencyRun struct {
 	counted bool
 }
 
-func benchLatency(ctx context.Context, brokers []string, partitions int32, dir string, rate float64, d time.Duration, markers float64, apps int, every time.Duration) (latencyRun, error) {
+func benchLatency(ctx context.Context, brokers []string, partitions int32, dir string, rate float64, d time.Duration, markers float64, apps int, every, lateHorizon time.Duration) (latencyRun, error) {
 	l := latencyRun{rate: rate}
 	prefix := kafkatest.Prefix(fmt.Sprintf("bench-live%.0f", rate))
 	if err := kafkatest.CreateTopics(ctx, brokers, prefix, partitions); err != nil {
@@ -208,7 +225,7 @@ func benchLatency(ctx context.Context, brokers []string, partitions int32, dir s
 		return l, err
 	}
 	defer st.Close()
-	stop, err := runStream(brokers, prefix, store, kafkaio.StartLatest, every)
+	stop, err := runStream(brokers, prefix, store, kafkaio.StartLatest, every, lateHorizon)
 	if err != nil {
 		return l, err
 	}
@@ -298,9 +315,10 @@ func consumeAll(ctx context.Context, brokers []string, prefix string, want int64
 }
 
 // runStream starts the speed layer; stop cancels it and waits.
-func runStream(brokers []string, prefix, store string, start kafkaio.StartPosition, every time.Duration) (stop func(), err error) {
+func runStream(brokers []string, prefix, store string, start kafkaio.StartPosition, every, lateHorizon time.Duration) (stop func(), err error) {
 	p, s := beam.NewPipelineWithRoot()
-	cfg := pipelines.StreamConfig{Kafka: kafkaio.ReadConfig{Brokers: brokers, Start: start}, TopicPrefix: prefix, Store: store, Every: every}
+	cfg := pipelines.StreamConfig{Kafka: kafkaio.ReadConfig{Brokers: brokers, Start: start}, TopicPrefix: prefix, Store: store, Every: every,
+		LateHorizon: lateHorizon}
 	sr, err := launch.StartStream(context.Background(), &cfg)
 	if err != nil {
 		return nil, err
@@ -326,8 +344,9 @@ func runStream(brokers []string, prefix, store string, start kafkaio.StartPositi
 }
 
 // counted sums the speed layer's day counts (all versions) per kind and app
-// of the tally, around day, and reports whether they equal what was sent.
-func counted(ctx context.Context, st serving.Store, t *tally, day time.Time) (int64, bool) {
+// of the tally over the days [from, to], and reports whether they equal
+// what was sent.
+func counted(ctx context.Context, st serving.Store, t *tally, from, to time.Time) (int64, bool) {
 	var total int64
 	all := true
 	t.mu.Lock()
@@ -335,7 +354,7 @@ func counted(ctx context.Context, st serving.Store, t *tally, day time.Time) (in
 	for k, apps := range t.byApp {
 		for app, want := range apps {
 			pts, err := st.Counts(ctx, serving.Speed, serving.CountQuery{Kind: k, AppID: app, Version: aggregate.AllVersions,
-				Gran: aggregate.Day, From: day.AddDate(0, 0, -2), To: day.AddDate(0, 0, 2)})
+				Gran: aggregate.Day, From: from, To: to})
 			if err != nil {
 				return total, false
 			}
@@ -350,16 +369,16 @@ func counted(ctx context.Context, st serving.Store, t *tally, day time.Time) (in
 	return total, all
 }
 
-// lateCount sums the late drops (all versions, per minute) of the tally's
-// kinds and apps around day.
-func lateCount(ctx context.Context, st serving.Store, t *tally, day time.Time) int64 {
+// lateCount sums the late drops (all versions, per hour) of the tally's
+// kinds and apps over the days [from, to].
+func lateCount(ctx context.Context, st serving.Store, t *tally, from, to time.Time) int64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var n int64
 	for k, apps := range t.byApp {
 		for app := range apps {
 			pts, _ := st.Late(ctx, serving.CountQuery{Kind: k, AppID: app, Version: aggregate.AllVersions,
-				Gran: aggregate.Hour, From: day.AddDate(0, 0, -2), To: day.AddDate(0, 0, 2)})
+				Gran: aggregate.Hour, From: from, To: to})
 			for _, p := range pts {
 				n += p.Count
 			}
@@ -368,10 +387,10 @@ func lateCount(ctx context.Context, st serving.Store, t *tally, day time.Time) i
 	return n
 }
 
-func waitCounted(ctx context.Context, st serving.Store, t *tally, day time.Time, limit time.Duration) bool {
+func waitCounted(ctx context.Context, st serving.Store, t *tally, from, to time.Time, limit time.Duration) bool {
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
-		if _, ok := counted(ctx, st, t, day); ok {
+		if _, ok := counted(ctx, st, t, from, to); ok {
 			return true
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -479,5 +498,5 @@ func measureLatency(ctx context.Context, brokers []string, prefix string, st ser
 		lat = append(lat, m.seen.Sub(m.at))
 	}
 	fmt.Printf("latency run: %d events and %d markers sent at %.0f/s\n", tally.valid.Load(), len(ms), rate)
-	return lat, waitCounted(ctx, st, tally, time.Now().UTC(), 60*time.Second), nil
+	return lat, waitCounted(ctx, st, tally, time.Now().UTC().AddDate(0, 0, -2), time.Now().UTC().AddDate(0, 0, 2), 60*time.Second), nil
 }
