@@ -214,6 +214,38 @@ func (a Agg) Total() int64 {
 	return n
 }
 
+// KeepDays returns the part of a in the days keep says yes to (day start,
+// ms): their counts and sketches, adopted from a, which must not be used
+// afterwards. An incremental batch run takes its window state this way
+// without the days it recomputes, and a partition's partials with only
+// those days.
+func (a Agg) KeepDays(keep func(day int64) bool) Agg {
+	if a.IsZero() {
+		return a
+	}
+	out := NewAgg(a.Gran, a.Precision)
+	for d, s := range a.days {
+		if keep(d.Day) {
+			out.days[d] = s
+		}
+	}
+	for k, c := range a.cells {
+		if keep(Day.Truncate(k.Bucket)) {
+			out.cell(k).n = c.n
+		}
+	}
+	return out
+}
+
+// DayEvents counts a's events per day (day start, ms), every version.
+func (a Agg) DayEvents() map[int64]int64 {
+	out := map[int64]int64{}
+	for k, c := range a.cells {
+		out[Day.Truncate(k.Bucket)] += c.n
+	}
+	return out
+}
+
 // Cut returns the part of a inside the window: the counts and sketches of
 // its days, adopted from a (which must not be used afterwards), and how
 // many events a holds before and after it. Kept whole, a partial can be

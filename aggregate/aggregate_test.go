@@ -356,3 +356,39 @@ func TestCoarsen(t *testing.T) {
 		t.Error("coarsening hours to minutes: no error")
 	}
 }
+
+// KeepDays keeps exactly the days asked for, counts and sketches, and
+// DayEvents counts each day's events.
+func TestKeepDays(t *testing.T) {
+	evs := genEvents(2000, 12)
+	a := aggOf(evs, Hour, 14)
+	days := a.DayEvents()
+	var total int64
+	for _, n := range days {
+		total += n
+	}
+	if total != int64(len(evs)) || len(days) < 2 {
+		t.Fatalf("DayEvents: %d events over %d days, want %d over several", total, len(days), len(evs))
+	}
+	keep := day0.UnixMilli() + 86_400_000
+	got := aggOf(evs, Hour, 14).KeepDays(func(d int64) bool { return d == keep })
+	wantCounts, wantUsers := rowsOf(t, aggOf(evs, Hour, 14).KeepDays(func(int64) bool { return true }), Hour)
+	gotCounts, gotUsers := rowsOf(t, got, Hour)
+	if got.Total() != days[keep] || len(gotUsers) == 0 {
+		t.Errorf("kept %d events (%d user rows), want day %d's %d", got.Total(), len(gotUsers), keep, days[keep])
+	}
+	for k, n := range gotCounts {
+		if wantCounts[k] != n {
+			t.Errorf("%s: %d, want %d", k, n, wantCounts[k])
+		}
+	}
+	var wantDay []UserRow
+	for _, u := range wantUsers {
+		if u.Day == keep {
+			wantDay = append(wantDay, u)
+		}
+	}
+	if !reflect.DeepEqual(gotUsers, wantDay) {
+		t.Errorf("%d user rows kept, want the day's %d, byte for byte", len(gotUsers), len(wantDay))
+	}
+}

@@ -1,0 +1,89 @@
+package aggregate
+
+import (
+	"fmt"
+	"reflect"
+	"testing"
+)
+
+// allRows renders an Agg's batch rows as "key → value" strings.
+func allRows(t *testing.T, a Agg) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	if a.IsZero() {
+		return out
+	}
+	counts, err := a.CountRows(key, Hour, Day)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range counts {
+		out[fmt.Sprintf("c/%s/%v/%d", r.AppVersion, r.Gran, r.Bucket)] = fmt.Sprint(r.Count)
+	}
+	users, err := a.UserRows(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range users {
+		out[fmt.Sprintf("u/%s/%d", u.AppVersion, u.Day)] = fmt.Sprintf("%x/%d/%d", u.Sketch, u.Estimate, u.Events)
+	}
+	return out
+}
+
+// Applying Diff(old, new) to old's rows gives new's rows exactly: late
+// events added to some buckets, a version and a day gone, a new one
+// come; and it writes only rows whose value changed.
+func TestDiffAppliedToOldIsNew(t *testing.T) {
+	evs := genEvents(3000, 11)
+	for name, c := range map[string]struct{ old, new []int }{
+		"events added":          {old: []int{0, 2000}, new: []int{0, 3000}},
+		"events removed":        {old: []int{0, 3000}, new: []int{500, 2500}},
+		"from nothing":          {old: []int{0, 0}, new: []int{0, 3000}},
+		"to nothing":            {old: []int{0, 3000}, new: []int{0, 0}},
+		"the same":              {old: []int{0, 3000}, new: []int{0, 3000}},
+		"a few late among many": {old: []int{0, 2990}, new: []int{0, 3000}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			old, new := Agg{}, Agg{}
+			if c.old[1] > c.old[0] {
+				old = aggOf(evs[c.old[0]:c.old[1]], Hour, 14)
+			}
+			if c.new[1] > c.new[0] {
+				new = aggOf(evs[c.new[0]:c.new[1]], Hour, 14)
+			}
+			d, err := Diff(key, old, new)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := allRows(t, old)
+			for _, r := range d.DeletedCounts {
+				delete(got, fmt.Sprintf("c/%s/%v/%d", r.AppVersion, r.Gran, r.Bucket))
+			}
+			for _, u := range d.DeletedUsers {
+				delete(got, fmt.Sprintf("u/%s/%d", u.AppVersion, u.Day))
+			}
+			written := map[string]string{}
+			for _, r := range d.Counts {
+				written[fmt.Sprintf("c/%s/%v/%d", r.AppVersion, r.Gran, r.Bucket)] = fmt.Sprint(r.Count)
+			}
+			for _, u := range d.Users {
+				written[fmt.Sprintf("u/%s/%d", u.AppVersion, u.Day)] = fmt.Sprintf("%x/%d/%d", u.Sketch, u.Estimate, u.Events)
+			}
+			oldRows := allRows(t, old)
+			for k, v := range written {
+				if oldRows[k] == v {
+					t.Errorf("%s written with the value it had", k)
+				}
+				got[k] = v
+			}
+			want := allRows(t, new)
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("old's rows with the diff applied: %d rows, new has %d (or values differ)", len(got), len(want))
+			}
+			if int64(len(written))+d.Unchanged != int64(len(want)) {
+				t.Errorf("%d written + %d unchanged, want new's %d rows", len(written), d.Unchanged, len(want))
+			}
+			t.Logf("%d rows: %d written, %d unchanged, %d deleted", len(want), len(written), d.Unchanged, len(d.DeletedCounts)+len(d.DeletedUsers))
+		})
+	}
+}
