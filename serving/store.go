@@ -200,6 +200,14 @@ type RowWriter interface {
 	// WriteLate records events the speed layer dropped as late (speed
 	// layer only). A bucket's late total is the sum over row sources.
 	WriteLate(ctx context.Context, rows []aggregate.LateRow) error
+	// DeleteCounts and DeleteUsers delete batch rows by their keys (kind,
+	// app, version, granularity and bucket; kind, app, version and day),
+	// whatever their values (batch layer only). Deletes are monotone as
+	// writes are: a row whose stamp is as new as the writer's, or newer,
+	// stays (DESIGN §3). An incremental batch run deletes what its window
+	// no longer holds this way, row by row.
+	DeleteCounts(ctx context.Context, rows []aggregate.CountRow) error
+	DeleteUsers(ctx context.Context, rows []aggregate.UserRow) error
 	// Flush makes every write so far durable in the store.
 	Flush(ctx context.Context) error
 	// Close flushes and releases the writer.

@@ -307,6 +307,54 @@ func (r *rowWriter) WriteLate(ctx context.Context, rows []aggregate.LateRow) err
 	return nil
 }
 
+// DeleteCounts deletes batch count rows by key, at the run's stamp less
+// one: the delete shadows what older runs wrote, and neither this run's
+// rows nor a newer run's (as PruneBatch's range tombstones).
+func (r *rowWriter) DeleteCounts(ctx context.Context, rows []aggregate.CountRow) error {
+	if r.layer != serving.Batch {
+		return fmt.Errorf("cassandrastore: deletes are of batch rows")
+	}
+	stmt := fmt.Sprintf("DELETE FROM %s.batch_counts USING TIMESTAMP ? WHERE kind = ? AND app_id = ? AND app_version = ? AND granularity = ? AND period = ? AND bucket = ?", r.s.ks)
+	for i := range rows {
+		row := &rows[i]
+		t := row.BucketTime()
+		period := serving.Period(row.Gran, t)
+		err := r.w.Write(ctx, cassandraio.Mutation{
+			Stmt:      stmt,
+			Args:      []any{r.stamp - 1, row.Kind.String(), row.AppID, row.AppVersion, row.Gran.String(), period, t},
+			Partition: fmt.Sprint("c|", row.Kind, "|", row.AppID, "|", row.AppVersion, "|", row.Gran, "|", period),
+			Bytes:     40 + len(row.AppID) + len(row.AppVersion),
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DeleteUsers deletes batch sketch rows by key, as DeleteCounts.
+func (r *rowWriter) DeleteUsers(ctx context.Context, rows []aggregate.UserRow) error {
+	if r.layer != serving.Batch {
+		return fmt.Errorf("cassandrastore: deletes are of batch rows")
+	}
+	stmt := fmt.Sprintf("DELETE FROM %s.batch_users USING TIMESTAMP ? WHERE kind = ? AND app_id = ? AND app_version = ? AND period = ? AND day = ?", r.s.ks)
+	for i := range rows {
+		row := &rows[i]
+		t := row.DayTime()
+		period := serving.Period(aggregate.Day, t)
+		err := r.w.Write(ctx, cassandraio.Mutation{
+			Stmt:      stmt,
+			Args:      []any{r.stamp - 1, row.Kind.String(), row.AppID, row.AppVersion, period, t},
+			Partition: fmt.Sprint("u|", row.Kind, "|", row.AppID, "|", row.AppVersion, "|", period),
+			Bytes:     32 + len(row.AppID) + len(row.AppVersion),
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (r *rowWriter) Flush(ctx context.Context) error { return r.w.Flush(ctx) }
 func (r *rowWriter) Close(ctx context.Context) error { return r.w.Flush(ctx) }
 

@@ -222,6 +222,9 @@ type sqliteWriter struct {
 	counts []aggregate.CountRow
 	users  []aggregate.UserRow
 	late   []aggregate.LateRow
+	// Keys of batch rows to delete, at the next flush, after its writes.
+	delCounts []aggregate.CountRow
+	delUsers  []aggregate.UserRow
 }
 
 const sqliteFlushRows = 100000
@@ -258,8 +261,56 @@ func (w *sqliteWriter) WriteLate(ctx context.Context, rows []aggregate.LateRow) 
 	return nil
 }
 
+func (w *sqliteWriter) DeleteCounts(ctx context.Context, rows []aggregate.CountRow) error {
+	if w.layer != serving.Batch {
+		return fmt.Errorf("serving: deletes are of batch rows")
+	}
+	w.delCounts = append(w.delCounts, rows...)
+	return nil
+}
+
+func (w *sqliteWriter) DeleteUsers(ctx context.Context, rows []aggregate.UserRow) error {
+	if w.layer != serving.Batch {
+		return fmt.Errorf("serving: deletes are of batch rows")
+	}
+	w.delUsers = append(w.delUsers, rows...)
+	return nil
+}
+
+// deleteBatchRows deletes the buffered keys, each only where the row's
+// stamp is older than the writer's.
+func (w *sqliteWriter) deleteBatchRows(ctx context.Context, tx *sql.Tx) error {
+	if len(w.delCounts) > 0 {
+		st, err := tx.PrepareContext(ctx, `DELETE FROM batch_counts WHERE kind = ? AND app_id = ? AND granularity = ? AND period = ? AND bucket = ? AND app_version = ? AND stamp < ?`)
+		if err != nil {
+			return fmt.Errorf("serving: sqlite delete: %w", err)
+		}
+		defer st.Close()
+		var periods periodCache
+		for _, r := range w.delCounts {
+			if _, err := st.ExecContext(ctx, r.Kind.String(), r.AppID, r.Gran.String(), periods.get(r.Gran, r.Bucket), r.Bucket, r.AppVersion, w.stamp); err != nil {
+				return fmt.Errorf("serving: sqlite delete: %w", err)
+			}
+		}
+	}
+	if len(w.delUsers) > 0 {
+		st, err := tx.PrepareContext(ctx, `DELETE FROM batch_users WHERE kind = ? AND app_id = ? AND period = ? AND day = ? AND app_version = ? AND stamp < ?`)
+		if err != nil {
+			return fmt.Errorf("serving: sqlite delete: %w", err)
+		}
+		defer st.Close()
+		var periods periodCache
+		for _, r := range w.delUsers {
+			if _, err := st.ExecContext(ctx, r.Kind.String(), r.AppID, periods.get(aggregate.Day, r.Day), r.Day, r.AppVersion, w.stamp); err != nil {
+				return fmt.Errorf("serving: sqlite delete: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
 func (w *sqliteWriter) Flush(ctx context.Context) error {
-	if len(w.counts) == 0 && len(w.users) == 0 && len(w.late) == 0 {
+	if len(w.counts) == 0 && len(w.users) == 0 && len(w.late) == 0 && len(w.delCounts) == 0 && len(w.delUsers) == 0 {
 		return nil
 	}
 	tx, err := w.s.db.BeginTx(ctx, nil)
@@ -328,10 +379,14 @@ func (w *sqliteWriter) Flush(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := w.deleteBatchRows(ctx, tx); err != nil {
+		return err
+	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("serving: sqlite commit: %w", err)
 	}
 	w.counts, w.users, w.late = w.counts[:0], w.users[:0], w.late[:0]
+	w.delCounts, w.delUsers = w.delCounts[:0], w.delUsers[:0]
 	return nil
 }
 

@@ -187,3 +187,61 @@ func testRunsWatermark(t *testing.T, st serving.Store) {
 		t.Errorf("watermark %v after %v was re-run on incomplete input, want %v", w, later, asOf)
 	}
 }
+
+// DeleteCounts and DeleteUsers delete batch rows by key, monotone as
+// writes are: a row an older stamp wrote goes; one this stamp or a newer
+// one wrote stays; other keys are untouched.
+func testDeleteBatchRows(t *testing.T, st serving.Store) {
+	day := time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC) // its hours span a month's end in period terms
+	old, cur, newer := serving.BatchStamp(day, day.Add(25*time.Hour)), serving.BatchStamp(day.AddDate(0, 0, 1), day.Add(26*time.Hour)),
+		serving.BatchStamp(day.AddDate(0, 0, 2), day.Add(27*time.Hour))
+	hourRow := func(app string, h int) aggregate.CountRow {
+		return aggregate.CountRow{Kind: event.Crash, AppID: app, AppVersion: "1.0", Gran: aggregate.Hour, Bucket: day.Add(time.Duration(h) * time.Hour).UnixMilli(), Count: int64(h + 1)}
+	}
+	writeStamped(t, st, old, []aggregate.CountRow{hourRow("a", 1), hourRow("a", 2), hourRow("a", 3)}, []aggregate.UserRow{userRow("a", "1.0", day, "x")})
+	writeStamped(t, st, newer, []aggregate.CountRow{hourRow("b", 1)}, []aggregate.UserRow{userRow("b", "1.0", day, "x")})
+
+	w, err := st.NewWriter(ctx, serving.Batch, serving.WithStamp(cur))
+	if err != nil {
+		t.Fatal(err)
+	}
+	del := []aggregate.CountRow{hourRow("a", 1), hourRow("a", 3), hourRow("b", 1), hourRow("c", 7)} // c: never written
+	del[0].Count, del[1].Count = 999, 0                                                             // values do not matter
+	if err := w.DeleteCounts(ctx, del); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.DeleteUsers(ctx, []aggregate.UserRow{userRow("a", "1.0", day), userRow("b", "1.0", day)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	hours := func(app string) []int64 {
+		var out []int64
+		for _, p := range points(t, st, serving.Batch, app, "1.0", day, day.Add(24*time.Hour)) {
+			out = append(out, p.Count)
+		}
+		return out
+	}
+	if got := hours("a"); !reflect.DeepEqual(got, []int64{3}) {
+		t.Errorf("app a's hours after deleting hours 1 and 3: counts %v, want [3] (hour 2's)", got)
+	}
+	if got := hours("b"); !reflect.DeepEqual(got, []int64{2}) {
+		t.Errorf("app b's hour, written by a newer run: %v after an older delete, want [2]", got)
+	}
+	if got := estimates(t, st, "a", "1.0", day, day); len(got) != 0 {
+		t.Errorf("app a's sketch row after its delete: %v, want none", got)
+	}
+	if got := estimates(t, st, "b", "1.0", day, day); len(got) != 1 {
+		t.Errorf("app b's sketch row, written by a newer run, after an older delete: %v, want it kept", got)
+	}
+	// A speed writer refuses deletes.
+	sw, err := st.NewWriter(ctx, serving.Speed, serving.WithRun("r"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sw.DeleteCounts(ctx, del[:1]); err == nil {
+		t.Error("a speed writer deleted batch rows")
+	}
+	sw.Close(ctx)
+}

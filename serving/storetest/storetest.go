@@ -44,6 +44,7 @@ func Run(t *testing.T, open func(t *testing.T) serving.Store) {
 		{"SupersededRunsLeaveTheReads", testSupersededRuns},
 		{"BatchWritesAreMonotone", testBatchMonotone},
 		{"PruneBatchDeletesOlderStamps", testPruneBatch},
+		{"DeletesAreMonotone", testDeleteBatchRows},
 		{"RunsKeepTheWatermark", testRunsWatermark},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, open(t)) })
