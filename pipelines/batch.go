@@ -20,6 +20,7 @@ import (
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/deadletter"
 	"github.com/lumenhq/lumen/io/raw"
+	"github.com/lumenhq/lumen/io/winstate"
 	"github.com/lumenhq/lumen/transforms"
 )
 
@@ -32,21 +33,30 @@ func init() {
 
 // BuildBatch adds one batch run to s (DESIGN §3 and §7a):
 //
-//	list the window's arrival partitions, raw and rollups (one listing per
-//	kind and day each) → per partition: its rollup where the listing is
-//	unchanged since the rollup was written, else its raw files packed into
-//	work units → Reshuffle → read (decode, validate and pre-aggregate a
-//	unit's files, or read and check rollups) → for raw: group per
-//	partition, write its rollup → cut each whole partition to the window
-//	(too_old) → merge per (kind, app) with aggregate.CombineFn → hour and
-//	day counts, daily sketches → store; dead letters → files; run counters
-//	→ batch_runs, after every row, and after deleting the window's rows
-//	that the run did not write (an older stamp's).
+//	mark the run's start, load the newest window state (io/winstate) and
+//	decide whether it may be trusted; list the window's arrival
+//	partitions, raw and rollups (one listing per kind and day each,
+//	concurrently) → per partition: nothing where the state holds it
+//	unchanged, its rollup where the listing is unchanged since the rollup
+//	was written, else its raw files packed into work units → Reshuffle →
+//	read (decode, validate and pre-aggregate a unit's files, or read and
+//	check rollups) → for raw: group per partition, write its rollup → cut
+//	each whole partition to the window (too_old) → merge per (kind, app),
+//	with the state's aggregates, by aggregate.CombineFn → compare with the
+//	state per key: the hour and day counts and daily sketches that changed
+//	→ store, the rows whose key went → deleted; the new state's shards;
+//	dead letters → files; run counters → batch_runs, after every row, and
+//	(without a state) after deleting the window's rows that the run did
+//	not write (an older stamp's); then the new state's manifest.
+//
+// Without a trusted state (the first run, --full, or one rejected) every
+// row is written: the diff has nothing to compare with.
 //
 // A partition's whole partial aggregates are the same whether they were
 // merged from its raw files or read from its rollup, and every partition
 // takes the same path from there (the cut, the merge), so an incremental
-// run stores exactly what a full one (cfg.Full) does. A rollup is whole
+// run stores exactly what a full one (cfg.Full) does; and the state is that
+// merge of the run before, so extending it gives the same merge again. A rollup is whole
 // already, so it is cut where it is read, and is never shuffled.
 //
 // The graph uses no state, timers, triggers or unbounded SDFs, so it runs on
@@ -59,8 +69,8 @@ func BuildBatch(s beam.Scope, cfg BatchConfig) error {
 // BatchOutputs are a batch run's rows and counters, as BuildBatch writes
 // them; tests assert on them.
 type BatchOutputs struct {
-	Counts beam.PCollection // aggregate.CountRow, hour and day
-	Users  beam.PCollection // aggregate.UserRow
+	Counts beam.PCollection // aggregate.CountRow, hour and day: the rows written (all, or those that changed)
+	Users  beam.PCollection // aggregate.UserRow: the rows written
 	Stats  beam.PCollection // KindStats, one per kind with input, summed over the run
 	Dead   beam.PCollection // KV<string, deadletter.Record>, keyed by partition
 }
@@ -80,31 +90,43 @@ func BuildBatchOutputs(s beam.Scope, cfg BatchConfig) (BatchOutputs, error) {
 	// the listing.
 	seals := beam.ParDo(s, &sealsFn{fileSetup: files, Root: cfg.Input, AsOf: cfg.AsOf}, beam.Impulse(s))
 	stamp := cfg.Stamp()
-	units := beam.ParDo(s, &planFn{fileSetup: files, Stamp: stamp, Root: cfg.Input, RollupRoot: cfg.RollupRoot, First: window.First, Last: window.Last,
-		Grain: cfg.Grain, Full: cfg.Full, NoRollups: cfg.NoRollups, Opts: cfg.Plan}, seals)
+	stateRoot := ""
+	if !cfg.NoRollups {
+		stateRoot = winstate.Root(cfg.RollupRoot, cfg.Store)
+	}
+	units, plan, keptStats := beam.ParDo3(s, &planFn{fileSetup: files, Stamp: stamp, Root: cfg.Input, RollupRoot: cfg.RollupRoot,
+		First: window.First, Last: window.Last, Grain: cfg.Grain, Full: cfg.Full, NoRollups: cfg.NoRollups, Opts: cfg.Plan,
+		StateRoot: stateRoot, Started: cfg.Started, WindowDays: cfg.WindowDays, Precision: cfg.Precision,
+		NowMs: cfg.Now.UnixMilli(), MaxFutureMs: cfg.MaxFuture.Milliseconds()}, seals)
 	units = beam.Reshuffle(s, units)
 	read := beam.ParDoN(s, &readPartitionsFn{fileSetup: files, Stamp: stamp, Precision: cfg.Precision, Opts: cfg.Read,
 		MaxCells: cfg.MaxBundleCells, First: window.First, Last: window.Last}, units)
-	dead, parts, fromRollups, rollupStats := read[0], read[1], read[2], read[3]
-	fromRaw, rawStats := beam.ParDo2(s, &cutPartitionFn{fileSetup: files, RollupRoot: cfg.RollupRoot, NoRollups: cfg.NoRollups,
+	dead, parts, fromRollups, rollupStats, rollupParts := read[0], read[1], read[2], read[3], read[4]
+	fromRaw, rawStats, rawParts := beam.ParDo3(s, &cutPartitionFn{fileSetup: files, RollupRoot: cfg.RollupRoot, NoRollups: cfg.NoRollups,
 		First: window.First, Last: window.Last}, beam.GroupByKey(s, parts))
-	partials := beam.Flatten(s, fromRaw, fromRollups)
-	stats := beam.Flatten(s, rawStats, rollupStats)
+	// The window state, when the plan uses one: its aggregates to merge
+	// with the partitions read, and the rows the store holds, to compare.
+	shards := beam.Reshuffle(s, beam.ParDo(s, &expandShardsFn{First: window.First, Last: window.Last}, plan))
+	stateIn, stateOld := beam.ParDo2(s, &readShardFn{fileSetup: files}, shards)
 
+	partials := beam.Flatten(s, fromRaw, fromRollups, stateIn)
 	merged := transforms.MergePartials(s, partials, aggregate.CombineFn{Gran: aggregate.Hour, Precision: cfg.Precision})
+	rows := diffRows(s, merged, stateOld, files, stateRoot, cfg.AsOf, stamp)
 	out := BatchOutputs{
-		Counts: transforms.CountRows(s, merged, aggregate.Hour, aggregate.Day),
-		Users:  transforms.UserRows(s, merged),
-		Stats:  SumStats(s, stats),
+		Counts: rows.Counts,
+		Users:  rows.Users,
+		Stats:  SumStats(s, beam.Flatten(s, rawStats, rollupStats, keptStats, rows.Stats)),
 		Dead:   dead,
 	}
 	counts := WriteCounts(s, cfg.Store, stamp, out.Counts)
 	users := WriteUsers(s, cfg.Store, stamp, out.Users)
+	deleted := DeleteRows(s, cfg.Store, stamp, rows.DeletedCounts, rows.DeletedUsers)
 	deadWritten := WriteDeadLetters(s, deadletter.Dir(cfg.DeadLetterRoot, "batch", cfg.AsOf.Format(time.DateOnly)), cfg.S3, dead)
 
-	RecordRun(s, RunInfo{Store: cfg.Store, AsOf: cfg.AsOf, WindowStart: window.First, Started: cfg.Started,
-		Stamp: stamp, Partial: cfg.Partial(), AllowIncomplete: cfg.AllowIncomplete},
-		seals, out.Stats, counts, users, deadWritten)
+	RecordRun(s, RunInfo{Store: cfg.Store, AsOf: cfg.AsOf, WindowStart: window.First, WindowDays: cfg.WindowDays, Started: cfg.Started,
+		Stamp: stamp, Partial: cfg.Partial(), AllowIncomplete: cfg.AllowIncomplete, Precision: cfg.Precision, Grain: cfg.Grain, S3: cfg.S3},
+		RunInputs{Seals: seals, Stats: out.Stats, Counts: counts, Users: users, Deleted: deleted, Dead: deadWritten,
+			Plan: plan, Parts: beam.Flatten(s, rawParts, rollupParts), Shards: rows.Shards})
 	return out, nil
 }
 

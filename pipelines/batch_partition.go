@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -12,10 +13,11 @@ import (
 	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/io/blob"
 	"github.com/lumenhq/lumen/io/rollup"
+	"github.com/lumenhq/lumen/io/winstate"
 )
 
 func init() {
-	register.DoFn5x1[context.Context, string, func(*partPartial) bool, func(aggregate.AppKey, aggregate.Agg), func(KindStats), error](&cutPartitionFn{})
+	register.DoFn6x1[context.Context, string, func(*partPartial) bool, func(aggregate.AppKey, aggregate.Agg), func(KindStats), func(winstate.Part), error](&cutPartitionFn{})
 	register.Iter1[partPartial]()
 }
 
@@ -48,12 +50,13 @@ type cutPartitionFn struct {
 }
 
 func (f *cutPartitionFn) ProcessElement(ctx context.Context, key string, parts func(*partPartial) bool,
-	emit func(aggregate.AppKey, aggregate.Agg), emitStats func(KindStats)) error {
+	emit func(aggregate.AppKey, aggregate.Agg), emitStats func(KindStats), emitPart func(winstate.Part)) error {
 	var whole rollup.Rollup
 	st := KindStats{PartitionsFromRaw: 1}
 	var failures int64
 	unversioned := false
 	started := false
+	var only []int64
 	stale := map[string]bool{}
 	var pp partPartial
 	for parts(&pp) {
@@ -67,6 +70,7 @@ func (f *cutPartitionFn) ProcessElement(ctx context.Context, key string, parts f
 		st.RawBytes += pp.RawBytes
 		failures += pp.ReadFailures
 		unversioned = unversioned || pp.Unversioned
+		only = pp.Only
 		for _, s := range pp.Stale {
 			stale[s] = true
 		}
@@ -87,16 +91,37 @@ func (f *cutPartitionFn) ProcessElement(ctx context.Context, key string, parts f
 	default:
 		f.writeRollup(ctx, whole, stale, &st)
 	}
-	cutWhole(whole, st, aggregate.DayWindow{First: f.First, Last: f.Last}, emit, emitStats)
+	cutWhole(whole, st, aggregate.DayWindow{First: f.First, Last: f.Last}, only, emit, emitStats, emitPart)
 	return nil
 }
 
 // cutWhole cuts one whole partition's partial aggregates to the run's
-// window: it emits the part inside it per (kind, app), and the
-// partition's counters, st plus the input and placement the partition
-// holds (too_old and after_window from the cut).
-func cutWhole(whole rollup.Rollup, st KindStats, window aggregate.DayWindow,
-	emit func(aggregate.AppKey, aggregate.Agg), emitStats func(KindStats)) {
+// window: it emits the part inside it per (kind, app), the partition's
+// counters, st plus the input and placement the partition holds (too_old
+// and after_window from the cut), and what the window state keeps of it.
+// With only, it emits the part in those days of the window alone, and of
+// its counters only how it was read (st): the run recomputes those days,
+// and has the partition's counters from its state.
+func cutWhole(whole rollup.Rollup, st KindStats, window aggregate.DayWindow, only []int64,
+	emit func(aggregate.AppKey, aggregate.Agg), emitStats func(KindStats), emitPart func(winstate.Part)) {
+	if only != nil {
+		for k, a := range whole.Aggs {
+			in, _, _ := a.Cut(window)
+			if in = in.KeepDays(func(d int64) bool { return slices.Contains(only, d) }); in.Total() > 0 {
+				emit(k, in)
+			}
+		}
+		st.Kind = whole.Partition.Kind
+		emitStats(st) // how it was read, and no more
+		return
+	}
+	part := winstate.Part{Partition: whole.Partition, Hash: whole.Manifest.Hash(), Counters: whole.Counters, Times: whole.Times, Days: map[int64]int64{}}
+	for _, a := range whole.Aggs {
+		for d, n := range a.DayEvents() {
+			part.Days[d] += n
+		}
+	}
+	emitPart(part)
 	c := whole.Counters
 	st.Kind, st.Files, st.Bytes, st.DeadLetters = whole.Partition.Kind, c.Files, c.Bytes, c.DeadLetters
 	st.Placement = aggregate.Stats{Events: c.Events, ClockSkew: c.ClockSkew}

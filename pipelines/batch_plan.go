@@ -2,6 +2,7 @@ package pipelines
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -10,13 +11,15 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
+	"github.com/lumenhq/lumen/aggregate"
 	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/io/raw"
 	"github.com/lumenhq/lumen/io/rollup"
+	"github.com/lumenhq/lumen/io/winstate"
 )
 
 func init() {
-	register.DoFn3x1[context.Context, []byte, func(batchUnit), error](&planFn{})
+	register.DoFn5x1[context.Context, []byte, func(batchUnit), func(statePlan), func(KindStats), error](&planFn{})
 	register.Emitter1[batchUnit]()
 }
 
@@ -40,6 +43,10 @@ type batchUnit struct {
 	// A listing unit: listed files whose path is not in the raw layout
 	// (raw.ParsePath), to become dead letters of the listing.
 	BadPaths []badPath
+	// Only: the partition is read for these days (Unix ms) of the window
+	// alone, which the run recomputes (statePlan.Recompute); its counters
+	// are the state's, and it gives none.
+	Only []int64
 }
 
 // badPath is a listed .avro file that is not at
@@ -61,21 +68,28 @@ type rollupTask struct {
 	Manifest  rollup.Manifest
 	Files     []raw.FileSplit
 	Stale     []string
+	Only      []int64 // as batchUnit.Only
 }
 
 // rollupsPerUnit is how many rollups one unit reads (concurrently): a
 // day's worth of hourly ones.
 const rollupsPerUnit = 24
 
-// planFn lists the window's raw partitions and their rollups, and plans
-// the read: a partition whose raw listing still matches its rollup is
-// taken from the rollup, any other (new, changed, or without a rollup) is
-// read from its raw files. A partition whose listing gives no object
-// versions (gs://, or any filesystem whose listing has no versions or
-// ETags) is always read from raw: its size alone cannot tell that a file
-// was not replaced. It runs once, on the impulse: listing happens
-// inside the job, so a submitted job needs no access to the input from
-// the launcher.
+// planFn lists the window's raw partitions and their rollups, decides
+// about the window state, and plans the read.
+//
+// With a state that may stand for the window (stateCheck, planState), the
+// run extends it: the partitions it holds unchanged are not read at all,
+// new and changed ones are, and the days a changed, gone or departed
+// partition touched are recomputed from every partition touching them.
+// Without one, every partition is read: a partition whose raw listing
+// still matches its rollup is taken from the rollup, any other (new,
+// changed, or without a rollup) from its raw files. A partition whose
+// listing gives no object versions (gs://, or any filesystem whose listing
+// has no versions or ETags) is always read from raw: its size alone cannot
+// tell that a file was not replaced. It runs once, on the impulse: listing
+// happens inside the job, so a submitted job needs no access to the input
+// from the launcher.
 type planFn struct {
 	fileSetup
 	Root, RollupRoot string
@@ -84,9 +98,24 @@ type planFn struct {
 	Full, NoRollups  bool
 	Opts             raw.PlanOptions
 	Stamp            int64 // the run's (BatchConfig.Stamp), keying its Progress
+	// Where the store's window states live (winstate.Root; "" with
+	// NoRollups), and what a state must agree with.
+	StateRoot   string
+	Started     time.Time
+	WindowDays  int
+	Precision   uint8
+	NowMs       int64
+	MaxFutureMs int64
 }
 
-func (f *planFn) ProcessElement(ctx context.Context, _ []byte, emit func(batchUnit)) error {
+func (f *planFn) ProcessElement(ctx context.Context, _ []byte, emit func(batchUnit), emitPlan func(statePlan), emitStats func(KindStats)) error {
+	if f.StateRoot != "" {
+		// Before anything is written: a later run trusts no state older
+		// than this mark.
+		if err := winstate.MarkStart(ctx, f.StateRoot, f.Started, f.Stamp); err != nil {
+			return fmt.Errorf("pipelines: %w (or run with --no_rollups)", err)
+		}
+	}
 	files, err := raw.ListWindow(ctx, f.Root, f.First, f.Last, f.Opts)
 	if err != nil {
 		// Listing failures are transient or a misconfiguration; either way
@@ -111,16 +140,39 @@ func (f *planFn) ProcessElement(ctx context.Context, _ []byte, emit func(batchUn
 		byPart[p] = append(byPart[p], fs)
 	}
 	parts := make([]raw.Partition, 0, len(byPart))
+	manifests := map[raw.Partition]rollup.Manifest{}
+	listing := map[raw.Partition]string{}
 	for p := range byPart {
 		parts = append(parts, p)
+		m := rollup.NewManifest(byPart[p])
+		manifests[p] = m
+		if versioned(m) {
+			listing[p] = m.Hash()
+		} else {
+			listing[p] = ""
+		}
 	}
 	slices.SortFunc(parts, raw.Partition.Compare)
 
+	plan, actions := f.planState(ctx, listing)
+	emitPlan(plan)
+	for _, kept := range plan.Kept {
+		emitStats(partStats(kept, aggregate.DayWindow{First: f.First, Last: f.Last}))
+	}
+
 	var units []batchUnit
 	var tasks []rollupTask
-	fromRaw, unversioned := 0, 0
+	fromRaw, unversioned, skipped := 0, 0, 0
 	for _, p := range parts {
-		m := rollup.NewManifest(byPart[p])
+		var only []int64
+		switch actions[p] {
+		case skipPart:
+			skipped++
+			continue
+		case readDays:
+			only = plan.Recompute
+		}
+		m := manifests[p]
 		if !versioned(m) {
 			unversioned++
 			fromRaw++
@@ -153,7 +205,7 @@ func (f *planFn) ProcessElement(ctx context.Context, _ []byte, emit func(batchUn
 			}
 		}
 		if found && !f.Full {
-			tasks = append(tasks, rollupTask{Partition: p.String(), Path: want, Manifest: m, Files: byPart[p], Stale: stale})
+			tasks = append(tasks, rollupTask{Partition: p.String(), Path: want, Manifest: m, Files: byPart[p], Stale: stale, Only: only})
 			continue
 		}
 		fromRaw++
@@ -162,7 +214,7 @@ func (f *planFn) ProcessElement(ctx context.Context, _ []byte, emit func(batchUn
 		opts := f.Opts
 		opts.Parallelism = 1
 		for _, u := range raw.Pack(byPart[p], opts) {
-			units = append(units, batchUnit{Partition: p.String(), Splits: u.Splits, Manifest: m, Stale: stale})
+			units = append(units, batchUnit{Partition: p.String(), Splits: u.Splits, Manifest: m, Stale: stale, Only: only})
 		}
 	}
 	for lo := 0; lo < len(tasks); lo += rollupsPerUnit {
@@ -184,11 +236,42 @@ func (f *planFn) ProcessElement(ctx context.Context, _ []byte, emit func(batchUn
 	beam.NewCounter(c, "work_units").Inc(ctx, int64(len(units)))
 	beam.NewCounter(c, "partitions_planned_from_raw").Inc(ctx, int64(fromRaw))
 	beam.NewCounter(c, "partitions_planned_from_rollups").Inc(ctx, int64(len(tasks)))
+	beam.NewCounter(c, "partitions_from_state").Inc(ctx, int64(skipped))
 	for i := range units {
 		units[i].ID = i
 		emit(units[i])
 	}
 	return nil
+}
+
+// planState decides the run's state mode. A state that cannot be
+// trusted is a warning and a counter, and the run rebuilds one.
+func (f *planFn) planState(ctx context.Context, listing map[raw.Partition]string) (statePlan, map[raw.Partition]partAction) {
+	switch {
+	case f.NoRollups:
+		return statePlan{Mode: stateFull, Reason: "--no_rollups"}, nil
+	case f.Full:
+		return statePlan{Mode: stateFull, Reason: "--full", Root: f.StateRoot}, nil
+	}
+	c := stateCheck{Root: f.StateRoot, AsOf: f.Last, First: f.First, WindowDays: f.WindowDays, Precision: f.Precision,
+		Grain: f.Grain, Started: f.Started, Stamp: f.Stamp, NowMs: f.NowMs, MaxFutureMs: f.MaxFutureMs}
+	rebuild := func(err error) (statePlan, map[raw.Partition]partAction) {
+		if errors.Is(err, errNoState) {
+			return statePlan{Mode: stateRebuilt, Reason: "no window state overlaps the window", Root: f.StateRoot}, nil
+		}
+		slog.Warn("batch: the window state cannot be used; the run merges the rollups instead", "reason", err)
+		beam.NewCounter("lumen.batch", "states_rejected").Inc(ctx, 1)
+		return statePlan{Mode: stateRebuilt, Rejected: true, Reason: err.Error(), Root: f.StateRoot}, nil
+	}
+	s, err := c.find(ctx)
+	if err != nil {
+		return rebuild(err)
+	}
+	plan, actions, err := planState(c, s, listing)
+	if err != nil {
+		return rebuild(err)
+	}
+	return plan, actions
 }
 
 // versioned reports whether the listing gave every object of m a version.

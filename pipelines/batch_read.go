@@ -21,11 +21,12 @@ import (
 	"github.com/lumenhq/lumen/io/deadletter"
 	"github.com/lumenhq/lumen/io/raw"
 	"github.com/lumenhq/lumen/io/rollup"
+	"github.com/lumenhq/lumen/io/winstate"
 )
 
 func init() {
 	beam.RegisterCoder(reflect.TypeOf(partPartial{}), encodePartPartial, decodePartPartial)
-	register.DoFn6x1[context.Context, batchUnit, func(string, deadletter.Record), func(string, partPartial), func(aggregate.AppKey, aggregate.Agg), func(KindStats), error](&readPartitionsFn{})
+	register.DoFn7x1[context.Context, batchUnit, func(string, deadletter.Record), func(string, partPartial), func(aggregate.AppKey, aggregate.Agg), func(KindStats), func(winstate.Part), error](&readPartitionsFn{})
 	register.Emitter2[string, partPartial]()
 }
 
@@ -39,6 +40,7 @@ type partPartial struct {
 	ReadFailures int64    // files that could not be read (raw.ReadStats.ReadFailures)
 	Unversioned  bool     // the listing gives no versions (batchUnit.Unversioned)
 	Stale        []string // rollup files the partition's new one replaces
+	Only         []int64  // batchUnit.Only
 }
 
 // partMeta is partPartial but its rollup, for the coder.
@@ -48,12 +50,13 @@ type partMeta struct {
 	ReadFailures       int64
 	Unversioned        bool
 	Stale              []string
+	Only               []int64
 }
 
 // The coder: a length-prefixed JSON header, then the rollup in its file
 // form (aggregates in aggregate's binary form).
 func encodePartPartial(p partPartial) ([]byte, error) {
-	meta, err := json.Marshal(partMeta{p.Rejected, p.RawFiles, p.RawBytes, p.ReadFailures, p.Unversioned, p.Stale})
+	meta, err := json.Marshal(partMeta{p.Rejected, p.RawFiles, p.RawBytes, p.ReadFailures, p.Unversioned, p.Stale, p.Only})
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +81,8 @@ func decodePartPartial(b []byte) (partPartial, error) {
 	if err != nil {
 		return partPartial{}, err
 	}
-	return partPartial{Rollup: r, Rejected: m.Rejected, RawFiles: m.RawFiles, RawBytes: m.RawBytes, ReadFailures: m.ReadFailures, Unversioned: m.Unversioned, Stale: m.Stale}, nil
+	return partPartial{Rollup: r, Rejected: m.Rejected, RawFiles: m.RawFiles, RawBytes: m.RawBytes, ReadFailures: m.ReadFailures, Unversioned: m.Unversioned,
+		Stale: m.Stale, Only: m.Only}, nil
 }
 
 // forever is the window a partition's partials are kept in: all of time.
@@ -104,7 +108,7 @@ type readPartitionsFn struct {
 
 func (f *readPartitionsFn) ProcessElement(ctx context.Context, u batchUnit,
 	emitDead func(string, deadletter.Record), emitPart func(string, partPartial),
-	emitAgg func(aggregate.AppKey, aggregate.Agg), emitStats func(KindStats)) error {
+	emitAgg func(aggregate.AppKey, aggregate.Agg), emitStats func(KindStats), emitStatePart func(winstate.Part)) error {
 	if len(u.BadPaths) > 0 {
 		deadBadPaths(u.BadPaths, f.Opts.Pipeline, emitDead, emitStats)
 		return nil
@@ -114,7 +118,7 @@ func (f *readPartitionsFn) ProcessElement(ctx context.Context, u batchUnit,
 		if err != nil {
 			return fmt.Errorf("pipelines: work unit %d: %w", u.ID, err)
 		}
-		return f.readRaw(ctx, p, u.Splits, u.Manifest, u.Stale, 0, u.Unversioned, emitDead, emitPart)
+		return f.readRaw(ctx, p, u.Splits, u.Manifest, u.Stale, 0, u.Unversioned, u.Only, emitDead, emitPart)
 	}
 	// Rollups are small and many: fetch them concurrently, then use them
 	// in order.
@@ -150,7 +154,7 @@ func (f *readPartitionsFn) ProcessElement(ctx context.Context, u batchUnit,
 	for i, t := range u.Rollups {
 		if res := results[i]; res.err == nil {
 			beam.NewCounter("lumen.batch", "rollup_bytes_read").Inc(ctx, res.n)
-			cutWhole(res.r, KindStats{PartitionsFromRollups: 1, RollupBytes: res.n}, window, emitAgg, emitStats)
+			cutWhole(res.r, KindStats{PartitionsFromRollups: 1, RollupBytes: res.n}, window, t.Only, emitAgg, emitStats, emitStatePart)
 			continue
 		}
 		slog.Warn("batch: a rollup cannot be used; reading its partition's raw files instead",
@@ -158,7 +162,7 @@ func (f *readPartitionsFn) ProcessElement(ctx context.Context, u batchUnit,
 		beam.NewCounter("lumen.batch", "rollups_rejected").Inc(ctx, 1)
 		p, _ := raw.ParsePartition(t.Partition)
 		// The new rollup goes to the same path (the manifest is the same).
-		if err := f.readRaw(ctx, p, t.Files, t.Manifest, t.Stale, 1, false, emitDead, emitPart); err != nil {
+		if err := f.readRaw(ctx, p, t.Files, t.Manifest, t.Stale, 1, false, t.Only, emitDead, emitPart); err != nil {
 			return err
 		}
 	}
@@ -181,7 +185,7 @@ func deadBadPaths(bad []badPath, pipeline string, emitDead func(string, deadlett
 
 // readRaw reads a partition's raw files (or splits) into partials.
 func (f *readPartitionsFn) readRaw(ctx context.Context, p raw.Partition, splits []raw.FileSplit, m rollup.Manifest, stale []string,
-	rejected int64, unversioned bool, emitDead func(string, deadletter.Record), emitPart func(string, partPartial)) error {
+	rejected int64, unversioned bool, only []int64, emitDead func(string, deadletter.Record), emitPart func(string, partPartial)) error {
 	sink := &partitionSink{key: strings.ReplaceAll(p.String(), "/", "_"), emitDead: emitDead,
 		partials: aggregate.NewPartials(forever, aggregate.Hour, f.Precision), max: f.maxCells()}
 	sink.emit = func(files, bytes, failures int64, times rollup.TimeBounds) {
@@ -191,7 +195,7 @@ func (f *readPartitionsFn) readRaw(ctx context.Context, p raw.Partition, splits 
 		stats := sink.partials.Drain(func(k aggregate.AppKey, a aggregate.Agg) { aggs[k] = a })
 		c.Events, c.ClockSkew = stats[p.Kind].Events, stats[p.Kind].ClockSkew
 		emitPart(p.String(), partPartial{Rollup: rollup.Rollup{Partition: p, Precision: f.Precision, Manifest: m, Counters: c, Times: times, Aggs: aggs},
-			Rejected: rejected, RawFiles: files, RawBytes: bytes, ReadFailures: failures, Unversioned: unversioned, Stale: stale})
+			Rejected: rejected, RawFiles: files, RawBytes: bytes, ReadFailures: failures, Unversioned: unversioned, Stale: stale, Only: only})
 		sink.dead, rejected = nil, 0
 	}
 	rs, err := raw.ReadUnit(ctx, raw.WorkUnit{Splits: splits}, f.Opts, sink)

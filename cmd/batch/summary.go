@@ -56,6 +56,9 @@ func printSummary(ctx context.Context, w io.Writer, st serving.Store, cfg pipeli
 	fromRaw, fromRollups := total["read.partitions_from_raw"], total["read.partitions_from_rollups"]
 	fmt.Fprintf(w, "  from     %s partitions' rollups, and %s partitions' raw files (%s files, %s)", num(fromRollups), num(fromRaw),
 		num(total["read.raw_files"]), bytesStr(total["read.raw_bytes"]))
+	if n := total["read.partitions_from_state"]; n > 0 {
+		fmt.Fprintf(w, "; %s unchanged partitions from the window state", num(n))
+	}
 	if n := total["read.rollups_rejected"]; n > 0 {
 		fmt.Fprintf(w, "; %s rollups could not be used and were recomputed", num(n))
 	}
@@ -91,12 +94,16 @@ func printSummary(ctx context.Context, w io.Writer, st serving.Store, cfg pipeli
 		}
 	}
 	fmt.Fprintf(w, "  wrote    %s count rows and %s daily sketch rows to %s", num(runCounters["run.count_rows"]), num(runCounters["run.user_rows"]), serving.Redact(cfg.Store))
+	if runCounters["state.used"] == 1 {
+		fmt.Fprintf(w, ": the rows that changed (%s left as they were)", num(runCounters["rows.unchanged"]))
+	}
 	if n := runCounters["run.rows_deleted"]; n > 0 {
 		fmt.Fprintf(w, "; deleted %s rows of the window it did not write", num(n))
 	} else if n < 0 {
 		fmt.Fprint(w, "; deleted the window's rows it did not write")
 	}
 	fmt.Fprintln(w)
+	fmt.Fprintf(w, "  state    %s\n", stateLine(runCounters))
 	fmt.Fprintf(w, "  status   %s\n", strings.Join(states, "; "))
 	if watermark.OK() {
 		fmt.Fprintf(w, "  batch complete through %s (the watermark, for every kind)\n\n", watermark.Day.Format(time.DateOnly))
@@ -136,6 +143,28 @@ func printSummary(ctx context.Context, w io.Writer, st serving.Store, cfg pipeli
 		tw.Flush()
 	}
 	return nil
+}
+
+// stateLine says how the run used the window state (DESIGN §3,
+// incremental identity) and whether it left one for the next run.
+func stateLine(c map[string]int64) string {
+	var s string
+	switch {
+	case c["state.used"] == 1:
+		s = "used: the last run's window state, extended with the partitions that changed since"
+	case c["state.rejected"] == 1:
+		s = "rejected (see the status's note): every row written, as by a run with no state"
+	case c["state.rebuilt"] == 1:
+		s = "rebuilt: no window state of an earlier run; every row written"
+	case c["state.full"] == 1:
+		s = "full: every partition read from raw, every row written"
+	default:
+		return "none recorded"
+	}
+	if c["state.written"] == 1 {
+		return s + "; a new state written for the next run"
+	}
+	return s + "; no state written (the next run merges the rollups)"
 }
 
 // schemeOf names the filesystem of a path: "gs://" for gs://bucket/root.

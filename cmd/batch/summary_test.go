@@ -142,3 +142,46 @@ func TestSummaryReadsAreBounded(t *testing.T) {
 	}
 	t.Logf("store reads: %v", reads)
 }
+
+// The summary says how the run used the window state, and how many rows
+// it left as they were.
+func TestSummaryState(t *testing.T) {
+	ctx := context.Background()
+	asOf := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		counters map[string]int64
+		note     string
+		want     []string
+	}{
+		{map[string]int64{"state.used": 1, "state.written": 1, "read.partitions_from_state": 29, "rows.unchanged": 1200, "run.count_rows": 40, "run.user_rows": 4}, "",
+			[]string{"87 unchanged partitions from the window state", "40 count rows and 4 daily sketch rows to sqlite:x: the rows that changed (1,200 left as they were)",
+				"state    used: the last run's window state, extended with the partitions that changed since; a new state written for the next run"}},
+		{map[string]int64{"state.rebuilt": 1, "state.rejected": 1, "state.written": 1}, "state rejected (damaged)",
+			[]string{"state    rejected (see the status's note)", "(state rejected (damaged))"}},
+		{map[string]int64{"state.full": 1}, "",
+			[]string{"state    full: every partition read from raw, every row written; no state written"}},
+	} {
+		st, err := serving.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "s.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range event.Kinds {
+			if err := st.RecordRun(ctx, serving.BatchRun{Kind: k, AsOf: asOf, WindowStart: asOf.AddDate(0, 0, -29),
+				Started: asOf, Finished: asOf, Status: serving.RunSucceeded, Note: c.note, Counters: c.counters}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cfg := pipelines.BatchConfig{Input: "/in", AsOf: asOf, Store: "sqlite:x"}
+		cfg.EnsureDefaults()
+		var out bytes.Buffer
+		if err := printSummary(ctx, &out, st, cfg, time.Second); err != nil {
+			t.Fatal(err)
+		}
+		st.Close()
+		for _, want := range c.want {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("the summary does not say %q:\n%s", want, out.String())
+			}
+		}
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/lumenhq/lumen/event"
+	"github.com/lumenhq/lumen/io/avroio"
+	"github.com/lumenhq/lumen/io/winstate"
 	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/serving"
 	"github.com/lumenhq/lumen/testing/servicetest"
@@ -249,4 +251,172 @@ func TestBatchMissingInputIsIncomplete(t *testing.T) {
 			Started: nightOf(sampleAsOf).Add(time.Hour), AllowIncomplete: true})
 		check(event.HandledException, serving.RunSucceeded, sampleAsOf)
 	})
+}
+
+// An incremental run deletes a bucket whose only input vanished from an
+// old arrival partition (issue 20): one crash of an app nobody else sends
+// lands in 11-22's hour 05; the run as of 11-23 writes its rows and the
+// window state; the file is removed; the run as of 11-24 uses the state,
+// recomputes the days 11-22's partition touches, and deletes the rows.
+// The store then equals a fresh run as of 11-24.
+func TestIncrementalVanishedBucket(t *testing.T) {
+	eachStore(t, func(t *testing.T, fresh func() string) {
+		root, store := copySample(t), fresh()
+		lone := filepath.Join(root, "raw", "crash", "dt=2026-11-22", "hr=05", "part-lone.avro")
+		writeEvents(t, lone, event.Crash, event.Event{Kind: event.Crash, AppID: "com.vanish.app", AppVersion: "9.9", Platform: "ios",
+			DeviceID: []byte{0xde, 0xad}, Signature: "lone",
+			EventTime:    time.Date(2026, 11, 21, 22, 10, 0, 0, time.UTC).UnixMilli(),
+			ReceivedTime: time.Date(2026, 11, 22, 5, 20, 0, 0, time.UTC).UnixMilli()})
+		day := sampleAsOf.AddDate(0, 0, -1)
+		opsRun(t, root, store, day, nightOf(day))
+		first := sampleAsOf.AddDate(0, 0, -29)
+		lonely := func(snap map[string]string) (keys []string) {
+			for k := range snap {
+				if strings.Contains(k, "/com.vanish.app/") {
+					keys = append(keys, k)
+				}
+			}
+			return keys
+		}
+		if got := lonely(snapshot(t, openStore(t, store), first, sampleAsOf)); len(got) == 0 {
+			t.Fatal("the run as of 11-23 wrote no row of com.vanish.app")
+		} else {
+			t.Logf("as of 11-23: %d rows of com.vanish.app: %v", len(got), got)
+		}
+		if err := os.Remove(lone); err != nil {
+			t.Fatal(err)
+		}
+		opsRun(t, root, store, sampleAsOf, nightOf(sampleAsOf))
+		c := runCounters(t, openStore(t, store), sampleAsOf)[event.Crash]
+		if c["state.used"] != 1 || c["run.rows_deleted"] <= 0 {
+			t.Errorf("crash run as of 11-24: state %v, run.rows_deleted %d; want the state used and rows deleted", stateOf(c), c["run.rows_deleted"])
+		}
+		got := snapshot(t, openStore(t, store), first, sampleAsOf)
+		if keys := lonely(got); len(keys) > 0 {
+			t.Errorf("rows of com.vanish.app left after its only file went: %v", keys)
+		}
+		clean := fresh()
+		opsRun(t, root, clean, sampleAsOf, nightOf(sampleAsOf).Add(time.Hour))
+		diffSnapshots(t, "incremental run after removing the lone file vs a fresh run", got, snapshot(t, openStore(t, clean), first, sampleAsOf))
+		t.Logf("as of 11-24 (state used): %d rows deleted, %d written", c["run.rows_deleted"], c["run.count_rows"]+c["run.user_rows"])
+	})
+}
+
+// writeEvents writes events of kind k to a new Avro file at path.
+func writeEvents(t *testing.T, path string, k event.Kind, evs ...event.Event) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := avroio.NewEventWriter(f, k, avroio.WithCodec(avroio.CodecSnappy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range evs {
+		if err := w.AppendEvent(&evs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Kill -9 of an incremental run while it writes its rows (issue 20): the
+// run left rows of its own in the store, but no window state; the next run
+// must not trust the state before it (a run started since, the killed one,
+// may have written the window), rebuilds, and leaves the store equal to a
+// --full run into an empty store. Cassandra, throttled, so that the
+// writing lasts long enough to be killed in.
+func TestIncrementalKilledWhileWriting(t *testing.T) {
+	inc, _ := cassandraStores(t)
+	ctx := context.Background()
+	root := copySample(t)
+	day := sampleAsOf.AddDate(0, 0, -1)
+	opsRun(t, root, inc, day, nightOf(day))
+	stateRoot := winstate.Root(root, inc)
+	before, err := winstate.Find(ctx, stateRoot, time.Time{}, sampleAsOf)
+	if err != nil || len(before) != 1 {
+		t.Fatalf("after the run as of 11-23: states %v (%v), want one", before, err)
+	}
+
+	bin := command(t, "batch")
+	args := func(store string) []string {
+		return []string{"--input=" + root, "--store=" + store, "--deadletter_root=" + t.TempDir(), "--as_of=" + sampleAsOf.Format(time.DateOnly)}
+	}
+	slow := strings.Replace(inc, "rate=50000", "rate=200", 1)
+	p := startProcess(t, "batch", baseEnv(t), bin, args(slow)...)
+	st := openStore(t, inc)
+	written := func() int {
+		rows, err := st.DayTotals(ctx, event.AppLoad, sampleAsOf, sampleAsOf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(rows)
+	}
+	for written() == 0 {
+		select {
+		case <-p.done:
+			t.Fatalf("the run exited (%v) before a row of 11-24 was seen:\n%s", p.err, tail(p.output(), 30))
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
+	t.Logf("killed (SIGKILL) with day rows of 11-24 for %d app versions written", written())
+
+	marks, err := winstate.Marks(ctx, stateRoot)
+	if err != nil || len(marks) == 0 {
+		t.Fatalf("no run marks (%v)", err)
+	}
+	killed := marks[len(marks)-1]
+	for _, m := range marks {
+		if m.Started.After(killed.Started) {
+			killed = m
+		}
+	}
+	states, err := winstate.Find(ctx, stateRoot, time.Time{}, sampleAsOf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range states {
+		s, err := winstate.Read(ctx, path)
+		if err != nil {
+			t.Fatalf("state %s: %v", path, err)
+		}
+		if s.Stamp == killed.Stamp || !s.AsOf.Equal(day) {
+			t.Errorf("state %s claims the killed run (as of %s, stamp %d; killed: stamp %d)", path, s.AsOf.Format(time.DateOnly), s.Stamp, killed.Stamp)
+		}
+	}
+
+	out, err := runProcess(t, bin, args(inc)...)
+	if err != nil {
+		t.Fatalf("the run after the kill: %v\n%s", err, tail(out, 30))
+	}
+	if !strings.Contains(out, "state    rejected") {
+		t.Errorf("the run after the kill did not reject the state of 11-23:\n%s", tail(out, 30))
+	}
+	full := sqliteURL(t)
+	runBatch(t, "prism", pipelines.BatchConfig{Input: root, AsOf: sampleAsOf, Store: full, DeadLetterRoot: t.TempDir(), Full: true})
+	first := sampleAsOf.AddDate(0, 0, -29)
+	got, want := snapshot(t, st, first, sampleAsOf), snapshot(t, openStore(t, full), first, sampleAsOf)
+	diffSnapshots(t, "the run after the killed one vs --full into an empty store", got, want)
+	t.Logf("after the kill, the next run = --full: %d rows", len(want))
+}
+
+// runProcess runs bin to its end and returns its output.
+func runProcess(t *testing.T, bin string, args ...string) (string, error) {
+	t.Helper()
+	p := startProcess(t, filepath.Base(bin), baseEnv(t), bin, args...)
+	err := p.wait(t, 10*time.Minute)
+	return p.output(), err
 }

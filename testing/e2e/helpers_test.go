@@ -131,7 +131,7 @@ func snapshot(t testing.TB, st serving.Store, from, to time.Time) map[string]str
 			t.Fatal(err)
 		}
 		for _, r := range rows {
-			snap[fmt.Sprintf("users/%s/%s/%s/%s", s.kind, s.app, s.version, r.DayTime().Format(time.DateOnly))] = fmt.Sprintf("%d %x", r.Estimate, r.Sketch)
+			snap[fmt.Sprintf("users/%s/%s/%s/%s", s.kind, s.app, s.version, r.DayTime().Format(time.DateOnly))] = fmt.Sprintf("%d %d %x", r.Estimate, r.Events, r.Sketch)
 		}
 	}
 	return snap

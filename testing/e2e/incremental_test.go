@@ -17,6 +17,7 @@ import (
 	"github.com/lumenhq/lumen/io/raw"
 	"github.com/lumenhq/lumen/io/rollup"
 	"github.com/lumenhq/lumen/io/s3fs"
+	"github.com/lumenhq/lumen/io/winstate"
 	"github.com/lumenhq/lumen/pipelines"
 	"github.com/lumenhq/lumen/serving"
 	"github.com/lumenhq/lumen/testing/s3test"
@@ -115,7 +116,7 @@ func incrementalScenario(t *testing.T, src, root string, counter *s3test.Counter
 	second := run(inc, next, false)
 	newParts := partitionsOf(t, newFiles...)
 	t.Logf("incremental run as of D+1: %v", readCounters(second))
-	if got := sum(second, "read.partitions_from_raw"); got != int64(newParts) {
+	if got := sum(second, "read.partitions_from_raw"); got != int64(newParts) || sum(second, "state.used") != 3 {
 		t.Errorf("incremental run read %d partitions from raw, want D+1's %d", got, newParts)
 	}
 	if got := sum(second, "read.raw_files"); got != int64(len(newFiles)) {
@@ -128,8 +129,11 @@ func incrementalScenario(t *testing.T, src, root string, counter *s3test.Counter
 			t.Errorf("the incremental run opened %d raw objects, %d of them of D+1 (%d files): it must open only D+1's", rawGets, newGets, len(newFiles))
 		}
 		// One LIST per kind and day of the window, of raw and of rollup/,
-		// and one per kind of the as_of day's seals.
-		if lists, want := counter.Count("LIST"), 2*30*len(event.Kinds)+len(event.Kinds); lists != want {
+		// and one per kind of the as_of day's seals; and the window
+		// state's: to find it (the store's states, its day) and the runs'
+		// marks before the run; after it, to retire the state it replaces
+		// (the states, the two days, the old state's files) and the marks.
+		if lists, want := counter.Count("LIST"), 2*30*len(event.Kinds)+len(event.Kinds)+3+5; lists != want {
 			t.Errorf("the incremental run sent %d LISTs, want %d", lists, want)
 		}
 	}
@@ -141,8 +145,8 @@ func incrementalScenario(t *testing.T, src, root string, counter *s3test.Counter
 	rewriteShorter(t, changed)
 	copyFile(t, added, strings.TrimSuffix(added, ".avro")+"-late.avro")
 	third := run(inc, next, false)
-	if got := sum(third, "read.partitions_from_raw"); got != 2 {
-		t.Errorf("after changing one partition and adding to another, %d partitions were read from raw, want 2 (%v)", got, readCounters(third))
+	if got := sum(third, "read.partitions_from_raw"); got != 2 || sum(third, "state.used") != 3 {
+		t.Errorf("after changing one partition and adding to another, %d partitions were read from raw, want 2, with the state (%v)", got, third[event.AppLoad])
 	}
 	equalsFull(t, root, inc, full, next, third)
 	// The changed partition's new rollup replaced its old one.
@@ -154,8 +158,18 @@ func incrementalScenario(t *testing.T, src, root string, counter *s3test.Counter
 		t.Errorf("partition %s has rollups %v (%v), want just its new one", part, have[part], err)
 	}
 
-	// 4. Rollups go missing, get cut short, get garbled: one of each of
-	// three days, so that it holds at any grain.
+	// 4. The window state is gone, and rollups go missing, get cut short,
+	// get garbled: one of each of three days, so that it holds at any
+	// grain.
+	states, err := winstate.Find(ctx, winstate.Root(root, inc), d.AddDate(0, 0, -40), next)
+	if err != nil || len(states) == 0 {
+		t.Fatalf("no window state after the incremental runs (%v)", err)
+	}
+	for _, p := range states {
+		if err := winstate.Remove(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var paths []string
 	for ago := 5; ago <= 7; ago++ {
 		day := d.AddDate(0, 0, -ago)
@@ -181,6 +195,9 @@ func incrementalScenario(t *testing.T, src, root string, counter *s3test.Counter
 	fourth := run(inc, next, false)
 	if got, rej := sum(fourth, "read.partitions_from_raw"), sum(fourth, "read.rollups_rejected"); got != 3 || rej != 2 {
 		t.Errorf("after deleting, truncating and garbling three rollups: %d partitions from raw (want 3), %d rejected (want 2)", got, rej)
+	}
+	if sum(fourth, "state.rebuilt") != 3 {
+		t.Errorf("without its state, the run did not rebuild one: %v", fourth[event.AppLoad])
 	}
 	equalsFull(t, root, inc, full, next, fourth)
 }
@@ -214,10 +231,15 @@ func equalsFull(t *testing.T, root, inc, full string, asOf time.Time, incCounter
 		from.Format(time.DateOnly), asOf.Format(time.DateOnly))
 }
 
-// isDataCounter: counters about the data, not about how the run read it or
-// what it wrote (read.*, run.*).
+// isDataCounter: counters about the data, not about how the run read it,
+// what it wrote, or its window state (read.*, run.*, rows.*, state.*).
 func isDataCounter(name string) bool {
-	return !strings.HasPrefix(name, "read.") && !strings.HasPrefix(name, "run.")
+	for _, p := range []string{"read.", "run.", "rows.", "state."} {
+		if strings.HasPrefix(name, p) {
+			return false
+		}
+	}
+	return true
 }
 
 func runCounters(t *testing.T, st serving.Store, asOf time.Time) map[event.Kind]map[string]int64 {

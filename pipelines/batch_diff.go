@@ -1,0 +1,160 @@
+package pipelines
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+
+	"github.com/lumenhq/lumen/aggregate"
+	"github.com/lumenhq/lumen/io/winstate"
+	"github.com/lumenhq/lumen/serving"
+)
+
+func init() {
+	register.DoFn10x1[context.Context, aggregate.AppKey, func(*aggregate.Agg) bool, func(*aggregate.Agg) bool,
+		func(aggregate.CountRow), func(aggregate.UserRow), func(aggregate.CountRow), func(aggregate.UserRow), func(KindStats), func(winstate.Shard), error](&diffFn{})
+	register.DoFn3x1[context.Context, aggregate.CountRow, func(int64), error](&deleteCountsFn{})
+	register.DoFn3x1[context.Context, aggregate.UserRow, func(int64), error](&deleteUsersFn{})
+	register.Iter1[aggregate.Agg]()
+}
+
+// rowChanges are the rows a batch run writes and deletes.
+type rowChanges struct {
+	Counts, Users               beam.PCollection // to write: aggregate.CountRow, aggregate.UserRow
+	DeletedCounts, DeletedUsers beam.PCollection // keys to delete
+	Stats                       beam.PCollection // KindStats: rows changed, unchanged, deleted
+	Shards                      beam.PCollection // winstate.Shard: the new state's aggregates, written
+}
+
+// diffRows compares the window's new aggregates with the old state's (cut
+// to the window; none without a state) per (kind, app), and gives the
+// rows that changed, the rows that went, and the new state's shards,
+// which it writes as it goes (under root, for asOf and stamp; none when
+// root is "").
+//
+//	merged, old: PCollection<KV<AppKey, Agg>>
+func diffRows(s beam.Scope, merged, old beam.PCollection, files fileSetup, root string, asOf time.Time, stamp int64) rowChanges {
+	s = s.Scope("pipelines.DiffRows")
+	c, u, dc, du, st, sh := beam.ParDo6(s, &diffFn{fileSetup: files, Root: root, AsOf: asOf, Stamp: stamp}, beam.CoGroupByKey(s, merged, old))
+	return rowChanges{Counts: c, Users: u, DeletedCounts: dc, DeletedUsers: du, Stats: st, Shards: sh}
+}
+
+// diffFn renders a key's rows: every row of the new aggregate without an
+// old one (a full run, or a new key), the changed ones with it
+// (aggregate.Diff). It keeps the new aggregates of a bundle and writes
+// them as one shard of the new state when the bundle ends.
+type diffFn struct {
+	fileSetup
+	Root  string
+	AsOf  time.Time
+	Stamp int64
+
+	keep map[aggregate.AppKey]aggregate.Agg
+}
+
+func (f *diffFn) StartBundle(context.Context, func(aggregate.CountRow), func(aggregate.UserRow), func(aggregate.CountRow), func(aggregate.UserRow),
+	func(KindStats), func(winstate.Shard)) {
+	f.keep = map[aggregate.AppKey]aggregate.Agg{}
+}
+
+func (f *diffFn) ProcessElement(ctx context.Context, k aggregate.AppKey, news, olds func(*aggregate.Agg) bool,
+	emitCount func(aggregate.CountRow), emitUser func(aggregate.UserRow), delCount func(aggregate.CountRow), delUser func(aggregate.UserRow),
+	emitStats func(KindStats), emitShard func(winstate.Shard)) error {
+	var new, old, a aggregate.Agg
+	var err error
+	for news(&a) {
+		if new, err = new.Merge(a); err != nil {
+			return err
+		}
+		a = aggregate.Agg{}
+	}
+	for olds(&a) {
+		if old, err = old.Merge(a); err != nil {
+			return err
+		}
+		a = aggregate.Agg{}
+	}
+	d, err := aggregate.Diff(k, old, new)
+	if err != nil {
+		return fmt.Errorf("pipelines: rows of %v: %w", k, err)
+	}
+	for _, r := range d.Counts {
+		emitCount(r)
+	}
+	for _, r := range d.Users {
+		emitUser(r)
+	}
+	for _, r := range d.DeletedCounts {
+		delCount(r)
+	}
+	for _, r := range d.DeletedUsers {
+		delUser(r)
+	}
+	emitStats(KindStats{Kind: k.Kind, RowsChanged: int64(len(d.Counts) + len(d.Users)), RowsUnchanged: d.Unchanged,
+		RowsDeleted: int64(len(d.DeletedCounts) + len(d.DeletedUsers))})
+	if !new.IsZero() && new.Total() > 0 {
+		f.keep[k] = new
+	}
+	return nil
+}
+
+func (f *diffFn) FinishBundle(ctx context.Context, _ func(aggregate.CountRow), _ func(aggregate.UserRow), _ func(aggregate.CountRow), _ func(aggregate.UserRow),
+	_ func(KindStats), emitShard func(winstate.Shard)) error {
+	if f.Root == "" || len(f.keep) == 0 {
+		return nil
+	}
+	sh, err := winstate.WriteShard(ctx, f.Root, f.AsOf, f.Stamp, f.keep)
+	if err != nil {
+		return fmt.Errorf("pipelines: window state: %w", err)
+	}
+	emitShard(sh)
+	return nil
+}
+
+// DeleteRows deletes a batch run's vanished rows by key, with the run's
+// stamp (monotone: a newer run's rows stay), and returns the number each
+// bundle deleted.
+//
+//	counts: PCollection<aggregate.CountRow>, users: PCollection<aggregate.UserRow> → PCollection<int64>
+func DeleteRows(s beam.Scope, store string, stamp int64, counts, users beam.PCollection) beam.PCollection {
+	s = s.Scope("pipelines.DeleteRows")
+	w := rowWriter{Store: store, Layer: serving.Batch, Stamp: stamp}
+	return beam.Flatten(s,
+		beam.ParDo(s, &deleteCountsFn{rowWriter: w}, counts),
+		beam.ParDo(s, &deleteUsersFn{rowWriter: w}, users))
+}
+
+type deleteCountsFn struct {
+	rowWriter
+	buf []aggregate.CountRow
+}
+
+func (f *deleteCountsFn) ProcessElement(ctx context.Context, row aggregate.CountRow, _ func(int64)) error {
+	return bufferRow(ctx, &f.rowWriter, &f.buf, row, f.w.DeleteCounts, "count deletes")
+}
+
+func (f *deleteCountsFn) FinishBundle(ctx context.Context, emit func(int64)) error {
+	if err := flushRows(ctx, &f.rowWriter, &f.buf, f.w.DeleteCounts, "count deletes"); err != nil {
+		return err
+	}
+	return f.finish(ctx, emit, "batch_count_rows_deleted")
+}
+
+type deleteUsersFn struct {
+	rowWriter
+	buf []aggregate.UserRow
+}
+
+func (f *deleteUsersFn) ProcessElement(ctx context.Context, row aggregate.UserRow, _ func(int64)) error {
+	return bufferRow(ctx, &f.rowWriter, &f.buf, row, f.w.DeleteUsers, "user deletes")
+}
+
+func (f *deleteUsersFn) FinishBundle(ctx context.Context, emit func(int64)) error {
+	if err := flushRows(ctx, &f.rowWriter, &f.buf, f.w.DeleteUsers, "user deletes"); err != nil {
+		return err
+	}
+	return f.finish(ctx, emit, "batch_user_rows_deleted")
+}
