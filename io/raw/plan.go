@@ -76,6 +76,13 @@ func ListDays(ctx context.Context, first, last time.Time, concurrency int, prefi
 			days = append(days, Partition{Kind: k, Day: d, Hour: -1})
 		}
 	}
+	listings, err := ListEach(ctx, days, concurrency, prefix)
+	return days, listings, err
+}
+
+// ListEach lists prefix(d) for each of days, concurrency at a time: the
+// listings in the order of days.
+func ListEach(ctx context.Context, days []Partition, concurrency int, prefix func(day Partition) string) ([][]blob.FileInfo, error) {
 	listings := make([][]blob.FileInfo, len(days))
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(1, concurrency))
@@ -90,9 +97,9 @@ func ListDays(ctx context.Context, first, last time.Time, concurrency int, prefi
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return days, listings, nil
+	return listings, nil
 }
 
 // Pack groups files into work units. Files larger than the unit target are

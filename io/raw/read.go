@@ -64,8 +64,8 @@ type ReadStats struct {
 	// content: they are "unreadable_file" dead letters, and reading again
 	// may succeed, so what was read is not what the listing holds.
 	ReadFailures int64
-	// Latest is the latest time (the later of event and received time, ms)
-	// of a valid event, and FutureFrom the earliest such time of a
+	// Latest is the latest received time (ms; the one time the bound looks
+	// at) of a valid event, and FutureFrom the earliest such time of a
 	// future_time dead letter; 0 if there is none. They bound the clocks
 	// at which reading again would give the same events (rollup.TimeBounds).
 	Latest, FutureFrom int64
@@ -245,7 +245,7 @@ func (r *unitReader) read(ctx context.Context, s FileSplit, data []byte) error {
 func (r *unitReader) events(evs []event.Event) {
 	first := -1
 	for i := range evs {
-		if t := max(evs[i].EventTime, evs[i].ReceivedTime); t > r.limit {
+		if t := evs[i].ReceivedTime; t > r.limit {
 			first = i
 			break
 		} else if t > r.stats.Latest {
@@ -259,7 +259,10 @@ func (r *unitReader) events(evs []event.Event) {
 	r.kept = append(r.kept[:0], evs[:first]...)
 	for i := first; i < len(evs); i++ {
 		e := &evs[i]
-		t := max(e.EventTime, e.ReceivedTime)
+		// The bound (event.CheckFuture) looks at the received time only, so
+		// the time bounds do too: an event time ahead of it (a device clock
+		// ahead, bucketed by received time) changes nothing at another clock.
+		t := e.ReceivedTime
 		if reason := event.CheckFuture(e, r.opts.NowMs, r.opts.MaxFuture); reason != "" {
 			if r.stats.FutureFrom == 0 || t < r.stats.FutureFrom {
 				r.stats.FutureFrom = t

@@ -254,3 +254,33 @@ func TestPack(t *testing.T) {
 		t.Error("Pack is not deterministic")
 	}
 }
+
+// The time bounds follow the bound's own time, the received time: an
+// event whose device clock is days ahead, received within the bound, is
+// counted and moves Latest to its received time only; one received beyond
+// the bound sets FutureFrom to its received time. With the later of the
+// two times, a rollup that dead-lettered an event received at R with a
+// clock ahead at E > R claimed to hold at clocks between R and E, where
+// reading raw counts it (issue 20).
+func TestReadTimeBoundsAreReceivedTimes(t *testing.T) {
+	now := time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC).UnixMilli()
+	day := int64(24 * time.Hour / time.Millisecond)
+	evs := testEvents(event.AppLoad, 3, 9)
+	evs[0].EventTime, evs[0].ReceivedTime = now+3*day, now-1000        // clock ahead, received in time
+	evs[1].EventTime, evs[1].ReceivedTime = now+5*day, now+2*3600*1000 // received 2 h ahead: future_time
+	evs[2].EventTime, evs[2].ReceivedTime = now-5000, now-4000
+	p := filepath.Join(t.TempDir(), "f.avro")
+	writeFile(t, p, event.AppLoad, evs)
+	c := &collect{}
+	st, err := ReadUnit(context.Background(), WorkUnit{Splits: []FileSplit{whole(t, p, event.AppLoad)}},
+		ReadOptions{NowMs: now, MaxFuture: time.Hour}, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.evs) != 2 || c.reasons()["future_time"] != 1 {
+		t.Fatalf("%d events, dead letters %v; want 2 and one future_time", len(c.evs), c.reasons())
+	}
+	if st.Latest != now-1000 || st.FutureFrom != now+2*3600*1000 {
+		t.Errorf("Latest %d, FutureFrom %d; want the received times %d and %d", st.Latest, st.FutureFrom, now-1000, now+2*3600*1000)
+	}
+}

@@ -283,6 +283,22 @@ func List(ctx context.Context, root string, first, last time.Time, concurrency i
 	if err != nil {
 		return nil, fmt.Errorf("rollup: %w", err)
 	}
+	return collect(days, listings), nil
+}
+
+// ListDays finds the rollups of the given arrival days (kind and day;
+// Hour -1) under root, one listing each: an incremental run lists only
+// the partitions it reads.
+func ListDays(ctx context.Context, root string, days []raw.Partition, concurrency int) (map[raw.Partition][]string, error) {
+	listings, err := raw.ListEach(ctx, days, concurrency, func(d raw.Partition) string { return d.Dir(root, "rollup") + "/" })
+	if err != nil {
+		return nil, fmt.Errorf("rollup: %w", err)
+	}
+	return collect(days, listings), nil
+}
+
+// collect maps the rollup files of day listings to their partitions.
+func collect(days []raw.Partition, listings [][]blob.FileInfo) map[raw.Partition][]string {
 	out := map[raw.Partition][]string{}
 	for i, files := range listings {
 		for _, f := range files {
@@ -291,12 +307,14 @@ func List(ctx context.Context, root string, first, last time.Time, concurrency i
 			}
 			p := days[i]
 			if dir := path.Base(path.Dir(f.Path)); strings.HasPrefix(dir, "hr=") {
-				if p, err = raw.ParsePartition(p.String() + "/" + dir); err != nil {
+				hour, err := raw.ParsePartition(p.String() + "/" + dir)
+				if err != nil {
 					continue
 				}
+				p = hour
 			}
 			out[p] = append(out[p], f.Path)
 		}
 	}
-	return out, nil
+	return out
 }

@@ -104,7 +104,7 @@ func (c *Counters) Add(o Counters) {
 
 // TimeBounds are what a partition's content depends on through the
 // processing clock: the time bound (event.CheckFuture) counts an event
-// only while its later time (of event and received time) is at most
+// only while its received time is at most
 // now + max_future. A run at another clock reads the same events from
 // the raw files exactly when the bounds hold at it (Holds).
 type TimeBounds struct {
