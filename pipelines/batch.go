@@ -41,8 +41,9 @@ func init() {
 //	was written, else its raw files packed into work units → Reshuffle →
 //	read (decode, validate and pre-aggregate a unit's files, or read and
 //	check rollups) → for raw: group per partition, write its rollup → cut
-//	each whole partition to the window (too_old) → merge per (kind, app),
-//	with the state's aggregates, by aggregate.CombineFn → compare with the
+//	each whole partition to the window (too_old) → merge per (kind, app)
+//	by aggregate.CombineFn → add to the state's aggregates of the days not
+//	recomputed (read from its shards, shuffled once) and compare with the
 //	state per key: the hour and day counts and daily sketches that changed
 //	→ store, the rows whose key went → deleted; the new state's shards;
 //	dead letters → files; run counters → batch_runs, after every row, and
@@ -97,7 +98,7 @@ func BuildBatchOutputs(s beam.Scope, cfg BatchConfig) (BatchOutputs, error) {
 	units, plan, keptStats := beam.ParDo3(s, &planFn{fileSetup: files, Stamp: stamp, Root: cfg.Input, RollupRoot: cfg.RollupRoot,
 		First: window.First, Last: window.Last, Grain: cfg.Grain, Full: cfg.Full, NoRollups: cfg.NoRollups, Opts: cfg.Plan,
 		StateRoot: stateRoot, Started: cfg.Started, WindowDays: cfg.WindowDays, Precision: cfg.Precision,
-		NowMs: cfg.Now.UnixMilli(), MaxFutureMs: cfg.MaxFuture.Milliseconds()}, seals)
+		NowMs: cfg.Now.UnixMilli(), MaxFutureMs: cfg.MaxFuture.Milliseconds(), VerifyNew: cfg.Verify == VerifyNew}, seals)
 	units = beam.Reshuffle(s, units)
 	read := beam.ParDoN(s, &readPartitionsFn{fileSetup: files, Stamp: stamp, Precision: cfg.Precision, Opts: cfg.Read,
 		MaxCells: cfg.MaxBundleCells, First: window.First, Last: window.Last}, units)
@@ -107,11 +108,11 @@ func BuildBatchOutputs(s beam.Scope, cfg BatchConfig) (BatchOutputs, error) {
 	// The window state, when the plan uses one: its aggregates to merge
 	// with the partitions read, and the rows the store holds, to compare.
 	shards := beam.Reshuffle(s, beam.ParDo(s, &expandShardsFn{First: window.First, Last: window.Last}, plan))
-	stateIn, stateOld := beam.ParDo2(s, &readShardFn{fileSetup: files}, shards)
+	kept, dropped := beam.ParDo2(s, &readShardFn{fileSetup: files}, shards)
 
-	partials := beam.Flatten(s, fromRaw, fromRollups, stateIn)
+	partials := beam.Flatten(s, fromRaw, fromRollups)
 	merged := transforms.MergePartials(s, partials, aggregate.CombineFn{Gran: aggregate.Hour, Precision: cfg.Precision})
-	rows := diffRows(s, merged, stateOld, files, stateRoot, cfg.AsOf, stamp)
+	rows := diffRows(s, merged, kept, dropped, files, stateRoot, cfg.AsOf, stamp)
 	out := BatchOutputs{
 		Counts: rows.Counts,
 		Users:  rows.Users,

@@ -69,7 +69,18 @@ type BatchConfig struct {
 	Full bool
 	// NoRollups neither reads nor writes rollups: every run reads raw.
 	NoRollups bool
+	// Verify is what a run that extends a window state lists: "window"
+	// (the default: every arrival day, so that a changed old partition is
+	// found) or "new" (only the arrival days after the state's; a change to
+	// an older day goes unseen until a run with "window" or --full).
+	Verify string
 }
+
+// The values of BatchConfig.Verify.
+const (
+	VerifyWindow = "window"
+	VerifyNew    = "new"
+)
 
 // Partial reports whether AsOf had not ended when the run started.
 func (c *BatchConfig) Partial() bool {
@@ -89,6 +100,9 @@ func (c *BatchConfig) EnsureDefaults() {
 	}
 	if c.Grain == 0 {
 		c.Grain = raw.GrainDay
+	}
+	if c.Verify == "" {
+		c.Verify = VerifyWindow
 	}
 	if c.Precision == 0 {
 		c.Precision = hll.DefaultPrecision
@@ -115,6 +129,9 @@ func (c *BatchConfig) Validate() error {
 	}
 	if c.AsOf.IsZero() {
 		errs = append(errs, errors.New("as_of: required"))
+	}
+	if c.Verify != VerifyWindow && c.Verify != VerifyNew {
+		errs = append(errs, fmt.Errorf("verify: %q, want %q or %q", c.Verify, VerifyWindow, VerifyNew))
 	}
 	if c.WindowDays < 1 || c.WindowDays > 366 {
 		errs = append(errs, fmt.Errorf("window_days: %d, want 1..366", c.WindowDays))

@@ -14,7 +14,7 @@ import (
 )
 
 func init() {
-	register.DoFn10x1[context.Context, aggregate.AppKey, func(*aggregate.Agg) bool, func(*aggregate.Agg) bool,
+	register.DoFn10x1[aggregate.AppKey, func(*aggregate.Agg) bool, func(*aggregate.Agg) bool, func(*aggregate.Agg) bool,
 		func(aggregate.CountRow), func(aggregate.UserRow), func(aggregate.CountRow), func(aggregate.UserRow), func(KindStats), func(winstate.Shard), error](&diffFn{})
 	register.DoFn3x1[context.Context, aggregate.CountRow, func(int64), error](&deleteCountsFn{})
 	register.DoFn3x1[context.Context, aggregate.UserRow, func(int64), error](&deleteUsersFn{})
@@ -29,23 +29,26 @@ type rowChanges struct {
 	Shards                      beam.PCollection // winstate.Shard: the new state's aggregates, written
 }
 
-// diffRows compares the window's new aggregates with the old state's (cut
-// to the window; none without a state) per (kind, app), and gives the
-// rows that changed, the rows that went, and the new state's shards,
-// which it writes as it goes (under root, for asOf and stamp; none when
-// root is "").
+// diffRows adds the merge of the partitions read to the old state's
+// aggregates (cut to the window, without the recomputed days; none without
+// a state) per (kind, app), compares the result with the old state's, and
+// gives the rows that changed, the rows that went, and the new state's
+// shards, which it writes as it goes (under root, for asOf and stamp; none
+// when root is "").
 //
-//	merged, old: PCollection<KV<AppKey, Agg>>
-func diffRows(s beam.Scope, merged, old beam.PCollection, files fileSetup, root string, asOf time.Time, stamp int64) rowChanges {
+//	merged, kept, dropped: PCollection<KV<AppKey, Agg>>
+func diffRows(s beam.Scope, merged, kept, dropped beam.PCollection, files fileSetup, root string, asOf time.Time, stamp int64) rowChanges {
 	s = s.Scope("pipelines.DiffRows")
-	c, u, dc, du, st, sh := beam.ParDo6(s, &diffFn{fileSetup: files, Root: root, AsOf: asOf, Stamp: stamp}, beam.CoGroupByKey(s, merged, old))
+	c, u, dc, du, st, sh := beam.ParDo6(s, &diffFn{fileSetup: files, Root: root, AsOf: asOf, Stamp: stamp}, beam.CoGroupByKey(s, merged, kept, dropped))
 	return rowChanges{Counts: c, Users: u, DeletedCounts: dc, DeletedUsers: du, Stats: st, Shards: sh}
 }
 
 // diffFn renders a key's rows: every row of the new aggregate without an
 // old one (a full run, or a new key), the changed ones with it
-// (aggregate.Diff). It keeps the new aggregates of a bundle and writes
-// them as one shard of the new state when the bundle ends.
+// (aggregate.Diff). The old aggregate is the state's kept and recomputed
+// days; the new one its kept days plus the partitions read. It keeps the
+// new aggregates of a bundle and writes them as one shard of the new
+// state when the bundle ends.
 type diffFn struct {
 	fileSetup
 	Root  string
@@ -60,22 +63,42 @@ func (f *diffFn) StartBundle(context.Context, func(aggregate.CountRow), func(agg
 	f.keep = map[aggregate.AppKey]aggregate.Agg{}
 }
 
-func (f *diffFn) ProcessElement(ctx context.Context, k aggregate.AppKey, news, olds func(*aggregate.Agg) bool,
+func (f *diffFn) ProcessElement(k aggregate.AppKey, news, kepts, droppeds func(*aggregate.Agg) bool,
 	emitCount func(aggregate.CountRow), emitUser func(aggregate.UserRow), delCount func(aggregate.CountRow), delUser func(aggregate.UserRow),
 	emitStats func(KindStats), emitShard func(winstate.Shard)) error {
-	var new, old, a aggregate.Agg
-	var err error
-	for news(&a) {
-		if new, err = new.Merge(a); err != nil {
-			return err
+	mergeAll := func(next func(*aggregate.Agg) bool) (aggregate.Agg, error) {
+		var out, a aggregate.Agg
+		var err error
+		for next(&a) {
+			if out, err = out.Merge(a); err != nil {
+				return out, err
+			}
+			a = aggregate.Agg{}
 		}
-		a = aggregate.Agg{}
+		return out, nil
 	}
-	for olds(&a) {
-		if old, err = old.Merge(a); err != nil {
-			return err
-		}
-		a = aggregate.Agg{}
+	read, err := mergeAll(news)
+	if err != nil {
+		return err
+	}
+	kept, err := mergeAll(kepts)
+	if err != nil {
+		return err
+	}
+	dropped, err := mergeAll(droppeds)
+	if err != nil {
+		return err
+	}
+	old, err := aggregate.Agg{}.MergeCopy(kept)
+	if err != nil {
+		return err
+	}
+	if old, err = old.Merge(dropped); err != nil {
+		return err
+	}
+	new, err := kept.Merge(read)
+	if err != nil {
+		return err
 	}
 	d, err := aggregate.Diff(k, old, new)
 	if err != nil {

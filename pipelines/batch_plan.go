@@ -106,6 +106,9 @@ type planFn struct {
 	Precision   uint8
 	NowMs       int64
 	MaxFutureMs int64
+	// VerifyNew lists only the arrival days after the state's
+	// (BatchConfig.Verify "new").
+	VerifyNew bool
 }
 
 func (f *planFn) ProcessElement(ctx context.Context, _ []byte, emit func(batchUnit), emitPlan func(statePlan), emitStats func(KindStats)) error {
@@ -116,45 +119,59 @@ func (f *planFn) ProcessElement(ctx context.Context, _ []byte, emit func(batchUn
 			return fmt.Errorf("pipelines: %w (or run with --no_rollups)", err)
 		}
 	}
-	files, err := raw.ListWindow(ctx, f.Root, f.First, f.Last, f.Opts)
-	if err != nil {
-		// Listing failures are transient or a misconfiguration; either way
-		// the run must not succeed on a partial listing. Beam retries the
-		// bundle, then fails the job.
-		return fmt.Errorf("pipelines: %w", err)
+	listFirst := f.First
+	var trusted winstate.State
+	if f.VerifyNew && !f.Full && !f.NoRollups {
+		// Only the arrival days after the state's are listed; the state's
+		// own are taken as they were. Any doubt lists the window.
+		if s, err := f.check().find(ctx); err == nil && s.AsOf.Before(f.Last) {
+			trusted, listFirst = s, maxTime(f.First, s.AsOf.AddDate(0, 0, 1))
+		}
 	}
+	l, err := f.list(ctx, listFirst)
+	if err != nil {
+		return err
+	}
+	if listFirst.After(f.First) {
+		for _, part := range trusted.Parts {
+			if !part.Partition.Day.Before(f.First) && part.Partition.Day.Before(listFirst) {
+				l.listing[part.Partition] = part.Hash
+			}
+		}
+	}
+	plan, actions := f.planState(ctx, l.listing)
+	if listFirst.After(f.First) && (plan.Mode != stateUsed || len(plan.Recompute) > 0) {
+		// Days of the state are recomputed, and need their files listed.
+		slog.Warn("batch: --verify=new: the state does not stand for the old days as they are; listing the whole window")
+		listFirst = f.First
+		if l, err = f.list(ctx, listFirst); err != nil {
+			return err
+		}
+		plan, actions = f.planState(ctx, l.listing)
+	}
+	plan.VerifiedFrom = listFirst
+	files, byPart, manifests, parts, bad := l.files, l.byPart, l.manifests, l.parts, l.bad
 	existing := map[raw.Partition][]string{}
-	if !f.NoRollups {
+	switch {
+	case f.NoRollups:
+	case plan.Mode == stateUsed:
+		// The rollups of the partitions the state holds are not read.
+		var days []raw.Partition
+		seen := map[raw.Partition]bool{}
+		for _, p := range parts {
+			if day := (raw.Partition{Kind: p.Kind, Day: p.Day, Hour: -1}); actions[p] != skipPart && !seen[day] {
+				seen[day] = true
+				days = append(days, day)
+			}
+		}
+		if existing, err = rollup.ListDays(ctx, f.RollupRoot, days, f.Opts.ListConcurrency); err != nil {
+			return fmt.Errorf("pipelines: %w", err)
+		}
+	default:
 		if existing, err = rollup.List(ctx, f.RollupRoot, f.First, f.Last, f.Opts.ListConcurrency); err != nil {
 			return fmt.Errorf("pipelines: %w", err)
 		}
 	}
-	byPart := map[raw.Partition][]raw.FileSplit{}
-	var bad []badPath
-	for _, fs := range files {
-		p, err := raw.PartitionOf(fs.Path, f.Grain)
-		if err != nil {
-			bad = append(bad, badPath{Kind: fs.Kind, Path: fs.Path, Detail: err.Error()})
-			continue
-		}
-		byPart[p] = append(byPart[p], fs)
-	}
-	parts := make([]raw.Partition, 0, len(byPart))
-	manifests := map[raw.Partition]rollup.Manifest{}
-	listing := map[raw.Partition]string{}
-	for p := range byPart {
-		parts = append(parts, p)
-		m := rollup.NewManifest(byPart[p])
-		manifests[p] = m
-		if versioned(m) {
-			listing[p] = m.Hash()
-		} else {
-			listing[p] = ""
-		}
-	}
-	slices.SortFunc(parts, raw.Partition.Compare)
-
-	plan, actions := f.planState(ctx, listing)
 	emitPlan(plan)
 	for _, kept := range plan.Kept {
 		emitStats(partStats(kept, aggregate.DayWindow{First: f.First, Last: f.Last}))
@@ -162,12 +179,11 @@ func (f *planFn) ProcessElement(ctx context.Context, _ []byte, emit func(batchUn
 
 	var units []batchUnit
 	var tasks []rollupTask
-	fromRaw, unversioned, skipped := 0, 0, 0
+	fromRaw, unversioned := 0, 0
 	for _, p := range parts {
 		var only []int64
 		switch actions[p] {
 		case skipPart:
-			skipped++
 			continue
 		case readDays:
 			only = plan.Recompute
@@ -236,7 +252,7 @@ func (f *planFn) ProcessElement(ctx context.Context, _ []byte, emit func(batchUn
 	beam.NewCounter(c, "work_units").Inc(ctx, int64(len(units)))
 	beam.NewCounter(c, "partitions_planned_from_raw").Inc(ctx, int64(fromRaw))
 	beam.NewCounter(c, "partitions_planned_from_rollups").Inc(ctx, int64(len(tasks)))
-	beam.NewCounter(c, "partitions_from_state").Inc(ctx, int64(skipped))
+	beam.NewCounter(c, "partitions_from_state").Inc(ctx, int64(len(plan.Kept)))
 	for i := range units {
 		units[i].ID = i
 		emit(units[i])
@@ -246,6 +262,62 @@ func (f *planFn) ProcessElement(ctx context.Context, _ []byte, emit func(batchUn
 
 // planState decides the run's state mode. A state that cannot be
 // trusted is a warning and a counter, and the run rebuilds one.
+// windowListing is the raw listing of arrival days [first, f.Last], by
+// partition.
+type windowListing struct {
+	files     []raw.FileSplit
+	byPart    map[raw.Partition][]raw.FileSplit
+	manifests map[raw.Partition]rollup.Manifest
+	listing   map[raw.Partition]string // the manifest's hash; "" without versions
+	parts     []raw.Partition          // sorted
+	bad       []badPath
+}
+
+func (f *planFn) list(ctx context.Context, first time.Time) (windowListing, error) {
+	files, err := raw.ListWindow(ctx, f.Root, first, f.Last, f.Opts)
+	if err != nil {
+		// Listing failures are transient or a misconfiguration; either way
+		// the run must not succeed on a partial listing. Beam retries the
+		// bundle, then fails the job.
+		return windowListing{}, fmt.Errorf("pipelines: %w", err)
+	}
+	l := windowListing{files: files, byPart: map[raw.Partition][]raw.FileSplit{}, manifests: map[raw.Partition]rollup.Manifest{},
+		listing: map[raw.Partition]string{}}
+	for _, fs := range files {
+		p, err := raw.PartitionOf(fs.Path, f.Grain)
+		if err != nil {
+			l.bad = append(l.bad, badPath{Kind: fs.Kind, Path: fs.Path, Detail: err.Error()})
+			continue
+		}
+		l.byPart[p] = append(l.byPart[p], fs)
+	}
+	for p := range l.byPart {
+		l.parts = append(l.parts, p)
+		m := rollup.NewManifest(l.byPart[p])
+		l.manifests[p] = m
+		if versioned(m) {
+			l.listing[p] = m.Hash()
+		} else {
+			l.listing[p] = ""
+		}
+	}
+	slices.SortFunc(l.parts, raw.Partition.Compare)
+	return l, nil
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// check is what a state must agree with to stand for this run's window.
+func (f *planFn) check() stateCheck {
+	return stateCheck{Root: f.StateRoot, AsOf: f.Last, First: f.First, WindowDays: f.WindowDays, Precision: f.Precision,
+		Grain: f.Grain, Started: f.Started, Stamp: f.Stamp, NowMs: f.NowMs, MaxFutureMs: f.MaxFutureMs}
+}
+
 func (f *planFn) planState(ctx context.Context, listing map[raw.Partition]string) (statePlan, map[raw.Partition]partAction) {
 	switch {
 	case f.NoRollups:
@@ -253,8 +325,7 @@ func (f *planFn) planState(ctx context.Context, listing map[raw.Partition]string
 	case f.Full:
 		return statePlan{Mode: stateFull, Reason: "--full", Root: f.StateRoot}, nil
 	}
-	c := stateCheck{Root: f.StateRoot, AsOf: f.Last, First: f.First, WindowDays: f.WindowDays, Precision: f.Precision,
-		Grain: f.Grain, Started: f.Started, Stamp: f.Stamp, NowMs: f.NowMs, MaxFutureMs: f.MaxFutureMs}
+	c := f.check()
 	rebuild := func(err error) (statePlan, map[raw.Partition]partAction) {
 		if errors.Is(err, errNoState) {
 			return statePlan{Mode: stateRebuilt, Reason: "no window state overlaps the window", Root: f.StateRoot}, nil

@@ -66,6 +66,9 @@ type statePlan struct {
 	// Kept are the state's partitions that are unchanged and in the new
 	// window: the new state includes them as they are.
 	Kept []winstate.Part
+	// VerifiedFrom is the first arrival day listed: the window's first,
+	// unless --verify=new took the days before it from the state.
+	VerifiedFrom time.Time
 }
 
 func (p statePlan) recomputes(day int64) bool { return slices.Contains(p.Recompute, day) }
@@ -230,15 +233,16 @@ func (f *expandShardsFn) ProcessElement(p statePlan, emit func(stateShard)) {
 	}
 }
 
-// readShardFn reads one shard of the old state, and emits each key's
-// aggregate twice, decoded apart: cut to the window without the
-// recomputed days, to merge with the new partitions; and cut to the
-// window, the rows the store holds, to compare the merge with.
+// readShardFn reads one shard of the old state and emits each key's
+// aggregate cut to the window, in two disjoint parts: the days kept, and
+// the days recomputed (from every partition that touches them). The
+// state's data crosses the shuffle once, and is never re-merged by the
+// combine: diffFn adds the new partitions' merge to the kept part.
 type readShardFn struct {
 	fileSetup
 }
 
-func (f *readShardFn) ProcessElement(ctx context.Context, t stateShard, emitMerge, emitOld func(aggregate.AppKey, aggregate.Agg)) error {
+func (f *readShardFn) ProcessElement(ctx context.Context, t stateShard, emitKept, emitDropped func(aggregate.AppKey, aggregate.Agg)) error {
 	aggs, err := winstate.ReadShard(ctx, t.Root, t.State, t.Shard)
 	if err != nil {
 		// planFn read the manifest; a shard that does not match it now is
@@ -247,16 +251,19 @@ func (f *readShardFn) ProcessElement(ctx context.Context, t stateShard, emitMerg
 		return fmt.Errorf("pipelines: window state: %w", err)
 	}
 	window := aggregate.DayWindow{First: t.First, Last: t.Last}
-	keep := func(day int64) bool { return !slices.Contains(t.Recompute, day) }
+	recomputed := func(day int64) bool { return slices.Contains(t.Recompute, day) }
 	for k, a := range aggs {
-		old, err := aggregate.Agg{}.MergeCopy(a)
-		if err != nil {
-			return err
-		}
-		oldIn, _, _ := old.Cut(window)
 		in, _, _ := a.Cut(window)
-		emitMerge(k, in.KeepDays(keep))
-		emitOld(k, oldIn)
+		if len(t.Recompute) == 0 {
+			emitKept(k, in)
+			continue
+		}
+		// Disjoint days: the two parts share no cell or sketch.
+		dropped := in.KeepDays(recomputed)
+		emitKept(k, in.KeepDays(func(day int64) bool { return !recomputed(day) }))
+		if !dropped.IsZero() && dropped.Total() > 0 {
+			emitDropped(k, dropped)
+		}
 	}
 	return nil
 }

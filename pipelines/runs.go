@@ -282,6 +282,9 @@ func (f *recordRunFn) ProcessElement(ctx context.Context, _ []byte, seals func(*
 		if written {
 			c["state.written"] = 1
 		}
+		if plan.VerifiedFrom.After(f.Info.WindowStart) {
+			c["state.verified_new"] = 1 // --verify=new: the older days were not listed
+		}
 		status, note := f.Info.status(k, incomplete)
 		if stateNote != "" {
 			note = strings.TrimPrefix(note+"; "+stateNote, "; ")

@@ -71,6 +71,7 @@ var (
 	verbose     = flag.Bool("verbose", false, "Show the runner's own logs.")
 	s3Flags     = s3flags.Register(flag.CommandLine)
 	casFlags    = cassandraflags.Register(flag.CommandLine)
+	verify      = flag.String("verify", pipelines.VerifyWindow, "What a run that extends the window state lists: window (every arrival day: a changed old partition is found) or new (only the days since the state's: faster, and blind to changes of older days until a run with window or --full).")
 	full        = flag.Bool("full", false, "Recompute every partition from raw, ignoring rollups (and rewrite them).")
 	noRollups   = flag.Bool("no_rollups", false, "Neither read nor write rollups: every partition from raw, nothing written under rollup/.")
 	rollupRoot  = flag.String("rollup_root", "", "Root for rollups (rollup/<kind>/dt=…). Default: --input.")
@@ -153,6 +154,7 @@ func run(ctx context.Context) error {
 		Plan:            raw.PlanOptions{TargetBytes: *unitBytes, OpenCost: *openCost, Parallelism: *parallelism},
 		Read:            raw.ReadOptions{Concurrency: *concurrency},
 		Full:            *full,
+		Verify:          *verify,
 		NoRollups:       *noRollups,
 		RollupRoot:      strings.TrimSuffix(*rollupRoot, "/"),
 		Grain:           grain,
@@ -353,7 +355,7 @@ on the bundled sample into sqlite:lumen.db.`
 var groups = []help.Group{
 	{Title: "The run", Flags: []string{"input", "as_of", "window_days", "from", "to", "allow_partial_day", "allow_incomplete", "max_future"}},
 	{Title: "The store", Flags: []string{"store", "precision", "deadletter_root", "deadletter_retention", "cassandra_username", "cassandra_password_file"}},
-	{Title: "Rollups (the incremental batch)", Flags: []string{"full", "no_rollups", "rollup_root", "rollup_grain"}},
+	{Title: "Rollups (the incremental batch)", Flags: []string{"full", "verify", "no_rollups", "rollup_root", "rollup_grain"}},
 	{Title: "Reading", Flags: []string{"unit_bytes", "open_cost", "read_parallelism", "read_concurrency", "s3_endpoint", "s3_region", "s3_path_style"}},
 	{Title: "The process", Flags: []string{"quiet", "verbose", "worker_pool", "version"}},
 }

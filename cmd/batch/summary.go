@@ -161,6 +161,9 @@ func stateLine(c map[string]int64) string {
 	default:
 		return "none recorded"
 	}
+	if c["state.verified_new"] == 1 {
+		s += " (--verify=new: only the arrival days since the state's were listed)"
+	}
 	if c["state.written"] == 1 {
 		return s + "; a new state written for the next run"
 	}
