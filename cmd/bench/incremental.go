@@ -42,6 +42,8 @@ func benchIncremental(ctx context.Context, args []string) error {
 	s3Events := fs.Int("s3_events", 1_000_000, "Events in 30 days on S3 (uploading 144,000 objects to moto takes too long).")
 	s3FilesPerHour := fs.Int("s3_files_per_hour", 20, "Files per arrival hour on S3.")
 	grains := fs.String("grains", "hour,day", "Rollup grains to measure.")
+	cassandra := fs.String("cassandra", "", "Also run on local files into this Cassandra (host:port), throttled to --cassandra_rate; empty: skip.")
+	cassandraRate := fs.Int("cassandra_rate", 5000, "Cassandra writes per second.")
 	cpuprofile := fs.String("cpuprofile", "", "Write a CPU profile of the last local incremental run here.")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -60,6 +62,13 @@ func benchIncremental(ctx context.Context, args []string) error {
 		return err
 	}
 	rows = append(rows, local...)
+	if *cassandra != "" {
+		c, err := incrementalCassandra(ctx, *cassandra, *cassandraRate, *events, *filesPerHour)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, c...)
+	}
 	if *s3Endpoint != "" {
 		remote, err := incrementalS3(ctx, *s3Endpoint, *s3Events, *s3FilesPerHour, gs)
 		if err != nil {
@@ -69,15 +78,17 @@ func benchIncremental(ctx context.Context, args []string) error {
 	}
 	fmt.Println()
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "where\tgrain\trun as of D+1\tseconds\tvs full\traw files read\traw MiB read\trollups read\trollup MiB read\tpartitions from raw / rollups\trows written\t")
+	fmt.Fprintln(tw, "where\tgrain\trun as of D+1\tseconds\tvs full\traw files read\traw MiB read\trollups read\trollup MiB read\tpartitions raw / rollups / state\trows written\trows unchanged\trows deleted\tchanged / total\tstate\t")
 	for _, r := range rows {
 		if r.c == nil { // a part of a run, timed alone
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%.3fx\t\t\t\t\t\t\t\n", r.where, r.grain, r.run, r.took.Seconds(), r.vsFull)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%.3fx\t\t\t\t\t\t\t\t\t\t\t\n", r.where, r.grain, r.run, r.took.Seconds(), r.vsFull)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%.3fx\t%d\t%.1f\t%d\t%.1f\t%d / %d\t%d\t\n", r.where, r.grain, r.run, r.took.Seconds(), r.vsFull,
+		written, unchanged := r.c["run.count_rows"]+r.c["run.user_rows"], r.c["rows.unchanged"]
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%.3fx\t%d\t%.1f\t%d\t%.1f\t%d / %d / %d\t%d\t%d\t%d\t%.3f\t%s\t\n", r.where, r.grain, r.run, r.took.Seconds(), r.vsFull,
 			r.c["read.raw_files"], mib(r.c["read.raw_bytes"]), r.c["read.partitions_from_rollups"], mib(r.c["read.rollup_bytes"]),
-			r.c["read.partitions_from_raw"], r.c["read.partitions_from_rollups"], r.c["run.count_rows"]+r.c["run.user_rows"])
+			r.c["read.partitions_from_raw"], r.c["read.partitions_from_rollups"], r.c["read.partitions_from_state"],
+			written, unchanged, max(0, r.c["run.rows_deleted"]), float64(written)/float64(max(1, written+unchanged)), stateMode(r.c))
 	}
 	return tw.Flush()
 }
@@ -87,6 +98,48 @@ type incRow struct {
 	took              time.Duration
 	vsFull            float64
 	c                 map[string]int64
+}
+
+// stateMode is how a run used the window state: full, rebuilt or used.
+func stateMode(c map[string]int64) string {
+	for _, m := range []string{"used", "rebuilt", "full"} {
+		if c["state."+m] == 1 {
+			return m
+		}
+	}
+	return "?"
+}
+
+// sqliteStores puts a run's SQLite store under dir.
+func sqliteStores(dir string) func(name string) string {
+	return func(name string) string { return "sqlite:" + filepath.Join(dir, "store-"+name+".db") }
+}
+
+// incrementalCassandra is the local benchmark at the day grain into
+// Cassandra throttled to rate writes per second, where writing is the
+// cost: full against incremental.
+func incrementalCassandra(ctx context.Context, addr string, rate, events, filesPerHour int) ([]incRow, error) {
+	cfg := incConfig(events, filesPerHour)
+	data := filepath.Join(os.TempDir(), fmt.Sprintf("lumen-bench-inc-%d-%d", events, filesPerHour))
+	if _, _, err := ensureDataset(data, cfg); err != nil {
+		return nil, err
+	}
+	root, err := os.MkdirTemp("", "lumen-bench-inc-root")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(root)
+	last := cfg.AsOf()
+	add := func(newDay bool) error {
+		return linkRaw(data, root, func(rel string) bool {
+			return strings.Contains(rel, "/dt="+last.Format(time.DateOnly)+"/") == newDay
+		})
+	}
+	ks := fmt.Sprintf("lumen_bench_inc_%d", time.Now().Unix())
+	storeOf := func(name string) string {
+		return fmt.Sprintf("cassandra://%s/%s_%s?rate=%d&consistency=ONE", addr, ks, name, rate)
+	}
+	return incrementalRuns(ctx, fmt.Sprintf("cassandra rate=%d", rate), root, raw.GrainDay, last, add, "", storeOf, false)
 }
 
 func mib(n int64) float64 { return float64(n) / (1 << 20) }
@@ -120,7 +173,7 @@ func incrementalLocal(ctx context.Context, events, filesPerHour int, grains []ra
 				return strings.Contains(rel, "/dt="+last.Format(time.DateOnly)+"/") == newDay
 			})
 		}
-		r, err := incrementalRuns(ctx, "local", root, g, last, add, profile)
+		r, err := incrementalRuns(ctx, "local", root, g, last, add, profile, sqliteStores(root), true)
 		if err != nil {
 			return nil, err
 		}
@@ -204,7 +257,7 @@ func incrementalS3(ctx context.Context, endpoint string, events, filesPerHour in
 			}
 			return upload(ctx, client, next, bucket, "lake")
 		}
-		r, err := incrementalRuns(ctx, "s3 "+endpoint, "s3://"+bucket+"/lake", g, last, add, "")
+		r, err := incrementalRuns(ctx, "s3 "+endpoint, "s3://"+bucket+"/lake", g, last, add, "", sqliteStores(staged), true)
 		if err != nil {
 			return nil, err
 		}
@@ -213,22 +266,32 @@ func incrementalS3(ctx context.Context, endpoint string, events, filesPerHour in
 	return rows, nil
 }
 
-// incrementalRuns runs as of D (writing rollups), adds D+1 (add(true); the
-// days up to D are added by add(false) first), then times the
-// incremental and the full run as of D+1.
-func incrementalRuns(ctx context.Context, where, root string, g raw.Grain, last time.Time, add func(newDay bool) error, profile string) ([]incRow, error) {
+// incrementalRuns runs as of D (writing rollups and the window state),
+// adds D+1 (add(true); the days up to D are added by add(false) first),
+// then times the incremental run as of D+1 into the same store (from the
+// state) and a --full run as of D+1 into an empty one. storeOf gives the
+// store of a run: "inc" or "full".
+//
+// With verifyNew, a third store gets the run as of D too, and the run as
+// of D+1 with --verify=new is timed into it.
+func incrementalRuns(ctx context.Context, where, root string, g raw.Grain, last time.Time, add func(newDay bool) error, profile string,
+	storeOf func(name string) string, verifyNew bool) ([]incRow, error) {
 	if err := add(false); err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "lumen-bench-inc-store")
+	dir, err := os.MkdirTemp("", "lumen-bench-inc-dl")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	storeOf := func(run string) string { return "sqlite:" + filepath.Join(dir, run+".db") }
-	run := func(name string, asOf time.Time, full bool) (time.Duration, map[string]int64, error) {
-		store := storeOf(name)
+	// The --verify=new runs keep their rollups apart, so that the run as
+	// of D+1 reads D+1 from raw as the incremental run does.
+	newRollups := strings.TrimSuffix(root, "/") + "-verify-new"
+	run := func(name, store string, asOf time.Time, full bool, verify ...string) (time.Duration, map[string]int64, error) {
 		cfg := pipelines.BatchConfig{Input: root, AsOf: asOf, Store: store, DeadLetterRoot: dir, Grain: g, Full: full}
+		if len(verify) > 0 {
+			cfg.Verify, cfg.RollupRoot = verify[0], newRollups
+		}
 		p, s := beam.NewPipelineWithRoot()
 		if err := pipelines.BuildBatch(s, cfg); err != nil {
 			return 0, nil, err
@@ -256,7 +319,7 @@ func incrementalRuns(ctx context.Context, where, root string, g raw.Grain, last 
 				return 0, nil, err
 			}
 			for n, v := range runs[0].Counters {
-				if strings.HasPrefix(n, "run.") { // the run's, on every kind's row
+				if strings.HasPrefix(n, "run.") || strings.HasPrefix(n, "state.") { // the run's, on every kind's row
 					total[n] = v
 				} else {
 					total[n] += v
@@ -266,25 +329,36 @@ func incrementalRuns(ctx context.Context, where, root string, g raw.Grain, last 
 		fmt.Fprintf(os.Stderr, "  %s, %v grain: %-34s %6.1fs\n", where, g, name, took.Seconds())
 		return took, total, nil
 	}
-	firstTook, first, err := run("as of D: reads raw, writes rollups", last.AddDate(0, 0, -1), false)
+	inc, full := storeOf("inc"), storeOf("full")
+	firstTook, first, err := run("as of D: reads raw, writes rollups", inc, last.AddDate(0, 0, -1), false)
 	if err != nil {
 		return nil, err
+	}
+	if verifyNew {
+		if !strings.Contains(root, "://") {
+			defer os.RemoveAll(newRollups)
+		}
+		if _, _, err := run("as of D, for --verify=new", storeOf("new"), last.AddDate(0, 0, -1), false, pipelines.VerifyNew); err != nil {
+			return nil, err
+		}
 	}
 	if err := add(true); err != nil {
 		return nil, err
 	}
-	incTook, inc, err := run("as of D+1: incremental", last, false)
+	incTook, incC, err := run("as of D+1: incremental", inc, last, false)
 	if err != nil {
 		return nil, err
 	}
-	const fullRun = "as of D+1: --full"
-	fullTook, full, err := run(fullRun, last, true)
+	if incC["state.used"] != 1 {
+		return nil, fmt.Errorf("the incremental run did not use the window state of the run as of D: %v", incC)
+	}
+	fullTook, fullC, err := run("as of D+1: --full", full, last, true)
 	if err != nil {
 		return nil, err
 	}
 	// What every run as of D+1 does whatever it reads: list the window,
-	// raw files and rollups (issue 9 keeps that to one LIST per kind and
-	// day of each).
+	// raw files and rollups (one LIST per kind and day of each,
+	// concurrently).
 	w := aggregate.NewDayWindow(last, 30)
 	t0 := time.Now()
 	opts := raw.PlanOptions{ListConcurrency: 16} // the batch's default
@@ -295,88 +369,23 @@ func incrementalRuns(ctx context.Context, where, root string, g raw.Grain, last 
 		return nil, err
 	}
 	listTook := time.Since(t0)
-	// And what DESIGN §3 has every run do at the end: overwrite every row
-	// of the window, here the --full run's rows, written again into an
-	// empty store of the same kind.
-	writeTook, err := rewriteRows(ctx, storeOf(fullRun), storeOf("rewrite"), w)
-	if err != nil {
-		return nil, err
-	}
 	vs := func(d time.Duration) float64 { return d.Seconds() / fullTook.Seconds() }
-	return []incRow{
+	rows := []incRow{
 		{where, g.String(), "(as of D, writing rollups)", firstTook, vs(firstTook), first},
-		{where, g.String(), "--full", fullTook, 1, full},
-		{where, g.String(), "incremental", incTook, vs(incTook), inc},
-		{where, g.String(), "(listing the window only)", listTook, vs(listTook), nil},
-		{where, g.String(), "(writing the window's rows only)", writeTook, vs(writeTook), nil},
-	}, nil
-}
-
-// rewriteRows reads every batch row of window w from one store and times
-// writing them all into another, with one writer.
-func rewriteRows(ctx context.Context, from, to string, w aggregate.DayWindow) (time.Duration, error) {
-	src, err := serving.Open(ctx, from)
-	if err != nil {
-		return 0, err
+		{where, g.String(), "--full", fullTook, 1, fullC},
+		{where, g.String(), "incremental", incTook, vs(incTook), incC},
 	}
-	defer src.Close()
-	var counts []aggregate.CountRow
-	var users []aggregate.UserRow
-	last := w.Last.Add(24*time.Hour - time.Millisecond)
-	for _, k := range event.Kinds {
-		cat, err := src.Catalog(ctx, serving.Batch, k, w.First, last)
+	if verifyNew {
+		newTook, newC, err := run("as of D+1: incremental --verify=new", storeOf("new"), last, false, pipelines.VerifyNew)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
-		for i, av := range cat {
-			series := []string{av.Version}
-			if i == 0 || cat[i-1].AppID != av.AppID {
-				series = append(series, aggregate.AllVersions)
-			}
-			for _, v := range series {
-				for _, g := range []aggregate.Granularity{aggregate.Hour, aggregate.Day} {
-					pts, err := src.Counts(ctx, serving.Batch, serving.CountQuery{Kind: k, AppID: av.AppID, Version: v, Gran: g, From: w.First, To: last})
-					if err != nil {
-						return 0, err
-					}
-					for _, p := range pts {
-						counts = append(counts, aggregate.CountRow{Kind: k, AppID: av.AppID, AppVersion: v, Gran: g, Bucket: p.Bucket.UnixMilli(), Count: p.Count})
-					}
-				}
-				us, err := src.Users(ctx, serving.Batch, serving.UserQuery{Kind: k, AppID: av.AppID, Version: v, From: w.First, To: last})
-				if err != nil {
-					return 0, err
-				}
-				users = append(users, us...)
-			}
+		if newC["state.verified_new"] != 1 {
+			return nil, fmt.Errorf("the --verify=new run listed the window: %v", newC)
 		}
+		rows = append(rows, incRow{where, g.String(), "incremental --verify=new", newTook, vs(newTook), newC})
 	}
-	dst, err := serving.Open(ctx, to)
-	if err != nil {
-		return 0, err
-	}
-	defer dst.Close()
-	t0 := time.Now()
-	wr, err := dst.NewWriter(ctx, serving.Batch)
-	if err != nil {
-		return 0, err
-	}
-	for lo := 0; lo < len(counts); lo += 2000 {
-		if err := wr.WriteCounts(ctx, counts[lo:min(lo+2000, len(counts))]); err != nil {
-			return 0, err
-		}
-	}
-	for lo := 0; lo < len(users); lo += 2000 {
-		if err := wr.WriteUsers(ctx, users[lo:min(lo+2000, len(users))]); err != nil {
-			return 0, err
-		}
-	}
-	if err := wr.Close(ctx); err != nil {
-		return 0, err
-	}
-	took := time.Since(t0)
-	fmt.Fprintf(os.Stderr, "  rewrote %d count and %d user rows in %.2fs\n", len(counts), len(users), took.Seconds())
-	return took, nil
+	return append(rows, incRow{where, g.String(), "(listing the window only)", listTook, vs(listTook), nil}), nil
 }
 
 // removeBucket deletes a bucket and everything in it, best effort.
