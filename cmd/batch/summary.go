@@ -95,7 +95,7 @@ func printSummary(ctx context.Context, w io.Writer, st serving.Store, cfg pipeli
 	}
 	fmt.Fprintf(w, "  wrote    %s count rows and %s daily sketch rows to %s", num(runCounters["run.count_rows"]), num(runCounters["run.user_rows"]), serving.Redact(cfg.Store))
 	if runCounters["state.used"] == 1 {
-		fmt.Fprintf(w, ": the rows that changed (%s left as they were)", num(runCounters["rows.unchanged"]))
+		fmt.Fprintf(w, ": the rows that changed (%s left as they were)", num(total["rows.unchanged"]))
 	}
 	if n := runCounters["run.rows_deleted"]; n > 0 {
 		fmt.Fprintf(w, "; deleted %s rows of the window it did not write", num(n))

@@ -144,7 +144,8 @@ func TestSummaryReadsAreBounded(t *testing.T) {
 }
 
 // The summary says how the run used the window state, and how many rows
-// it left as they were.
+// it left as they were: per kind counters (rows.unchanged, 1,200 each),
+// summed over the kinds.
 func TestSummaryState(t *testing.T) {
 	ctx := context.Background()
 	asOf := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
@@ -154,7 +155,7 @@ func TestSummaryState(t *testing.T) {
 		want     []string
 	}{
 		{map[string]int64{"state.used": 1, "state.written": 1, "read.partitions_from_state": 29, "rows.unchanged": 1200, "run.count_rows": 40, "run.user_rows": 4}, "",
-			[]string{"87 unchanged partitions from the window state", "40 count rows and 4 daily sketch rows to sqlite:x: the rows that changed (1,200 left as they were)",
+			[]string{"87 unchanged partitions from the window state", "40 count rows and 4 daily sketch rows to sqlite:x: the rows that changed (3,600 left as they were)",
 				"state    used: the last run's window state, extended with the partitions that changed since; a new state written for the next run"}},
 		{map[string]int64{"state.rebuilt": 1, "state.rejected": 1, "state.written": 1}, "state rejected (damaged)",
 			[]string{"state    rejected (see the status's note)", "(state rejected (damaged))"}},
