@@ -119,27 +119,30 @@ func (f *planFn) ProcessElement(ctx context.Context, _ []byte, emit func(batchUn
 			return fmt.Errorf("pipelines: %w (or run with --no_rollups)", err)
 		}
 	}
+	// The newest state, read once, if the run may extend one.
+	var found winstate.State
+	findErr := errNoState
+	if !f.Full && !f.NoRollups {
+		found, findErr = f.check().find(ctx)
+	}
 	listFirst := f.First
-	var trusted winstate.State
-	if f.VerifyNew && !f.Full && !f.NoRollups {
+	if f.VerifyNew && findErr == nil && found.AsOf.Before(f.Last) {
 		// Only the arrival days after the state's are listed; the state's
 		// own are taken as they were. Any doubt lists the window.
-		if s, err := f.check().find(ctx); err == nil && s.AsOf.Before(f.Last) {
-			trusted, listFirst = s, maxTime(f.First, s.AsOf.AddDate(0, 0, 1))
-		}
+		listFirst = maxTime(f.First, found.AsOf.AddDate(0, 0, 1))
 	}
 	l, err := f.list(ctx, listFirst)
 	if err != nil {
 		return err
 	}
 	if listFirst.After(f.First) {
-		for _, part := range trusted.Parts {
+		for _, part := range found.Parts {
 			if !part.Partition.Day.Before(f.First) && part.Partition.Day.Before(listFirst) {
 				l.listing[part.Partition] = part.Hash
 			}
 		}
 	}
-	plan, actions := f.planState(ctx, l.listing)
+	plan, actions := f.planState(ctx, l.listing, found, findErr)
 	if listFirst.After(f.First) && (plan.Mode != stateUsed || len(plan.Recompute) > 0) {
 		// Days of the state are recomputed, and need their files listed.
 		slog.Warn("batch: --verify=new: the state does not stand for the old days as they are; listing the whole window")
@@ -147,7 +150,7 @@ func (f *planFn) ProcessElement(ctx context.Context, _ []byte, emit func(batchUn
 		if l, err = f.list(ctx, listFirst); err != nil {
 			return err
 		}
-		plan, actions = f.planState(ctx, l.listing)
+		plan, actions = f.planState(ctx, l.listing, found, findErr)
 	}
 	plan.VerifiedFrom = listFirst
 	files, byPart, manifests, parts, bad := l.files, l.byPart, l.manifests, l.parts, l.bad
@@ -260,8 +263,6 @@ func (f *planFn) ProcessElement(ctx context.Context, _ []byte, emit func(batchUn
 	return nil
 }
 
-// planState decides the run's state mode. A state that cannot be
-// trusted is a warning and a counter, and the run rebuilds one.
 // windowListing is the raw listing of arrival days [first, f.Last], by
 // partition.
 type windowListing struct {
@@ -318,7 +319,10 @@ func (f *planFn) check() stateCheck {
 		Grain: f.Grain, Started: f.Started, Stamp: f.Stamp, NowMs: f.NowMs, MaxFutureMs: f.MaxFutureMs}
 }
 
-func (f *planFn) planState(ctx context.Context, listing map[raw.Partition]string) (statePlan, map[raw.Partition]partAction) {
+// planState decides the run's state mode, from the state found (or
+// findErr, why none was) and the listing. A state that cannot be trusted
+// is a warning and a counter, and the run rebuilds one.
+func (f *planFn) planState(ctx context.Context, listing map[raw.Partition]string, s winstate.State, findErr error) (statePlan, map[raw.Partition]partAction) {
 	switch {
 	case f.NoRollups:
 		return statePlan{Mode: stateFull, Reason: "--no_rollups"}, nil
@@ -334,9 +338,8 @@ func (f *planFn) planState(ctx context.Context, listing map[raw.Partition]string
 		beam.NewCounter("lumen.batch", "states_rejected").Inc(ctx, 1)
 		return statePlan{Mode: stateRebuilt, Rejected: true, Reason: err.Error(), Root: f.StateRoot}, nil
 	}
-	s, err := c.find(ctx)
-	if err != nil {
-		return rebuild(err)
+	if findErr != nil {
+		return rebuild(findErr)
 	}
 	plan, actions, err := planState(c, s, listing)
 	if err != nil {

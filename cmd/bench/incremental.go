@@ -124,17 +124,12 @@ func incrementalCassandra(ctx context.Context, addr string, rate, events, filesP
 	if _, _, err := ensureDataset(data, cfg); err != nil {
 		return nil, err
 	}
-	root, err := os.MkdirTemp("", "lumen-bench-inc-root")
+	last := cfg.AsOf()
+	root, add, err := linkedRoot(data, last)
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(root)
-	last := cfg.AsOf()
-	add := func(newDay bool) error {
-		return linkRaw(data, root, func(rel string) bool {
-			return strings.Contains(rel, "/dt="+last.Format(time.DateOnly)+"/") == newDay
-		})
-	}
 	ks := fmt.Sprintf("lumen_bench_inc_%d", time.Now().Unix())
 	storeOf := func(name string) string {
 		return fmt.Sprintf("cassandra://%s/%s_%s?rate=%d&consistency=ONE", addr, ks, name, rate)
@@ -162,17 +157,12 @@ func incrementalLocal(ctx context.Context, events, filesPerHour int, grains []ra
 	fmt.Fprintf(os.Stderr, "local: %s, %d files (%.0f MiB) over 31 days\n", data, nfiles, mib(nbytes))
 	var rows []incRow
 	for _, g := range grains {
-		root, err := os.MkdirTemp("", "lumen-bench-inc-root")
+		last := cfg.AsOf()
+		root, add, err := linkedRoot(data, last)
 		if err != nil {
 			return nil, err
 		}
 		defer os.RemoveAll(root)
-		last := cfg.AsOf()
-		add := func(newDay bool) error {
-			return linkRaw(data, root, func(rel string) bool {
-				return strings.Contains(rel, "/dt="+last.Format(time.DateOnly)+"/") == newDay
-			})
-		}
 		r, err := incrementalRuns(ctx, "local", root, g, last, add, profile, sqliteStores(root), true)
 		if err != nil {
 			return nil, err
@@ -180,6 +170,21 @@ func incrementalLocal(ctx context.Context, events, filesPerHour int, grains []ra
 		rows = append(rows, r...)
 	}
 	return rows, nil
+}
+
+// linkedRoot is a fresh root for the generated files under data:
+// add(false) links the days up to D, add(true) day D+1 (last).
+func linkedRoot(data string, last time.Time) (string, func(newDay bool) error, error) {
+	root, err := os.MkdirTemp("", "lumen-bench-inc-root")
+	if err != nil {
+		return "", nil, err
+	}
+	add := func(newDay bool) error {
+		return linkRaw(data, root, func(rel string) bool {
+			return strings.Contains(rel, "/dt="+last.Format(time.DateOnly)+"/") == newDay
+		})
+	}
+	return root, add, nil
 }
 
 // linkRaw hard-links the raw files keep selects from data into root.

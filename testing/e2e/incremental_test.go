@@ -173,20 +173,7 @@ func incrementalScenario(t *testing.T, src, root string, counter *s3test.Counter
 	}
 	var paths []string
 	for ago := 5; ago <= 7; ago++ {
-		day := d.AddDate(0, 0, -ago)
-		rollups, err := rollup.List(ctx, root, day, day, 4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var ps []string
-		for _, p := range rollups {
-			ps = append(ps, p...)
-		}
-		if len(ps) == 0 {
-			t.Fatalf("no rollup of D-%d", ago)
-		}
-		sort.Strings(ps)
-		paths = append(paths, ps[0])
+		paths = append(paths, firstRollup(t, root, d.AddDate(0, 0, -ago)))
 	}
 	if err := blob.Remove(ctx, paths[0]); err != nil {
 		t.Fatal(err)

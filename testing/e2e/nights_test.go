@@ -192,6 +192,14 @@ func sumKinds(c map[event.Kind]map[string]int64, name string) (n int64) {
 // returns its path.
 func garbleRollup(t *testing.T, root string, day time.Time) string {
 	t.Helper()
+	path := firstRollup(t, root, day)
+	damage(t, path, func(b []byte) []byte { b[len(b)/2] ^= 0x5a; b[len(b)/2+1] ^= 0xa5; return b })
+	return path
+}
+
+// firstRollup is the first (by path) rollup of an arrival day under root.
+func firstRollup(t *testing.T, root string, day time.Time) string {
+	t.Helper()
 	rollups, err := rollup.List(context.Background(), root, day, day, 4)
 	if err != nil {
 		t.Fatal(err)
@@ -204,6 +212,5 @@ func garbleRollup(t *testing.T, root string, day time.Time) string {
 		t.Fatalf("no rollup of %s", day.Format(time.DateOnly))
 	}
 	sort.Strings(ps)
-	damage(t, ps[0], func(b []byte) []byte { b[len(b)/2] ^= 0x5a; b[len(b)/2+1] ^= 0xa5; return b })
 	return ps[0]
 }

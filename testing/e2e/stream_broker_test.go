@@ -5,14 +5,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lumenhq/lumen/event"
 	"github.com/lumenhq/lumen/gen"
 	"github.com/lumenhq/lumen/io/kafkaio"
 	"github.com/lumenhq/lumen/pipelines"
+	"github.com/lumenhq/lumen/serving"
 	"github.com/lumenhq/lumen/testing/kafkatest"
 )
 
-// TestStreamBrokerRestart: live traffic at 20,000 events/s; 10 s in, the
-// real Kafka broker is stopped (SIGTERM), stays down for 20 s, and is
+// TestStreamBrokerRestart: live traffic at 20,000 events/s; once it
+// reaches the store, the real Kafka broker is stopped (SIGTERM), stays down for 20 s, and is
 // started again on its data. The producer waits for it, the stream
 // recovers by itself, and every event sent is counted exactly once or
 // reported late, per minute and hour; the test says how many of each.
@@ -35,7 +37,7 @@ func TestStreamBrokerRestart(t *testing.T) {
 		tr, err := sendLive(brokers, prefix, cfg, rate)
 		sent <- result{tr, err}
 	}()
-	time.Sleep(10 * time.Second) // the fault comes while traffic flows
+	awaitSpeedRows(t, st, ls.gone) // the fault comes while traffic flows through to the store
 	kafkatest.RestartBroker(t, 20*time.Second)
 	r := <-sent
 	if r.err != nil {
@@ -46,6 +48,33 @@ func TestStreamBrokerRestart(t *testing.T) {
 	counted, late := speedAgainstTruth(t, st, r.tr)
 	t.Logf("after the broker restart: %d events counted once by the speed layer, %d reported late (left to the batch), of %d",
 		counted, late, r.tr.Valid)
+}
+
+// awaitSpeedRows waits until the speed layer has stored a row of today:
+// traffic flows from the producer through the stream to the store.
+func awaitSpeedRows(t *testing.T, st serving.Store, gone func() string) {
+	t.Helper()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(3 * time.Minute)
+	today := time.Now().UTC().Truncate(24 * time.Hour)
+	for {
+		rows, err := st.Catalog(context.Background(), serving.Speed, event.AppLoad, today, today.Add(24*time.Hour-time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) > 0 {
+			return
+		}
+		if why := gone(); why != "" {
+			t.Fatal(why)
+		}
+		select {
+		case <-deadline:
+			t.Fatal("the stream stored no row of today in 3 minutes")
+		case <-tick.C:
+		}
+	}
 }
 
 // sendLive produces cfg live (re-stamped to now) at rate events/s and

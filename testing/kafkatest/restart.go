@@ -68,7 +68,7 @@ func RestartBroker(t *testing.T, down time.Duration) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Logf("kafkatest: the broker (pid %d) stopped in %v; down for %v", pid, time.Since(start).Round(time.Millisecond), down)
-	time.Sleep(down)
+	time.Sleep(down) // the outage itself, the scenario's length: not a wait for a condition
 
 	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
