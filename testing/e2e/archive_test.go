@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"path"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -303,8 +305,9 @@ func TestArchiveEndToEnd(t *testing.T) {
 			alog := &syncBuffer{} // shown if the archiver stalls
 			a, err := archive.New(archive.Config{Brokers: brokers, TopicPrefix: prefix, Group: group, Output: root, S3: s3,
 				Codec: avroio.CodecSnappy, RollRecords: 2_000, RollInterval: 500 * time.Millisecond, ProgressInterval: -1,
-				SealFrom: cfg.Start, // a first deployment over a log that is whole from the dataset's start
-				Logger:   slog.New(slog.NewTextHandler(alog, nil))})
+				SealFrom:     cfg.Start, // a first deployment over a log that is whole from the dataset's start
+				Logger:       slog.New(slog.NewTextHandler(alog, nil)),
+				KafkaOptions: []kgo.Opt{kgo.WithLogger(kgo.BasicLogger(alog, kgo.LogLevelInfo, nil))}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -312,8 +315,18 @@ func TestArchiveEndToEnd(t *testing.T) {
 			done := make(chan error, 1)
 			start := time.Now()
 			go func() { done <- a.Run(ctx) }()
-			work := func() int64 { s := a.Stats(); return s.Consumed + s.Files + s.Segments + s.Commits + s.Seals }
-			awaitCaughtUp(t, brokers, group, prefix, 2*time.Minute, work, func() string { return "archiver log:\n" + alog.String() })
+			work := func() int64 {
+				select {
+				case err := <-done:
+					t.Fatalf("the archiver stopped before it caught up: %v; its log:\n%s", err, alog.String())
+				default:
+				}
+				s := a.Stats()
+				return s.Consumed + s.Files + s.Segments + s.Commits + s.Seals
+			}
+			awaitCaughtUp(t, brokers, group, prefix, 2*time.Minute, work, func() string {
+				return fmt.Sprintf("stats %+v\narchiver log:\n%s\n%s", a.Stats(), alog.String(), stacks("lumen/archive", "franz-go", "s3fs"))
+			})
 			cancel()
 			if err := <-done; err != nil {
 				t.Fatal(err)
@@ -345,4 +358,22 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// stacks returns the stacks of this process's goroutines whose frames
+// mention any of the packages: where a stalled component waits.
+func stacks(pkgs ...string) string {
+	buf := make([]byte, 8<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var b strings.Builder
+	b.WriteString("goroutines in " + strings.Join(pkgs, ", ") + ":\n")
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		for _, p := range pkgs {
+			if strings.Contains(g, p) {
+				b.WriteString(g + "\n\n")
+				break
+			}
+		}
+	}
+	return b.String()
 }
