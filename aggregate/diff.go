@@ -168,3 +168,88 @@ func sameSketch(a, b *hll.Sketch) (bool, error) {
 	}
 	return bytes.Equal(ab, bb), nil
 }
+
+// DiffAdded is Diff for old = base ⊕ removed and new = base ⊕ added, the
+// step of an incremental batch run (removed: the state's days it
+// recomputes; added: the partitions it read). The rows of a day that
+// neither removed nor added touches are the same in old and new (every
+// row belongs to one day), so only the touched days are compared; the
+// others are counted unchanged. It returns the diff and new, which adopts
+// base and added: neither may be used afterwards; removed is only read.
+func DiffAdded(key AppKey, base, removed, added Agg) (RowDiff, Agg, error) {
+	touched := map[int64]bool{}
+	for day := range removed.DayEvents() {
+		touched[day] = true
+	}
+	for day := range added.DayEvents() {
+		touched[day] = true
+	}
+	isTouched := func(day int64) bool { return touched[day] }
+	// old's touched days, copied before base takes added in.
+	old, err := Agg{}.MergeCopy(base.view(isTouched))
+	if err != nil {
+		return RowDiff{}, Agg{}, err
+	}
+	if old, err = old.MergeCopy(removed); err != nil {
+		return RowDiff{}, Agg{}, err
+	}
+	new, err := base.Merge(added)
+	if err != nil {
+		return RowDiff{}, Agg{}, err
+	}
+	d, err := Diff(key, old, new.view(isTouched))
+	if err != nil {
+		return RowDiff{}, Agg{}, err
+	}
+	d.Unchanged += new.rowCount(func(day int64) bool { return !touched[day] })
+	return d, new, nil
+}
+
+// view is the part of a in the days keep says yes to, sharing a's
+// sketches: for reading only.
+func (a Agg) view(keep func(day int64) bool) Agg {
+	if a.IsZero() {
+		return a
+	}
+	out := NewAgg(a.Gran, a.Precision)
+	for d, s := range a.days {
+		if keep(d.Day) {
+			out.days[d] = s
+		}
+	}
+	for k, c := range a.cells {
+		if keep(Day.Truncate(k.Bucket)) {
+			out.cells[k] = &cell{n: c.n, day: out.days[DayCell{k.Version, Day.Truncate(k.Bucket)}]}
+		}
+	}
+	return out
+}
+
+// rowCount is the number of rows Diff renders for a in the days keep says
+// yes to: count rows at Hour and Day, per version and for AllVersions,
+// and with sketches a user row per version and day and per day.
+func (a Agg) rowCount(keep func(day int64) bool) int64 {
+	counts := map[countKey]struct{}{}
+	for c := range a.cells {
+		if !keep(Day.Truncate(c.Bucket)) {
+			continue
+		}
+		for _, g := range []Granularity{Hour, Day} {
+			b := g.Truncate(c.Bucket)
+			counts[countKey{c.Version, g, b}] = struct{}{}
+			counts[countKey{AllVersions, g, b}] = struct{}{}
+		}
+	}
+	n := int64(len(counts))
+	if a.Precision == 0 {
+		return n
+	}
+	days := map[int64]bool{}
+	for c := range a.days {
+		if keep(c.Day) {
+			n++
+			days[c.Day] = true
+		}
+	}
+	return n + int64(len(days))
+}

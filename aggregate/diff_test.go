@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"reflect"
 	"testing"
+
+	"github.com/lumenhq/lumen/event"
 )
 
 // allRows renders an Agg's batch rows as "key → value" strings.
@@ -84,6 +86,88 @@ func TestDiffAppliedToOldIsNew(t *testing.T) {
 				t.Errorf("%d written + %d unchanged, want new's %d rows", len(written), d.Unchanged, len(want))
 			}
 			t.Logf("%d rows: %d written, %d unchanged, %d deleted", len(want), len(written), d.Unchanged, len(d.DeletedCounts)+len(d.DeletedUsers))
+		})
+	}
+}
+
+// DiffAdded gives what Diff gives for base ⊕ removed against base ⊕
+// added, comparing only the days removed or added touch, and returns
+// base ⊕ added.
+func TestDiffAdded(t *testing.T) {
+	evs := genEvents(4000, 12)
+	day := func(e event.Event) int64 { return Day.Truncate(e.EventTime) }
+	last := day(evs[0])
+	for _, e := range evs {
+		last = max(last, day(e))
+	}
+	for name, c := range map[string]struct {
+		base, removed, added func(e event.Event, i int) bool
+	}{
+		"late events on the last day": {
+			base:  func(e event.Event, i int) bool { return i < 3900 },
+			added: func(e event.Event, i int) bool { return i >= 3900 && day(e) == last },
+		},
+		"late events on every day": {
+			base:  func(e event.Event, i int) bool { return i < 3900 },
+			added: func(e event.Event, i int) bool { return i >= 3900 },
+		},
+		"a day recomputed with fewer events": {
+			base:    func(e event.Event, i int) bool { return day(e) != last },
+			removed: func(e event.Event, i int) bool { return day(e) == last },
+			added:   func(e event.Event, i int) bool { return day(e) == last && i%3 != 0 },
+		},
+		"a day recomputed to nothing": {
+			base:    func(e event.Event, i int) bool { return day(e) != last },
+			removed: func(e event.Event, i int) bool { return day(e) == last },
+		},
+		"no state": {
+			added: func(e event.Event, i int) bool { return true },
+		},
+		"nothing new": {
+			base: func(e event.Event, i int) bool { return true },
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			part := func(in func(e event.Event, i int) bool) Agg {
+				if in == nil {
+					return Agg{}
+				}
+				var sel []event.Event
+				for i, e := range evs {
+					if in(e, i) {
+						sel = append(sel, e)
+					}
+				}
+				if len(sel) == 0 {
+					return Agg{}
+				}
+				return aggOf(sel, Hour, 14)
+			}
+			old, err := part(c.base).Merge(part(c.removed))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantNew, err := part(c.base).Merge(part(c.added))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := Diff(key, old, wantNew)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, gotNew, err := DiffAdded(key, part(c.base), part(c.removed), part(c.added))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("DiffAdded: %d counts, %d users, %d + %d deleted, %d unchanged; Diff: %d, %d, %d + %d, %d",
+					len(got.Counts), len(got.Users), len(got.DeletedCounts), len(got.DeletedUsers), got.Unchanged,
+					len(want.Counts), len(want.Users), len(want.DeletedCounts), len(want.DeletedUsers), want.Unchanged)
+			}
+			if g, w := allRows(t, gotNew), allRows(t, wantNew); !reflect.DeepEqual(g, w) {
+				t.Errorf("the new aggregate has %d rows (or other values), want %d", len(g), len(w))
+			}
+			t.Logf("%d written, %d deleted, %d unchanged", len(got.Counts)+len(got.Users), len(got.DeletedCounts)+len(got.DeletedUsers), got.Unchanged)
 		})
 	}
 }

@@ -44,9 +44,10 @@ func diffRows(s beam.Scope, merged, kept, dropped beam.PCollection, files fileSe
 }
 
 // diffFn renders a key's rows: every row of the new aggregate without an
-// old one (a full run, or a new key), the changed ones with it
-// (aggregate.Diff). The old aggregate is the state's kept and recomputed
-// days; the new one its kept days plus the partitions read. It keeps the
+// old one (a full run, or a new key), the changed ones with it. The old
+// aggregate is the state's kept and recomputed days; the new one its kept
+// days plus the partitions read; only the days read or recomputed are
+// compared (aggregate.DiffAdded). It keeps the
 // new aggregates of a bundle and writes them as one shard of the new
 // state when the bundle ends.
 type diffFn struct {
@@ -89,18 +90,8 @@ func (f *diffFn) ProcessElement(k aggregate.AppKey, news, kepts, droppeds func(*
 	if err != nil {
 		return err
 	}
-	old, err := aggregate.Agg{}.MergeCopy(kept)
-	if err != nil {
-		return err
-	}
-	if old, err = old.Merge(dropped); err != nil {
-		return err
-	}
-	new, err := kept.Merge(read)
-	if err != nil {
-		return err
-	}
-	d, err := aggregate.Diff(k, old, new)
+	// Only the days read or dropped touch can change (aggregate.DiffAdded).
+	d, new, err := aggregate.DiffAdded(k, kept, dropped, read)
 	if err != nil {
 		return fmt.Errorf("pipelines: rows of %v: %w", k, err)
 	}
