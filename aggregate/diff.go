@@ -3,6 +3,7 @@ package aggregate
 import (
 	"bytes"
 	"cmp"
+	"math/bits"
 	"slices"
 
 	"github.com/lumenhq/lumen/aggregate/hll"
@@ -228,7 +229,40 @@ func (a Agg) view(keep func(day int64) bool) Agg {
 // rowCount is the number of rows Diff renders for a in the days keep says
 // yes to: count rows at Hour and Day, per version and for AllVersions,
 // and with sketches a user row per version and day and per day.
+//
+// Counted per hour with sketches (the batch's aggregates), it needs no
+// set of row keys: a cell is one version's hour row, a sketch one
+// version's day row and user row, and a bitmap of hours per day gives
+// the AllVersions rows.
 func (a Agg) rowCount(keep func(day int64) bool) int64 {
+	if a.Gran != Hour || a.Precision == 0 {
+		return a.rowCountBySet(keep)
+	}
+	var n int64
+	hours := map[int64]uint32{} // day → bit h for each hour h with a cell
+	for c := range a.cells {
+		if c.Version == AllVersions {
+			return a.rowCountBySet(keep) // its rows are the AllVersions rows
+		}
+		day := Day.Truncate(c.Bucket)
+		if keep(day) {
+			n++ // the version's hour row
+			hours[day] |= 1 << ((c.Bucket - day) / Hour.Millis())
+		}
+	}
+	for _, h := range hours {
+		n += int64(bits.OnesCount32(h)) + 2 // AllVersions: the hour rows, the day row, the user row
+	}
+	for c := range a.days {
+		if keep(c.Day) {
+			n += 2 // the version's day row and user row
+		}
+	}
+	return n
+}
+
+// rowCountBySet is rowCount for any Agg, by the set of row keys.
+func (a Agg) rowCountBySet(keep func(day int64) bool) int64 {
 	counts := map[countKey]struct{}{}
 	for c := range a.cells {
 		if !keep(Day.Truncate(c.Bucket)) {

@@ -171,3 +171,18 @@ func TestDiffAdded(t *testing.T) {
 		})
 	}
 }
+
+// rowCount's bitmap agrees with the set of row keys, and with the rows
+// the Agg renders.
+func TestRowCount(t *testing.T) {
+	a := aggOf(genEvents(3000, 13), Hour, 14)
+	all := func(int64) bool { return true }
+	if got, want := a.rowCount(all), int64(len(allRows(t, a))); got != want {
+		t.Errorf("rowCount = %d, the Agg renders %d rows", got, want)
+	}
+	for _, keep := range []func(int64) bool{all, func(d int64) bool { return d == day0.UnixMilli() }, func(int64) bool { return false }} {
+		if got, want := a.rowCount(keep), a.rowCountBySet(keep); got != want {
+			t.Errorf("rowCount = %d, by the set of keys %d", got, want)
+		}
+	}
+}
