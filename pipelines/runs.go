@@ -285,6 +285,9 @@ func (f *recordRunFn) ProcessElement(ctx context.Context, _ []byte, seals func(*
 		if plan.VerifiedFrom.After(f.Info.WindowStart) {
 			c["state.verified_new"] = 1 // --verify=new: the older days were not listed
 		}
+		if plan.Mode == stateUsed {
+			c["state.bytes_read"] = plan.Old.Bytes()
+		}
 		status, note := f.Info.status(k, incomplete)
 		if stateNote != "" {
 			note = strings.TrimPrefix(note+"; "+stateNote, "; ")

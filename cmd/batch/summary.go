@@ -151,7 +151,11 @@ func stateLine(c map[string]int64) string {
 	var s string
 	switch {
 	case c["state.used"] == 1:
-		s = "used: the last run's window state, extended with the partitions that changed since"
+		s = "used: the last run's window state"
+		if n := c["state.bytes_read"]; n > 0 {
+			s += " (" + bytesStr(n) + ")"
+		}
+		s += ", extended with the partitions that changed since"
 	case c["state.rejected"] == 1:
 		s = "rejected (see the status's note): every row written, as by a run with no state"
 	case c["state.rebuilt"] == 1:

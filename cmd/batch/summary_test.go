@@ -154,9 +154,9 @@ func TestSummaryState(t *testing.T) {
 		note     string
 		want     []string
 	}{
-		{map[string]int64{"state.used": 1, "state.written": 1, "read.partitions_from_state": 29, "rows.unchanged": 1200, "run.count_rows": 40, "run.user_rows": 4}, "",
+		{map[string]int64{"state.used": 1, "state.written": 1, "state.bytes_read": 3 << 20, "read.partitions_from_state": 29, "rows.unchanged": 1200, "run.count_rows": 40, "run.user_rows": 4}, "",
 			[]string{"87 unchanged partitions from the window state", "40 count rows and 4 daily sketch rows to sqlite:x: the rows that changed (3,600 left as they were)",
-				"state    used: the last run's window state, extended with the partitions that changed since; a new state written for the next run"}},
+				"state    used: the last run's window state (3.0 MiB), extended with the partitions that changed since; a new state written for the next run"}},
 		{map[string]int64{"state.rebuilt": 1, "state.rejected": 1, "state.written": 1}, "state rejected (damaged)",
 			[]string{"state    rejected (see the status's note)", "(state rejected (damaged))"}},
 		{map[string]int64{"state.full": 1}, "",

@@ -78,15 +78,15 @@ func benchIncremental(ctx context.Context, args []string) error {
 	}
 	fmt.Println()
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "where\tgrain\trun as of D+1\tseconds\tvs full\traw files read\traw MiB read\trollups read\trollup MiB read\tpartitions raw / rollups / state\trows written\trows unchanged\trows deleted\tchanged / total\tstate\t")
+	fmt.Fprintln(tw, "where\tgrain\trun as of D+1\tseconds\tvs full\traw files read\traw MiB read\trollups read\trollup MiB read\tstate MiB read\tpartitions raw / rollups / state\trows written\trows unchanged\trows deleted\tchanged / total\tstate\t")
 	for _, r := range rows {
 		if r.c == nil { // a part of a run, timed alone
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%.3fx\t\t\t\t\t\t\t\t\t\t\t\n", r.where, r.grain, r.run, r.took.Seconds(), r.vsFull)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%.3fx\t\t\t\t\t\t\t\t\t\t\t\t\n", r.where, r.grain, r.run, r.took.Seconds(), r.vsFull)
 			continue
 		}
 		written, unchanged := r.c["run.count_rows"]+r.c["run.user_rows"], r.c["rows.unchanged"]
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%.3fx\t%d\t%.1f\t%d\t%.1f\t%d / %d / %d\t%d\t%d\t%d\t%.3f\t%s\t\n", r.where, r.grain, r.run, r.took.Seconds(), r.vsFull,
-			r.c["read.raw_files"], mib(r.c["read.raw_bytes"]), r.c["read.partitions_from_rollups"], mib(r.c["read.rollup_bytes"]),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%.3fx\t%d\t%.1f\t%d\t%.1f\t%.1f\t%d / %d / %d\t%d\t%d\t%d\t%.3f\t%s\t\n", r.where, r.grain, r.run, r.took.Seconds(), r.vsFull,
+			r.c["read.raw_files"], mib(r.c["read.raw_bytes"]), r.c["read.partitions_from_rollups"], mib(r.c["read.rollup_bytes"]), mib(r.c["state.bytes_read"]),
 			r.c["read.partitions_from_raw"], r.c["read.partitions_from_rollups"], r.c["read.partitions_from_state"],
 			written, unchanged, max(0, r.c["run.rows_deleted"]), float64(written)/float64(max(1, written+unchanged)), stateMode(r.c))
 	}

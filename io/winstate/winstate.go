@@ -112,6 +112,15 @@ func Root(rollupRoot, storeURL string) string {
 // Window is the state's window.
 func (s State) Window() aggregate.DayWindow { return aggregate.NewDayWindow(s.AsOf, s.WindowDays) }
 
+// Bytes is the size of the state's shards: what a run that uses it reads.
+func (s State) Bytes() int64 {
+	var n int64
+	for _, sh := range s.Shards {
+		n += sh.Size
+	}
+	return n
+}
+
 // Dir is where the state of as_of asOf and stamp keeps its shards.
 func Dir(root string, asOf time.Time, stamp int64) string {
 	return dayDir(root, asOf) + strconv.FormatInt(stamp, 10)

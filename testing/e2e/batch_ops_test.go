@@ -434,11 +434,15 @@ func TestIncrementalVerifyNew(t *testing.T) {
 		DeviceID: []byte{0xbe, 0xef}, Signature: "lone",
 		EventTime:    time.Date(2026, 11, 21, 22, 10, 0, 0, time.UTC).UnixMilli(),
 		ReceivedTime: time.Date(2026, 11, 22, 5, 20, 0, 0, time.UTC).UnixMilli()})
+	shards := shardBytes(t, winstate.Root(root, store))
 	runBatch(t, "prism", pipelines.BatchConfig{Input: root, AsOf: sampleAsOf, Store: store, DeadLetterRoot: t.TempDir(),
 		Started: nightOf(sampleAsOf), Verify: pipelines.VerifyNew})
 	c := runCounters(t, openStore(t, store), sampleAsOf)[event.Crash]
 	if c["state.used"] != 1 || c["state.verified_new"] != 1 {
 		t.Fatalf("--verify=new: state %v; want used, verified_new", stateOf(c))
+	}
+	if c["state.bytes_read"] != shards {
+		t.Errorf("state.bytes_read = %d, the state's shards on disk hold %d bytes", c["state.bytes_read"], shards)
 	}
 	first := sampleAsOf.AddDate(0, 0, -29)
 	full := sqliteURL(t)
@@ -479,4 +483,23 @@ func lonelyKeys(snap map[string]string) (keys []string) {
 		}
 	}
 	return keys
+}
+
+// shardBytes is the size of the window state shards under a store's
+// state root (one state: the run before's).
+func shardBytes(t *testing.T, root string) int64 {
+	t.Helper()
+	var n int64
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".ws") {
+			return err
+		}
+		info, err := d.Info()
+		n += info.Size()
+		return err
+	})
+	if err != nil || n == 0 {
+		t.Fatalf("the state's shards under %s: %d bytes, %v", root, n, err)
+	}
+	return n
 }
