@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -182,6 +183,12 @@ func TestValidate(t *testing.T) {
 		{"1999 event", func(e *Event) { e.EventTime = MinTime - 1 }, ReasonEventTimeBefore2000},
 		{"2000 event", func(e *Event) { e.EventTime = MinTime }, ""},
 		{"1999 received", func(e *Event) { e.ReceivedTime = 0 }, ReasonReceivedTimeBefore2000},
+		{"crash", func(e *Event) { e.Kind, e.Signature = Crash, "NSInvalidArgumentException -[__NSArrayM objectAtIndex:]" }, ""},
+		{"empty signature", func(e *Event) { e.Kind, e.Signature = Crash, "" }, ReasonEmptySignature},
+		{"signature 256", func(e *Event) { e.Kind, e.Signature = HandledException, strings.Repeat("s", 256) }, ""},
+		{"long signature", func(e *Event) { e.Kind, e.Signature = HandledException, strings.Repeat("s", 10_000) }, ReasonSignatureTooLong},
+		{"signature utf8", func(e *Event) { e.Kind, e.Signature = Crash, "frame \xc3(" }, ReasonSignatureNotUTF8},
+		{"app load has none", func(e *Event) { e.Kind, e.Signature = AppLoad, "" }, ""},
 	}
 	for _, c := range cases {
 		e := ok.Clone()

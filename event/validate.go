@@ -22,6 +22,11 @@ const (
 	ReasonDeviceIDTooLong        Reason = "device_id_too_long"
 	ReasonEventTimeBefore2000    Reason = "event_time_before_2000"
 	ReasonReceivedTimeBefore2000 Reason = "received_time_before_2000"
+	// The signature of a crash or handled exception is its group's key:
+	// it becomes a row key and a label on the dashboard.
+	ReasonEmptySignature   Reason = "empty_signature"
+	ReasonSignatureTooLong Reason = "signature_too_long"
+	ReasonSignatureNotUTF8 Reason = "signature_not_utf8"
 	// ReasonFutureTime: the event time or the received time is more than
 	// the allowed bound ahead of the processing clock (DESIGN §3, time
 	// bounds). A device or a producer with a wrong clock or unit (micro-
@@ -39,6 +44,9 @@ const (
 	MaxAppIDLen      = 128
 	MaxAppVersionLen = 64
 	MaxDeviceIDLen   = 64
+	// MaxSignatureLen bounds a crash group's key (DESIGN §1 leaves it
+	// open; a stack-trace hash or a symbolicated frame fits easily).
+	MaxSignatureLen = 256
 )
 
 // MinTime is the earliest accepted event or received time: 2000-01-01 UTC.
@@ -73,6 +81,15 @@ func Validate(e *Event) Reason {
 		return ReasonAppIDNotUTF8
 	case !utf8.ValidString(e.AppVersion):
 		return ReasonAppVersionNotUTF8
+	case e.Kind.HasSignature():
+		switch {
+		case len(e.Signature) == 0:
+			return ReasonEmptySignature
+		case len(e.Signature) > MaxSignatureLen:
+			return ReasonSignatureTooLong
+		case !utf8.ValidString(e.Signature):
+			return ReasonSignatureNotUTF8
+		}
 	}
 	return ""
 }

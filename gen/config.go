@@ -44,6 +44,11 @@ type Config struct {
 	// InvalidShare of records are damaged (empty app id or device id, a
 	// timestamp before 2000) and must be dead-lettered.
 	InvalidShare float64
+	// BadSignatures lets a damaged crash or handled exception be damaged
+	// in its signature too (empty, 10 KiB, not UTF-8). Off, the damage is
+	// what it was before signatures were checked, so seeds keep their
+	// datasets.
+	BadSignatures bool
 	// FilesPerHour is the number of files per arrival hour, over all kinds
 	// (200 reproduces production's small-files shape).
 	FilesPerHour int

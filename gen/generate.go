@@ -3,6 +3,7 @@ package gen
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/lumenhq/lumen/event"
@@ -167,7 +168,11 @@ func (g *generator) emit(ev event.Event, arrival int64) error {
 	g.rec = Record{Event: ev, Arrival: arrival}
 	if g.cfg.InvalidShare > 0 && g.rng.Float64() < g.cfg.InvalidShare {
 		r := &g.rec
-		switch g.rng.IntN(4) {
+		defects := 4
+		if g.cfg.BadSignatures && r.Event.Kind.HasSignature() {
+			defects = 7
+		}
+		switch g.rng.IntN(defects) {
 		case 0:
 			r.Event.AppID, r.Invalid = "", event.ReasonEmptyAppID
 		case 1:
@@ -176,6 +181,12 @@ func (g *generator) emit(ev event.Event, arrival int64) error {
 			r.Event.EventTime, r.Invalid = time1999, event.ReasonEventTimeBefore2000
 		case 3:
 			r.Event.ReceivedTime, r.Invalid = time1999, event.ReasonReceivedTimeBefore2000
+		case 4:
+			r.Event.Signature, r.Invalid = "", event.ReasonEmptySignature
+		case 5:
+			r.Event.Signature, r.Invalid = strings.Repeat(r.Event.Signature+"|", 10<<10)[:10<<10], event.ReasonSignatureTooLong
+		case 6:
+			r.Event.Signature, r.Invalid = r.Event.Signature+" \xc3(", event.ReasonSignatureNotUTF8
 		}
 	}
 	return g.sink.Record(&g.rec)

@@ -101,10 +101,13 @@ func TestBatchBackfillEqualsSingleRun(t *testing.T) {
 
 // The whole batch graph on the legacy direct runner, which has no SDF
 // residuals, state, timers or triggers: the graph must need none of them.
+// Its traffic has bad signatures too (empty, 10 KiB, not UTF-8): they are
+// dead letters by reason, and the rest stays exact.
 func TestBatchOnDirectRunner(t *testing.T) {
 	cfg := gen.Config{Seed: 5, Start: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), Days: 4, WindowDays: 3,
-		Events: 30_000, Apps: 8, OfflineShare: 0.1, SkewShare: 0.02, TooOld: 40, InvalidShare: 0.002, FilesPerHour: 4, Junk: true}
+		Events: 30_000, Apps: 8, OfflineShare: 0.1, SkewShare: 0.02, TooOld: 40, InvalidShare: 0.01, BadSignatures: true, FilesPerHour: 4, Junk: true}
 	root, tr := dataset(t, "direct", cfg)
+	requireSignatureDefects(t, tr.Counters.Invalid)
 	asOf, _ := time.Parse(time.DateOnly, tr.AsOf)
 	store := sqliteURL(t)
 	runBatch(t, "direct", pipelines.BatchConfig{Input: root, AsOf: asOf, WindowDays: 3, Store: store, DeadLetterRoot: t.TempDir()})

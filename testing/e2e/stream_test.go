@@ -167,14 +167,15 @@ func joinFirst(s []string, n int) string {
 // hours to days late, stragglers, skewed clocks and damaged records goes
 // onto Kafka (with undecodable messages mixed in), through the speed layer
 // on prism, into the store. Every minute and hour: speed count + late count
-// = the truth, exactly; days count what was on time. Damaged and
-// undecodable messages are dead-lettered with their reason and cost no good
-// data.
+// = the truth, exactly; days count what was on time. Damaged records (bad
+// signatures among them) and undecodable messages are dead-lettered with
+// their reason and cost no good data.
 func TestStreamEndToEnd(t *testing.T) {
 	brokers, prefix := kafkatest.Cluster(t, 3)
 	cfg := gen.Config{Seed: 7, Start: time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC), Days: 2, Events: 60_000, Apps: 8,
-		OfflineShare: 0.1, SkewShare: 0.02, InvalidShare: 0.002}
+		OfflineShare: 0.1, SkewShare: 0.02, InvalidShare: 0.005, BadSignatures: true}
 	tr := produce(t, brokers, prefix, cfg, false, 0, "")
+	requireSignatureDefects(t, tr.Invalid)
 	// Undecodable messages and a record on the wrong kind's topic.
 	p, err := kafkaio.NewProducer(brokers, prefix)
 	if err != nil {
@@ -337,4 +338,15 @@ func batchBucket(t *testing.T, st serving.Store, k gen.StreamKey) []serving.Coun
 		t.Fatal(err)
 	}
 	return pts
+}
+
+// requireSignatureDefects fails unless the traffic's damaged records
+// (count by reason) hold every kind of bad signature.
+func requireSignatureDefects(t *testing.T, invalid map[string]int64) {
+	t.Helper()
+	for _, r := range []event.Reason{event.ReasonEmptySignature, event.ReasonSignatureTooLong, event.ReasonSignatureNotUTF8} {
+		if invalid[string(r)] == 0 {
+			t.Fatalf("the traffic has no record with %s: %v", r, invalid)
+		}
+	}
 }
