@@ -47,9 +47,8 @@ func diffRows(s beam.Scope, merged, kept, dropped beam.PCollection, files fileSe
 // old one (a full run, or a new key), the changed ones with it. The old
 // aggregate is the state's kept and recomputed days; the new one its kept
 // days plus the partitions read; only the days read or recomputed are
-// compared (aggregate.DiffAdded). It keeps the
-// new aggregates of a bundle and writes them as one shard of the new
-// state when the bundle ends.
+// compared (aggregate.DiffAdded). It keeps the new aggregates of a bundle
+// and writes them as one shard of the new state when the bundle ends.
 type diffFn struct {
 	fileSetup
 	Root  string
