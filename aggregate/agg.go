@@ -215,10 +215,11 @@ func (a Agg) Total() int64 {
 }
 
 // KeepDays returns the part of a in the days keep says yes to (day start,
-// ms): their counts and sketches, adopted from a, which must not be used
-// afterwards. An incremental batch run takes its window state this way
-// without the days it recomputes, and a partition's partials with only
-// those days.
+// ms): their counts, and a's sketches themselves, shared: a change to
+// either changes the other, so use one of them only, or read both. An
+// incremental batch run takes its window state this way without the days
+// it recomputes, a partition's partials with only those days, and
+// DiffAdded the days it compares.
 func (a Agg) KeepDays(keep func(day int64) bool) Agg {
 	if a.IsZero() {
 		return a

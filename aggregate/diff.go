@@ -187,7 +187,7 @@ func DiffAdded(key AppKey, base, removed, added Agg) (RowDiff, Agg, error) {
 	}
 	isTouched := func(day int64) bool { return touched[day] }
 	// old's touched days, copied before base takes added in.
-	old, err := Agg{}.MergeCopy(base.view(isTouched))
+	old, err := Agg{}.MergeCopy(base.KeepDays(isTouched))
 	if err != nil {
 		return RowDiff{}, Agg{}, err
 	}
@@ -198,32 +198,12 @@ func DiffAdded(key AppKey, base, removed, added Agg) (RowDiff, Agg, error) {
 	if err != nil {
 		return RowDiff{}, Agg{}, err
 	}
-	d, err := Diff(key, old, new.view(isTouched))
+	d, err := Diff(key, old, new.KeepDays(isTouched))
 	if err != nil {
 		return RowDiff{}, Agg{}, err
 	}
 	d.Unchanged += new.rowCount(func(day int64) bool { return !touched[day] })
 	return d, new, nil
-}
-
-// view is the part of a in the days keep says yes to, sharing a's
-// sketches: for reading only.
-func (a Agg) view(keep func(day int64) bool) Agg {
-	if a.IsZero() {
-		return a
-	}
-	out := NewAgg(a.Gran, a.Precision)
-	for d, s := range a.days {
-		if keep(d.Day) {
-			out.days[d] = s
-		}
-	}
-	for k, c := range a.cells {
-		if keep(Day.Truncate(k.Bucket)) {
-			out.cells[k] = &cell{n: c.n, day: out.days[DayCell{k.Version, Day.Truncate(k.Bucket)}]}
-		}
-	}
-	return out
 }
 
 // rowCount is the number of rows Diff renders for a in the days keep says
@@ -263,27 +243,12 @@ func (a Agg) rowCount(keep func(day int64) bool) int64 {
 
 // rowCountBySet is rowCount for any Agg, by the set of row keys.
 func (a Agg) rowCountBySet(keep func(day int64) bool) int64 {
-	counts := map[countKey]struct{}{}
-	for c := range a.cells {
-		if !keep(Day.Truncate(c.Bucket)) {
-			continue
-		}
-		for _, g := range []Granularity{Hour, Day} {
-			b := g.Truncate(c.Bucket)
-			counts[countKey{c.Version, g, b}] = struct{}{}
-			counts[countKey{AllVersions, g, b}] = struct{}{}
-		}
-	}
-	n := int64(len(counts))
-	if a.Precision == 0 {
-		return n
-	}
+	in := a.KeepDays(keep)
+	n := int64(len(in.countSums()))
 	days := map[int64]bool{}
-	for c := range a.days {
-		if keep(c.Day) {
-			n++
-			days[c.Day] = true
-		}
+	for c := range in.days {
+		n++
+		days[c.Day] = true
 	}
 	return n + int64(len(days))
 }
